@@ -1,0 +1,331 @@
+"""Benchmark one full poll: fetch, parse, extract, match and store, against a slow local server.
+
+    .venv/bin/python bench/bench_poll.py            # 20 feeds x 10 articles, 1,000-feed re-poll
+    .venv/bin/python bench/bench_poll.py --quick    # smaller, for a smoke run
+
+What it does, in one process tree on this machine only (127.0.0.x):
+
+1. Serves N feeds with M new articles each. The articles are real pages from
+   ../shared/corpus/articles; every response is delayed by --latency (100 ms).
+   Feeds are spread over several loopback addresses (127.0.0.2, 127.0.0.3, ...)
+   so the per-host limit behaves as it would with many sites.
+2. Times bare `trafilatura.extract` over the same pages on one core: the
+   reference articles/s.
+3. Runs one `Pipeline.poll_all` on a fresh database and prints feeds/s,
+   articles/s (and the ratio to bare trafilatura), peak memory of the main
+   process and of each extraction worker, and where the time went.
+4. Serves 1,000 small feeds, polls them once, then times a second poll of all
+   of them unchanged (half answer 304 to conditional requests, half ignore the
+   validators and resend an identical body, which must not be parsed again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor.config import Config, DigestSettings, PollSettings
+from monitor.match import Watchlist
+from monitor.models import FeedSpec
+from monitor.query import from_lists, parse_query
+from monitor.service import open_pipeline
+from monitor.store import Store
+
+CORPUS = Path(os.environ.get("MONITOR_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+PUBLISHED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+FULL_TEXT_GROUPS = ("aeb-scrapinghub", "newspaper4k", "dragnet", "readability", "goose3")
+
+
+def corpus_pages(limit: int) -> list[tuple[str, bytes]]:
+    """(title, html) of real corpus pages, cycling when more are asked than exist."""
+    pages: list[tuple[str, bytes]] = []
+    for group in FULL_TEXT_GROUPS:
+        for meta_path in sorted((CORPUS / "articles" / group).glob("*.json")):
+            html_path = meta_path.with_suffix(".html.gz")
+            if not html_path.exists():
+                continue
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            title = (meta.get("metadata") or {}).get("title") or meta.get("id") or meta_path.stem
+            pages.append((str(title), gzip.decompress(html_path.read_bytes())))
+    if not pages:
+        raise SystemExit(f"no corpus pages under {CORPUS / 'articles'}; set MONITOR_CORPUS")
+    return [pages[index % len(pages)] for index in range(limit)]
+
+
+def rss(title: str, items: list[tuple[str, str | None, str]]) -> bytes:
+    """An RSS 2.0 document with (title, link, description) items."""
+    parts = [f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>']
+    for index, (item_title, link, description) in enumerate(items):
+        parts.append("<item>")
+        parts.append(f"<title>{escape(item_title)}</title>")
+        parts.append(f'<guid isPermaLink="false">{escape(title)}-{index}</guid>')
+        if link:
+            parts.append(f"<link>{escape(link)}</link>")
+        parts.append(f"<description>{escape(description)}</description>")
+        parts.append(f"<pubDate>{format_datetime(PUBLISHED)}</pubDate></item>")
+    parts.append("</channel></rss>")
+    return "".join(parts).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- server process
+
+
+def serve(host: str, port: int, routes: dict[str, bytes], latency: float, ready: object) -> None:
+    etags = {path: '"' + hashlib.sha1(body).hexdigest()[:16] + '"' for path, body in routes.items()}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            time.sleep(latency)
+            body = routes.get(self.path)
+            if body is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            honours_validators = not self.path.endswith("-noetag.xml")
+            etag = etags[self.path]
+            if honours_validators and self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            content_type = "application/rss+xml" if self.path.endswith(".xml") else "text/html; charset=utf-8"
+            self.send_header("Content-Type", content_type)
+            if honours_validators:
+                self.send_header("ETag", etag)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 256
+    server = ThreadingHTTPServer((host, port), Handler)
+    ready.set()  # type: ignore[attr-defined]
+    server.serve_forever()
+
+
+class Servers:
+    """One server process per loopback address; routes decide what each host serves."""
+
+    def __init__(self, routes_by_host: dict[str, dict[str, bytes]], latency: float, port: int) -> None:
+        self.processes: list[multiprocessing.Process] = []
+        self.port = port
+        for host, routes in routes_by_host.items():
+            ready = multiprocessing.Event()
+            process = multiprocessing.Process(
+                target=serve, args=(host, self.port, routes, latency, ready), daemon=True
+            )
+            process.start()
+            if not ready.wait(30):
+                raise SystemExit(f"server on {host}:{self.port} did not start")
+            self.processes.append(process)
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.join(5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def hosts(count: int) -> Iterator[str]:
+    for index in range(count):
+        yield f"127.0.0.{2 + index}"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def watchlists() -> tuple[Watchlist, ...]:
+    sets = {"russie": ["Russie", "Moscou", "Kremlin", "Fédération de Russie", "Wagner"]}
+    specs = [
+        ("Togo — coopération militaire", from_lists(["Togo"], ["coopération militaire", "accord de défense"], ["football"], sets)),
+        ("Russie", parse_query("@russie AND (militaire OR défense OR sécurité)", sets)),
+        ("Elections", parse_query('(election OR élection OR vote) NEAR/8 (president OR président)', sets)),
+        ("Tech", parse_query('(Apple OR Google OR Microsoft) AND (antitrust OR regulator*)', sets)),
+        ("Climate", parse_query('"climate change" OR "changement climatique" OR emissions', sets)),
+        ("Economy", parse_query("(inflation OR recession OR \"interest rates\") NOT sport*", sets)),
+    ]
+    return tuple(Watchlist(name=name, query=query) for name, query in specs)
+
+
+def make_config(root: Path, feeds: list[FeedSpec], concurrency: int) -> Config:
+    return Config(
+        path=root / "feeds.yaml",
+        database=root / "bench.db",
+        timezone=ZoneInfo("UTC"),
+        poll=PollSettings(concurrency=concurrency, per_host=2, timeout=60.0),
+        feeds=tuple(feeds),
+        watchlists=watchlists(),
+        digest=DigestSettings(outbox=root / "digests"),
+    )
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def vm_hwm_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def bare_trafilatura(pages: list[tuple[str, bytes]]) -> float:
+    import trafilatura
+
+    started = time.perf_counter()
+    for _title, html in pages:
+        trafilatura.extract(html)
+    return len(pages) / (time.perf_counter() - started)
+
+
+def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
+    host_list = list(hosts(args.hosts))
+    routes: dict[str, dict[str, bytes]] = {host: {} for host in host_list}
+    feeds: list[FeedSpec] = []
+    # The port is chosen before routes are built because feed items carry absolute links.
+    port = _free_port()
+    for feed_index in range(args.feeds):
+        host = host_list[feed_index % len(host_list)]
+        items = []
+        for article_index in range(args.articles):
+            title, html = pages[feed_index * args.articles + article_index]
+            path = f"/page/{feed_index}/{article_index}.html"
+            routes[host][path] = html
+            items.append((title, f"http://{host}:{port}{path}", title))
+        feed_path = f"/feed/{feed_index}.xml"
+        routes[host][feed_path] = rss(f"Feed {feed_index}", items)
+        feeds.append(FeedSpec(url=f"http://{host}:{port}{feed_path}", name=f"Feed {feed_index}",
+                              interval=timedelta(minutes=15)))
+
+    servers = Servers(routes, args.latency, port)
+    try:
+        print(f"pages: {len(pages)} real corpus pages, {args.feeds} feeds x {args.articles} articles "
+              f"on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency per response")
+        sample = pages[: min(len(pages), args.bare_sample)]
+        bare_rate = bare_trafilatura(sample)
+        print(f"bare trafilatura.extract, one core, {len(sample)} pages: {bare_rate:.1f} articles/s")
+
+        with tempfile.TemporaryDirectory() as tmp:
+            config = make_config(Path(tmp), feeds, args.concurrency)
+            with Store(config.database) as store, open_pipeline(config, store) as pipeline:
+                started = time.perf_counter()
+                reports = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+                elapsed = time.perf_counter() - started
+                worker_pids = list(getattr(pipeline.extractor._pool, "_processes", {}) or {})
+                worker_peaks = [vm_hwm_mib(pid) for pid in worker_pids]
+        articles = sum(report.new_entries for report in reports)
+        failed = [report for report in reports if report.outcome == "failed"]
+        fallbacks = sum(report.fallbacks for report in reports)
+        hits = sum(report.new_hits for report in reports)
+        print(f"\none poll: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
+              f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s")
+        print(f"  feeds/s:    {len(reports) / elapsed:8.2f}")
+        print(f"  articles/s: {articles / elapsed:8.2f}   = {articles / elapsed / bare_rate:.2f}x bare trafilatura on one core "
+              f"({os.cpu_count()} cores here)")
+        print(f"  peak memory: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
+              + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks))
+        totals = {name: sum(getattr(report.times, name) for report in reports)
+                  for name in ("fetch", "parse", "page_fetch", "extract", "match", "store")}
+        print("  where the time went (seconds summed over threads; fetches overlap):")
+        for name, seconds in totals.items():
+            per = seconds / articles * 1000 if articles else 0.0
+            print(f"    {name:<10} {seconds:8.2f} s   {per:7.1f} ms/article")
+    finally:
+        servers.close()
+
+
+def repoll(args: argparse.Namespace) -> None:
+    host_list = list(hosts(args.hosts))
+    port = _free_port()
+    routes: dict[str, dict[str, bytes]] = {host: {} for host in host_list}
+    feeds = []
+    for index in range(args.repoll_feeds):
+        host = host_list[index % len(host_list)]
+        suffix = "-noetag.xml" if index % 2 else ".xml"
+        path = f"/small/{index}{suffix}"
+        items = [(f"Item {index}-{n}", None, f"Summary {n} of feed {index}: Togo, Lomé, coopération.")
+                 for n in range(5)]
+        routes[host][path] = rss(f"Small feed {index}", items)
+        feeds.append(FeedSpec(url=f"http://{host}:{port}{path}", name=f"Small {index}"))
+    servers = Servers(routes, args.latency, port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = make_config(Path(tmp), feeds, args.concurrency)
+            with Store(config.database) as store, open_pipeline(config, store) as pipeline:
+                started = time.perf_counter()
+                first = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+                first_elapsed = time.perf_counter() - started
+                started = time.perf_counter()
+                second = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+                elapsed = time.perf_counter() - started
+        outcomes: dict[str, int] = {}
+        for report in second:
+            outcomes[report.outcome] = outcomes.get(report.outcome, 0) + 1
+        print(f"\n{len(feeds)} small feeds on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency, "
+              f"concurrency {args.concurrency}, 2 per host")
+        print(f"  first poll:        {first_elapsed:6.2f} s ({sum(r.new_entries for r in first)} entries stored)")
+        print(f"  unchanged re-poll: {elapsed:6.2f} s  {outcomes}")
+        print(f"  peak memory (main process, whole run so far): {vm_hwm_mib(os.getpid()):.0f} MiB")
+    finally:
+        servers.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--feeds", type=int, default=20)
+    parser.add_argument("--articles", type=int, default=10, help="new articles per feed")
+    parser.add_argument("--hosts", type=int, default=10, help="loopback addresses to spread feeds over")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every response")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (poll.concurrency)")
+    parser.add_argument("--repoll-feeds", type=int, default=1000)
+    parser.add_argument("--bare-sample", type=int, default=200, help="pages timed with bare trafilatura")
+    parser.add_argument("--quick", action="store_true", help="5 feeds x 4 articles, 100-feed re-poll")
+    args = parser.parse_args()
+    if args.quick:
+        args.feeds, args.articles, args.repoll_feeds, args.bare_sample = 5, 4, 100, 20
+    multiprocessing.set_start_method("fork")
+    pages = corpus_pages(args.feeds * args.articles)
+    full_poll(args, pages)
+    repoll(args)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"\nCPU: user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s in the main process")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""The `monitor` command line. Commands only parse arguments, call the shared
+operations in `service`/`pipeline`, and format the results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from monitor.config import Config, ConfigError, load_config, parse_duration
+from monitor.extract import extract_article
+from monitor.fetch import Fetcher
+from monitor.match import explain as explain_match
+from monitor.models import ArticleText, Fetched, StoredHit, TextSource
+from monitor.schedule import manual_digest_key
+from monitor.service import backfill as run_backfill
+from monitor.service import fetch_limits, open_pipeline, run_digest
+from monitor.store import Store
+
+log = logging.getLogger("monitor")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# Piped output (scripts, logs, tests) gets wide tables so cells are not wrapped mid-value.
+_PIPED_WIDTH = None if sys.stdout.isatty() else 240
+stdout = Console(highlight=False, width=_PIPED_WIDTH)
+stderr = Console(stderr=True, highlight=False)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "trafilatura", "htmldate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(ctx: click.Context) -> Config:
+    path: Path = ctx.obj["config_path"]
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            stderr.print(problem, markup=False)
+        stderr.print(f"{path}: {len(error.problems)} problem(s); nothing was run.", markup=False)
+        ctx.exit(EXIT_FAILED)
+        raise AssertionError("unreachable") from error
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return _now() - parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Configuration file (default: $MONITOR_CONFIG, else ./feeds.yaml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+    """Watch news feeds for topics and email a daily digest of the hits."""
+    _setup_logging(verbose)
+    if config_path is None:
+        config_path = Path(os.environ.get("MONITOR_CONFIG") or "feeds.yaml")
+    ctx.obj = {"config_path": config_path}
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
+    from monitor.daemon import AlreadyRunning, run_daemon
+
+    path: Path = ctx.obj["config_path"]
+    _load(ctx)  # report config errors before anything starts
+    try:
+        ctx.exit(run_daemon(path))
+    except AlreadyRunning as error:
+        stderr.print(str(error), markup=False)
+        ctx.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the configuration; exit 1 with every problem listed."""
+    config = _load(ctx)
+    stdout.print(
+        f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
+        f"digest at {config.digest.at:%H:%M} {config.timezone.key}",
+        markup=False,
+    )
+
+
+@main.command()
+@click.pass_context
+def poll(ctx: click.Context) -> None:
+    """Poll every feed once now: fetch, extract, match, store; print a summary."""
+    config = _load(ctx)
+    with Store(config.database) as store, open_pipeline(config, store) as pipeline:
+        if stderr.is_terminal:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("polling", total=len(config.feeds))
+                reports = pipeline.poll_all(
+                    config.feeds,
+                    threads=config.poll.concurrency,
+                    on_done=lambda _report: progress.advance(task),
+                )
+        else:
+            reports = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+    table = Table(title="poll summary")
+    for column in ("feed", "result", "entries", "new", "hits", "feed text", "error"):
+        table.add_column(column, overflow="fold")
+    for report in reports:
+        table.add_row(
+            report.name,
+            report.outcome,
+            str(report.entries),
+            str(report.new_entries),
+            str(report.new_hits),
+            str(report.fallbacks),
+            report.error or "",
+        )
+    stdout.print(table)
+    failed = [report for report in reports if report.outcome == "failed"]
+    stdout.print(
+        f"{len(reports)} feeds polled, {len(failed)} failed, "
+        f"{sum(r.new_entries for r in reports)} new entries, "
+        f"{sum(r.new_hits for r in reports)} new hits",
+        markup=False,
+    )
+
+
+def _hit_json(hit: StoredHit) -> dict[str, Any]:
+    return {
+        "watchlist": hit.watchlist,
+        "title": hit.title,
+        "url": hit.url,
+        "feed": hit.feed,
+        "published": hit.published.isoformat() if hit.published else None,
+        "found_at": hit.found_at.isoformat(),
+        "matched": list(hit.matched),
+        "snippet": hit.snippets[0] if hit.snippets else "",
+        "snippets": list(hit.snippets),
+        "backfilled": hit.backfilled,
+    }
+
+
+@main.command()
+@click.option("--since", default=None, help="Only hits found within this duration, e.g. 1d, 12h.")
+@click.option("--watchlist", default=None, help="Only this watchlist's hits.")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def hits(ctx: click.Context, since: str | None, watchlist: str | None, output: str) -> None:
+    """List stored hits, newest first."""
+    config = _load(ctx)
+    with Store(config.database) as store:
+        found = store.hits(since=_since(since), watchlist=watchlist)
+    if output == "json":
+        click.echo(json.dumps([_hit_json(hit) for hit in found], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(found)} hits")
+    for column in ("found", "watchlist", "title", "feed", "matched"):
+        table.add_column(column, overflow="fold")
+    for hit in found:
+        table.add_row(
+            hit.found_at.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M"),
+            hit.watchlist,
+            hit.title,
+            hit.feed,
+            ", ".join(hit.matched),
+        )
+    stdout.print(table)
+
+
+@main.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Print the digest instead of sending it; mark nothing."
+)
+@click.pass_context
+def digest(ctx: click.Context, dry_run: bool) -> None:
+    """Build and deliver the digest of every hit not yet sent, now."""
+    from monitor.digest import build_digest, render_message
+
+    config = _load(ctx)
+    now = _now()
+    with Store(config.database) as store:
+        if dry_run:
+            preview = store.preview_digest(now=now)
+            if preview is None:
+                stdout.print("no unsent hits: a digest now would send nothing", markup=False)
+                return
+            content = build_digest(
+                preview,
+                watchlist_order=[w.name for w in config.watchlists],
+                tz=config.timezone,
+                now=now,
+            )
+            message = render_message(
+                content,
+                sender=config.digest.sender,
+                recipients=config.digest.recipients,
+                subject=config.digest.subject,
+                message_id=preview.message_id,
+                tz=config.timezone,
+            )
+            body = message.get_body(preferencelist=("plain",))
+            click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
+            click.echo(body.get_content() if body is not None else message.as_string())
+            return
+        runs = run_digest(store, config, key=manual_digest_key(now), now=now)
+    for digest_run in runs:
+        stdout.print(f"digest {digest_run.key}: {digest_run.description}", markup=False)
+    if any(not digest_run.delivered and digest_run.hits for digest_run in runs):
+        ctx.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """One row per feed: last poll, last success, HTTP status, entries, last error."""
+    config = _load(ctx)
+    with Store(config.database) as store:
+        states = {state.url: state for state in store.feed_states()}
+    table = Table(title="feeds")
+    for column in (
+        "feed",
+        "last poll",
+        "last success",
+        "HTTP",
+        "entries",
+        "next poll",
+        "last error",
+    ):
+        table.add_column(column, overflow="fold")
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M") if moment else "never"
+
+    for spec in config.feeds:
+        state = states.get(spec.url)
+        if state is None:
+            table.add_row(spec.name or spec.url, "never", "never", "", "0", "", "")
+            continue
+        table.add_row(
+            spec.name or state.title or spec.url,
+            local(state.last_poll),
+            local(state.last_success),
+            str(state.http_status or ""),
+            str(state.entries),
+            local(state.next_poll),
+            state.last_error or "",
+        )
+    stdout.print(table)
+
+
+def _read_article(source: str, config: Config | None) -> ArticleText:
+    """Fetch or read an article exactly as polling would see it."""
+    if source == "-":
+        data = sys.stdin.buffer.read()
+        return _article_from_bytes(data, url=None)
+    if source.startswith(("http://", "https://")):
+        limits = fetch_limits(config) if config is not None else None
+        with Fetcher(limits) if limits else Fetcher() as fetcher:
+            # The user typed this URL: trust it as we trust a configured feed.
+            result = fetcher.fetch_page(source, feed_url=source)
+        if not isinstance(result, Fetched):
+            raise click.ClickException(getattr(result, "message", f"{source}: not fetched"))
+        return extract_article(result.content, url=result.url)
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"{path}: cannot read ({error.strerror})") from error
+    return _article_from_bytes(data, url=None)
+
+
+def _article_from_bytes(data: bytes, *, url: str | None) -> ArticleText:
+    head = data[:2048].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<body" in data[:65536].lower():
+        return extract_article(data, url=url)
+    text = data.decode("utf-8", errors="replace").strip()
+    return ArticleText(
+        url=url, title="", text=text, source=TextSource.PAGE, note="plain text read as is"
+    )
+
+
+@main.command()
+@click.argument("source")
+@click.pass_context
+def extract(ctx: click.Context, source: str) -> None:
+    """Print the title and full text of a URL or HTML file, as the pipeline extracts them."""
+    config = None
+    with_config: Path = ctx.obj["config_path"]
+    if with_config.exists():
+        config = _load(ctx)
+    article = _read_article(source, config)
+    click.echo(f"Title: {article.title}")
+    click.echo(f"Language: {article.language or 'unknown'}")
+    click.echo(f"Source: {article.source.value}" + (f" ({article.note})" if article.note else ""))
+    click.echo("")
+    click.echo(article.text)
+
+
+@main.command()
+@click.argument("watchlist")
+@click.argument("source")
+@click.pass_context
+def explain(ctx: click.Context, watchlist: str, source: str) -> None:
+    """Say whether WATCHLIST matches SOURCE (URL, file or -) and why; exit 0 on match, 1 otherwise."""
+    config = _load(ctx)
+    chosen = next((w for w in config.watchlists if w.name == watchlist), None)
+    if chosen is None:
+        names = ", ".join(repr(w.name) for w in config.watchlists)
+        raise click.ClickException(
+            f"no watchlist named {watchlist!r} in {config.path}; known: {names}"
+        )
+    article = _read_article(source, config)
+    result = explain_match(chosen, article)
+    click.echo(f"{'MATCH' if result.matched else 'NO MATCH'}: {chosen.name}")
+    for line in result.lines:
+        click.echo(f"  {line}")
+    if result.hit is not None:
+        for snippet in result.hit.snippets:
+            click.echo(f"  > {snippet}")
+    ctx.exit(EXIT_OK if result.matched else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("watchlist")
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    help="Only articles first seen within this duration.",
+)
+@click.option("--quiet", is_flag=True, help="Record the hits but leave them out of the digest.")
+@click.pass_context
+def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> None:
+    """Run WATCHLIST over stored articles and record the hits it finds (flagged as backfilled)."""
+    config = _load(ctx)
+    chosen = next((w for w in config.watchlists if w.name == watchlist), None)
+    if chosen is None:
+        raise click.ClickException(f"no watchlist named {watchlist!r} in {config.path}")
+    with Store(config.database) as store:
+        scanned, added = run_backfill(store, chosen, since=_since(since), now=_now(), quiet=quiet)
+    where = "left out of digests" if quiet else "listed in the next digest"
+    stdout.print(
+        f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where})", markup=False
+    )

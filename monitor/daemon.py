@@ -1,0 +1,280 @@
+"""`monitor run`: APScheduler wiring, live reload, single-instance lock, signals.
+
+Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
+
+* ``feed:<url>``: one interval job per feed. After each poll the job's next
+  run is set to the feed's `next_poll` from the store, so back-off and
+  Retry-After survive restarts and a feed is never disabled.
+* ``digest``: every minute, send the digest whose key is due and not done
+  (a digest missed while the daemon was down is sent on start).
+* ``reload``: every 2 seconds, re-read feeds.yaml if it changed; an invalid
+  edit is logged and the last good configuration stays in force.
+
+No job is ever dropped for running late (``misfire_grace_time=None``), runs
+that piled up are merged (``coalesce``), and one feed is never polled twice at
+once (``max_instances=1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerThreadPool
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.config import Config, ConfigError
+from monitor.match import Matcher
+from monitor.models import FeedSpec
+from monitor.pipeline import Pipeline
+from monitor.reload import ConfigWatcher
+from monitor.schedule import due_digest_key, next_digest_time
+from monitor.service import open_pipeline, run_digest
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+
+DIGEST_CHECK_SECONDS = 60
+RELOAD_CHECK_SECONDS = 2
+DIGEST_RETRY_AFTER = timedelta(minutes=10)
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@contextmanager
+def single_instance(database: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the database for the daemon's lifetime.
+
+    `flock` on a separate file (not the database: closing any descriptor of a
+    SQLite file drops its POSIX locks) and no PID file: the kernel releases
+    the lock when the process dies, even by SIGKILL.
+    """
+    lock_path = database.with_name(database.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115  (held for the daemon's lifetime)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(
+                f"another monitor daemon already uses {database} (lock {lock_path} is held); "
+                "stop it first, or point this one at another database"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        watcher: ConfigWatcher,
+        store: Store,
+        pipeline: Pipeline,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.config = config
+        self.watcher = watcher
+        self.store = store
+        self.pipeline = pipeline
+        self.clock = clock
+        self.stopping = threading.Event()
+        self._digest_failed_at: datetime | None = None
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={
+                "default": SchedulerThreadPool(max_workers=max(1, config.poll.concurrency)),
+                "control": SchedulerThreadPool(max_workers=2),
+            },
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    # ------------------------------------------------------------------ jobs
+
+    def _sync_feed_jobs(self) -> None:
+        wanted = {spec.url: spec for spec in self.config.feeds}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("feed:") and job.id[5:] not in wanted:
+                job.remove()
+                log.info("feed removed from the configuration: %s", job.id[5:])
+        now = self.clock()
+        for url, spec in wanted.items():
+            job_id = "feed:" + url
+            trigger = IntervalTrigger(seconds=spec.interval.total_seconds(), timezone=UTC)
+            existing = self.scheduler.get_job(job_id)
+            if existing is None:
+                state = self.store.feed_state(url)
+                first_run = state.next_poll if state.next_poll and state.next_poll > now else now
+                self.scheduler.add_job(
+                    self._poll_job,
+                    trigger,
+                    args=[url],
+                    id=job_id,
+                    name=spec.name or url,
+                    next_run_time=first_run,
+                )
+            elif existing.trigger.interval != trigger.interval:
+                existing.reschedule(trigger)
+
+    def _poll_job(self, url: str) -> None:
+        if self.stopping.is_set():
+            return
+        spec = self._spec(url)
+        if spec is None:
+            return
+        report = self.pipeline.poll_feed(spec)
+        (log.warning if report.outcome == "failed" else log.info)(report.log_line())
+        next_poll = self.store.feed_state(url).next_poll
+        if next_poll is not None and not self.stopping.is_set():
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.modify_job("feed:" + url, next_run_time=next_poll)
+
+    def _spec(self, url: str) -> FeedSpec | None:
+        for spec in self.config.feeds:
+            if spec.url == url:
+                return spec
+        return None
+
+    def _digest_job(self) -> None:
+        now = self.clock()
+        if self._digest_failed_at and now - self._digest_failed_at < DIGEST_RETRY_AFTER:
+            return
+        key = due_digest_key(now, self.config.timezone, self.config.digest.at)
+        runs = run_digest(self.store, self.config, key=key, now=now)
+        failed = any(not run.delivered and run.hits for run in runs)
+        self._digest_failed_at = now if failed else None
+        for run in runs:
+            if run.hits == 0:
+                log.debug("digest %s: %s", run.key, run.description)
+
+    def _reload_job(self) -> None:
+        try:
+            new_config = self.watcher.poll()
+        except ConfigError as error:
+            log.error(
+                "%s changed but is invalid; keeping the previous configuration:\n%s",
+                self.config.path,
+                "\n".join(error.problems),
+            )
+            return
+        if new_config is None:
+            return
+        if new_config.database != self.config.database:
+            log.error(
+                "%s: `database` cannot change while running; restart to use %s "
+                "(other changes applied)",
+                new_config.path,
+                new_config.database,
+            )
+        self.pipeline.matcher = Matcher(new_config.watchlists)
+        self.config = new_config
+        self._sync_feed_jobs()
+        log.info(
+            "configuration reloaded: %d feeds, %d watchlists",
+            len(new_config.feeds),
+            len(new_config.watchlists),
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._sync_feed_jobs()
+        self.scheduler.add_job(
+            self._digest_job,
+            IntervalTrigger(seconds=DIGEST_CHECK_SECONDS, timezone=UTC),
+            id="digest",
+            executor="control",
+            next_run_time=self.clock(),
+        )
+        self.scheduler.add_job(
+            self._reload_job,
+            IntervalTrigger(seconds=RELOAD_CHECK_SECONDS, timezone=UTC),
+            id="reload",
+            executor="control",
+        )
+        self.scheduler.start()
+        log.info(
+            "monitor running: %d feeds, %d watchlists; next digest at %s",
+            len(self.config.feeds),
+            len(self.config.watchlists),
+            next_digest_time(self.clock(), self.config.timezone, self.config.digest.at).strftime(
+                "%Y-%m-%d %H:%M %Z"
+            ),
+        )
+
+    def stop(self) -> None:
+        """Stop scheduling; polls in flight finish or are abandoned (their transaction never commits)."""
+        self.stopping.set()
+        self.scheduler.shutdown(wait=False)
+        # Closing the fetcher makes requests in flight fail fast instead of waiting out
+        # their deadline; a poll that loses its fetch records nothing.
+        self.pipeline.fetcher.close()
+
+
+def run_daemon(config_path: Path, environ: Mapping[str, str] | None = None) -> int:
+    """Load the config, take the lock, run until SIGINT/SIGTERM. Returns the exit status."""
+    watcher = ConfigWatcher(config_path, environ=environ)
+    config = watcher.current
+    with (
+        single_instance(config.database),
+        Store(config.database) as store,
+        open_pipeline(config, store) as pipeline,
+    ):
+        daemon = Daemon(config, watcher, store, pipeline)
+        stop_requested = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            stop_requested.set()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        daemon.start()
+        while not stop_requested.wait(1.0):
+            pass
+        daemon.stop()
+        _wait_for_workers(SHUTDOWN_GRACE_SECONDS)
+    log.info("monitor stopped")
+    return 0
+
+
+def _wait_for_workers(grace: float) -> None:
+    deadline = threading.Event()
+    timer = threading.Timer(grace, deadline.set)
+    timer.daemon = True
+    timer.start()
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        while thread.is_alive() and not deadline.is_set():
+            thread.join(0.2)
+    timer.cancel()
+    if deadline.is_set():
+        log.warning("some polls did not finish within %.0f s; abandoning them", grace)
+        logging.shutdown()
+        os._exit(0)

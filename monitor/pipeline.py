@@ -1,0 +1,313 @@
+"""One poll of one feed, start to finish, and a poll of many feeds at once.
+
+This module only moves data between the stages; each decision lives in the
+stage that owns it::
+
+    store.feed_state ─► fetch.fetch_feed ─► (unchanged body? stop) ─► parse.parse_feed
+    ─► store.unseen_entries ─► fetch.fetch_page ─► workers.extract ─► match.Matcher
+    ─► store.save_poll            (one transaction per feed: entries, articles, hits, validators)
+
+A failure at any step is recorded for that feed alone; the other feeds carry on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from monitor.extract import fallback_article
+from monitor.fetch import Fetcher
+from monitor.match import Matcher
+from monitor.models import (
+    ArticleText,
+    Entry,
+    FeedSpec,
+    Fetched,
+    FetchFailed,
+    NotModified,
+    ParseFailed,
+)
+from monitor.parse import parse_feed
+from monitor.schedule import next_poll_after
+from monitor.store import NewArticle, Store
+from monitor.workers import ExtractionPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage (summed over threads), for logs and the benchmark."""
+
+    fetch: float = 0.0
+    parse: float = 0.0
+    page_fetch: float = 0.0
+    extract: float = 0.0
+    match: float = 0.0
+    store: float = 0.0
+
+    def add(self, other: StageTimes) -> None:
+        for name in ("fetch", "parse", "page_fetch", "extract", "match", "store"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class FeedReport:
+    """What one poll of one feed did; one log line each."""
+
+    url: str
+    name: str
+    outcome: str  # "updated" | "not_modified" | "unchanged" | "failed"
+    status: int | None = None
+    entries: int = 0
+    new_entries: int = 0
+    new_articles: int = 0
+    new_hits: int = 0
+    fallbacks: int = 0
+    error: str | None = None
+    times: StageTimes = field(default_factory=StageTimes)
+
+    def log_line(self) -> str:
+        if self.outcome == "failed":
+            return f"{self.name}: FAILED {self.error}"
+        if self.outcome in ("not_modified", "unchanged"):
+            return f"{self.name}: {self.outcome.replace('_', ' ')} (HTTP {self.status})"
+        return (
+            f"{self.name}: {self.entries} entries, {self.new_entries} new, "
+            f"{self.new_hits} hits, {self.fallbacks} from feed text (HTTP {self.status})"
+        )
+
+
+@dataclass
+class Pipeline:
+    """The long-lived parts a poll needs. `matcher` may be swapped on config reload."""
+
+    store: Store
+    fetcher: Fetcher
+    extractor: ExtractionPool
+    matcher: Matcher
+    page_threads: int = 8
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
+
+    def __post_init__(self) -> None:
+        self._page_pool = ThreadPoolExecutor(
+            max_workers=self.page_threads, thread_name_prefix="page"
+        )
+
+    def close(self) -> None:
+        self._page_pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ one feed
+
+    def poll_feed(self, spec: FeedSpec) -> FeedReport:
+        name = spec.name or spec.url
+        try:
+            return self._poll_feed(spec)
+        except Exception as error:  # one feed's bug must never stop the others
+            log.exception("%s: unexpected error while polling", name)
+            message = f"{spec.url}: unexpected error ({type(error).__name__}: {error})"
+            try:
+                state = self.store.feed_state(spec.url)
+                now = self.clock()
+                self.store.save_failure(
+                    state.feed_id,
+                    now=now,
+                    message=message,
+                    status=None,
+                    next_poll=next_poll_after(
+                        now, spec.interval, consecutive_errors=state.error_count + 1
+                    ),
+                )
+            except Exception:
+                log.exception("%s: could not record the failure either", name)
+            return FeedReport(url=spec.url, name=name, outcome="failed", error=message)
+
+    def _poll_feed(self, spec: FeedSpec) -> FeedReport:
+        times = StageTimes()
+        state = self.store.feed_state(spec.url)
+        name = spec.name or state.title or spec.url
+
+        started = time.perf_counter()
+        result = self.fetcher.fetch_feed(spec.url, state.validators)
+        times.fetch += time.perf_counter() - started
+        now = self.clock()
+
+        if isinstance(result, FetchFailed):
+            return self._record_failure(
+                spec,
+                name,
+                state.feed_id,
+                state.error_count,
+                now,
+                result.message,
+                result.status,
+                result.retry_after,
+                times,
+            )
+        if isinstance(result, NotModified):
+            self.store.save_not_modified(
+                state.feed_id,
+                now=now,
+                status=304,
+                validators=result.validators,
+                next_poll=next_poll_after(now, spec.interval),
+            )
+            return FeedReport(
+                url=spec.url, name=name, outcome="not_modified", status=304, times=times
+            )
+
+        assert isinstance(result, Fetched)
+        body_hash = hashlib.sha256(result.content).hexdigest()
+        if body_hash == state.body_hash:
+            # Many servers ignore conditional requests; an identical body is not parsed again.
+            self.store.save_not_modified(
+                state.feed_id,
+                now=now,
+                status=result.status,
+                validators=result.validators,
+                next_poll=next_poll_after(now, spec.interval),
+            )
+            return FeedReport(
+                url=spec.url, name=name, outcome="unchanged", status=result.status, times=times
+            )
+
+        started = time.perf_counter()
+        parsed = parse_feed(result.content, url=result.url, headers=result.headers)
+        times.parse += time.perf_counter() - started
+        if isinstance(parsed, ParseFailed):
+            return self._record_failure(
+                spec,
+                name,
+                state.feed_id,
+                state.error_count,
+                now,
+                parsed.message,
+                result.status,
+                None,
+                times,
+            )
+        for warning in parsed.warnings:
+            log.info("%s: %s", name, warning)
+        name = spec.name or parsed.title or spec.url
+        feed_language = spec.language or parsed.language
+
+        fresh = self.store.unseen_entries(state.feed_id, parsed.entries)
+        articles = list(
+            self._page_pool.map(
+                lambda entry: self._article_for(entry, spec.url, feed_language, times), fresh
+            )
+        )
+
+        started = time.perf_counter()
+        matcher = self.matcher  # one consistent matcher for the whole feed, even across a reload
+        new = [
+            NewArticle(
+                entry=entry,
+                article=article,
+                hits=tuple(matcher.match(article, feed_name=name, feed_language=feed_language)),
+            )
+            for entry, article in zip(fresh, articles, strict=True)
+        ]
+        times.match += time.perf_counter() - started
+
+        started = time.perf_counter()
+        outcome = self.store.save_poll(
+            state.feed_id,
+            now=now,
+            status=result.status,
+            validators=result.validators,
+            body_hash=body_hash,
+            feed_title=spec.name or parsed.title,
+            new=new,
+            next_poll=next_poll_after(now, spec.interval),
+        )
+        times.store += time.perf_counter() - started
+        return FeedReport(
+            url=spec.url,
+            name=name,
+            outcome="updated",
+            status=result.status,
+            entries=len(parsed.entries),
+            new_entries=outcome.new_entries,
+            new_articles=outcome.new_articles,
+            new_hits=outcome.new_hits,
+            fallbacks=sum(1 for item in new if item.article.note),
+            times=times,
+        )
+
+    def _record_failure(
+        self,
+        spec: FeedSpec,
+        name: str,
+        feed_id: int,
+        previous_errors: int,
+        now: datetime,
+        message: str,
+        status: int | None,
+        retry_after: timedelta | None,
+        times: StageTimes,
+    ) -> FeedReport:
+        self.store.save_failure(
+            feed_id,
+            now=now,
+            message=message,
+            status=status,
+            next_poll=next_poll_after(
+                now, spec.interval, consecutive_errors=previous_errors + 1, retry_after=retry_after
+            ),
+        )
+        return FeedReport(
+            url=spec.url, name=name, outcome="failed", status=status, error=message, times=times
+        )
+
+    def _article_for(
+        self, entry: Entry, feed_url: str, feed_language: str | None, times: StageTimes
+    ) -> ArticleText:
+        """The full text of one new entry: the stored article, the page, or the feed's own text."""
+        if entry.link is None:
+            return fallback_article(
+                entry, url=None, reason="the entry has no web link", feed_language=feed_language
+            )
+        known = self.store.known_article(entry.link)
+        if known is not None:
+            return known
+        started = time.perf_counter()
+        page = self.fetcher.fetch_page(entry.link, feed_url=feed_url)
+        times.page_fetch += time.perf_counter() - started
+        if not isinstance(page, Fetched):
+            reason = page.message if isinstance(page, FetchFailed) else "the page was not modified"
+            return fallback_article(
+                entry, url=entry.link, reason=reason, feed_language=feed_language
+            )
+        started = time.perf_counter()
+        article = self.extractor.extract(
+            page.content, url=page.url, entry=entry, feed_language=feed_language
+        )
+        times.extract += time.perf_counter() - started
+        return article
+
+    # ------------------------------------------------------------------ many feeds
+
+    def poll_all(
+        self,
+        specs: Sequence[FeedSpec],
+        *,
+        threads: int = 8,
+        on_done: Callable[[FeedReport], None] | None = None,
+    ) -> list[FeedReport]:
+        """Poll every feed once, `threads` at a time (the fetcher also limits per host)."""
+        reports: list[FeedReport] = []
+        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="feed") as pool:
+            for future in as_completed([pool.submit(self.poll_feed, spec) for spec in specs]):
+                report = future.result()
+                log.info(report.log_line())
+                reports.append(report)
+                if on_done is not None:
+                    on_done(report)
+        order = {spec.url: index for index, spec in enumerate(specs)}
+        return sorted(reports, key=lambda report: order[report.url])

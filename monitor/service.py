@@ -1,0 +1,152 @@
+"""Operations shared by the daemon and the CLI: build the runtime, send a digest, backfill.
+
+These functions wire the stages together and hold no policy of their own:
+timing comes from `schedule`, content from `digest`, delivery from `notify`,
+and every state change from `store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.config import Config
+from monitor.digest import build_digest, render_message
+from monitor.fetch import Fetcher, FetchLimits
+from monitor.match import Matcher, Watchlist
+from monitor.notify import DeliveryError, deliver
+from monitor.pipeline import Pipeline
+from monitor.store import ClaimedDigest, Store
+from monitor.workers import ExtractionPool
+
+log = logging.getLogger(__name__)
+
+
+def fetch_limits(config: Config) -> FetchLimits:
+    poll = config.poll
+    return FetchLimits(
+        timeout=poll.timeout,
+        connect_timeout=poll.connect_timeout,
+        max_bytes=poll.max_bytes,
+        concurrency=poll.concurrency,
+        per_host=poll.per_host,
+        user_agent=poll.user_agent,
+    )
+
+
+@contextmanager
+def open_pipeline(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    extract_workers: int | None = None,
+) -> Iterator[Pipeline]:
+    """The fetcher, extraction workers and matcher for `config`, closed on exit."""
+    fetcher = Fetcher(fetch_limits(config))
+    extractor = ExtractionPool(extract_workers)
+    pipeline = Pipeline(
+        store=store,
+        fetcher=fetcher,
+        extractor=extractor,
+        matcher=Matcher(config.watchlists),
+        page_threads=max(2, config.poll.concurrency),
+        **({"clock": clock} if clock is not None else {}),
+    )
+    try:
+        yield pipeline
+    finally:
+        pipeline.close()
+        fetcher.close()
+        extractor.close()
+
+
+@dataclass(frozen=True)
+class DigestRun:
+    key: str
+    hits: int
+    delivered: bool
+    description: str  # what happened, for logs and the CLI
+
+
+def _deliver_claimed(
+    store: Store, config: Config, claimed: ClaimedDigest, *, now: datetime
+) -> DigestRun:
+    content = build_digest(
+        claimed,
+        watchlist_order=[watchlist.name for watchlist in config.watchlists],
+        tz=config.timezone,
+        now=now,
+    )
+    message = render_message(
+        content,
+        sender=config.digest.sender,
+        recipients=config.digest.recipients,
+        subject=config.digest.subject,
+        message_id=claimed.message_id,
+        tz=config.timezone,
+    )
+    try:
+        description = deliver(message, config.digest)
+    except DeliveryError as error:
+        if error.maybe_delivered:
+            # The server may have accepted it (the link broke after the data was sent):
+            # keep the claim so the retry re-sends this same message, same Message-ID.
+            kind = "unconfirmed; the same message will be sent again"
+        else:
+            store.release_digest(claimed.key, now=now, error=str(error))
+            kind = "permanently refused" if error.permanent else "failed; will retry"
+        log.error("digest %s: delivery %s: %s", claimed.key, kind, error)
+        return DigestRun(claimed.key, len(claimed.hits), False, f"delivery {kind}: {error}")
+    store.finish_digest(claimed.key, now=now)
+    log.info("digest %s: %d hits %s", claimed.key, len(claimed.hits), description)
+    return DigestRun(claimed.key, len(claimed.hits), True, description)
+
+
+def run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list[DigestRun]:
+    """Deliver any digest left half-sent by a crash, then the digest `key` if not done.
+
+    Hits are claimed by the digest before sending and only marked sent once
+    the SMTP server accepted the message (or the .eml was written); a crash
+    in between re-sends the same message with the same Message-ID.
+    """
+    runs: list[DigestRun] = []
+    stuck = store.pending_digest()
+    if stuck is not None:
+        log.warning(
+            "digest %s was interrupted before it was confirmed; sending it again", stuck.key
+        )
+        runs.append(_deliver_claimed(store, config, stuck, now=now))
+        if stuck.key == key:
+            return runs
+    if store.digest_done_for(key):
+        return runs
+    claimed = store.claim_digest(key, now=now)
+    if claimed is None:
+        runs.append(DigestRun(key, 0, False, "no new hits: nothing sent"))
+        return runs
+    runs.append(_deliver_claimed(store, config, claimed, now=now))
+    return runs
+
+
+def backfill(
+    store: Store,
+    watchlist: Watchlist,
+    *,
+    since: datetime | None,
+    now: datetime,
+    quiet: bool,
+) -> tuple[int, int]:
+    """Run one watchlist over stored articles; returns (articles scanned, new hits)."""
+    matcher = Matcher([watchlist])
+    scanned = 0
+    found = []
+    for article_id, article, feed_name in store.articles_since(since):
+        scanned += 1
+        for hit in matcher.match(article, feed_name=feed_name):
+            found.append((article_id, hit))
+    added = store.add_backfill_hits(watchlist.name, found, now=now, quiet=quiet)
+    return scanned, added
