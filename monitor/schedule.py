@@ -14,7 +14,7 @@ the same day twice.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 MAX_BACKOFF = timedelta(hours=24)
@@ -56,26 +56,26 @@ def due_digest_key(now: datetime, tz: ZoneInfo, at: time) -> str:
     """
     if now.tzinfo is None:
         raise ValueError("due_digest_key needs an aware datetime")
-    local = now.astimezone(tz)
-    day = local.date()
-    if local.time().replace(tzinfo=None) < at:
+    day = now.astimezone(tz).date()
+    # Compare instants, not wall-clock times: on the night clocks go back, 02:30
+    # happens twice, and a wall-clock comparison would make the key step back a day.
+    if now < _scheduled_instant(day, at, tz):
         day = day - timedelta(days=1)
     return day.isoformat()
 
 
+def _scheduled_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """`at` on `day` in `tz`: the first occurrence of a repeated time; a time in a
+    spring-forward gap maps past the gap (zoneinfo's fold=0 rule)."""
+    return datetime.combine(day, at).replace(tzinfo=tz)
+
+
 def next_digest_time(now: datetime, tz: ZoneInfo, at: time) -> datetime:
     """The next instant (aware, in `tz`) at which a new digest becomes due; for logs and `status`."""
-    local = now.astimezone(tz)
-    candidate_day = local.date()
-    for _ in range(3):
-        wall = datetime.combine(candidate_day, at)
-        # A wall time inside a spring-forward gap does not exist; zoneinfo maps it
-        # forward consistently, which is what "at 02:30 on the day of the change" should mean.
-        instant = wall.replace(tzinfo=tz)
-        if instant > local:
-            return instant
+    candidate_day = now.astimezone(tz).date()
+    while (instant := _scheduled_instant(candidate_day, at, tz)) <= now:
         candidate_day += timedelta(days=1)
-    return datetime.combine(candidate_day, at).replace(tzinfo=tz)
+    return instant
 
 
 def manual_digest_key(now: datetime) -> str:
