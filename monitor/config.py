@@ -48,11 +48,10 @@ from ruamel.yaml.events import (
 )
 from ruamel.yaml.reader import ReaderError
 
+from monitor import DEFAULT_USER_AGENT
 from monitor.match import Watchlist
 from monitor.models import FeedSpec
 from monitor.query import ListTermError, Node, QuerySyntaxError, from_lists, parse_query
-
-DEFAULT_USER_AGENT = "monitor/0.1 (+https://github.com/monitor-news/monitor; news watchlist digest)"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ from typing import Any, Self
 import httpcore
 import httpx
 
+from monitor import DEFAULT_USER_AGENT
 from monitor.models import (
     Fetched,
     FetchErrorKind,
@@ -90,7 +91,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_USER_AGENT = "monitor/0.1 (+https://github.com/monitor-news/monitor; news watchlist digest)"
 MAX_RETRY_AFTER = timedelta(hours=24)
 
 FEED_ACCEPT = (
