@@ -131,6 +131,10 @@ def site() -> Iterator[HTTPTestServer]:
             headers={"Content-Type": "text/html"},
         ),
         "/gone.html": Reply(status=404, body=b"not found"),
+        "/feeds/extra.xml": Reply(
+            body=rss("Extra Test", [("Emirates orders jets", base + "/eco/emirates.html", "")]),
+            headers={"Content-Type": "application/rss+xml"},
+        ),
     }
     server.routes.update(routes)
     try:
@@ -300,7 +304,6 @@ def test_daemon_catches_up_reloads_and_stops(
         )
     try:
         wait_for(lambda: len(smtp_sink.messages) == 1, 60, log_path)
-        wait_for(lambda: "Afrique Test: " in log_path.read_text(encoding="utf-8"), 60, log_path)
         # A second instance on the same database refuses to start.
         second = run_monitor(config, "run", timeout=60)
         assert second.returncode == 1
@@ -314,22 +317,18 @@ def test_daemon_catches_up_reloads_and_stops(
             30,
             log_path,
         )
-        # ...a valid one is applied without a restart.
-        config.write_text(
-            original.replace(
-                "  - name: Apple keyboards",
-                "  - name: Emirates\n    query: 'Emirates AND Boeing'\n  - name: Apple keyboards",
-            ),
-            encoding="utf-8",
+        # ...a valid one is applied without a restart: the new feed is polled at once
+        # and the new watchlist matches what it brings.
+        edited = original.replace(
+            "  - name: Apple keyboards",
+            "  - name: Emirates\n    query: 'Emirates AND Boeing'\n  - name: Apple keyboards",
+        ).replace(
+            "watchlists:",
+            f"  - url: {site.url('/feeds/extra.xml')}\n    name: Extra Test\nwatchlists:",
         )
-        wait_for(
-            lambda: (
-                "configuration reloaded: 4 feeds, 4 watchlists"
-                in log_path.read_text(encoding="utf-8")
-            ),
-            30,
-            log_path,
-        )
+        config.write_text(edited, encoding="utf-8")
+        log_says(log_path, "configuration reloaded: 5 feeds, 4 watchlists", 30)
+        log_says(log_path, "Extra Test: 1 entries, 1 new, 1 hits", 60)
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -344,7 +343,9 @@ def test_daemon_catches_up_reloads_and_stops(
     with sqlite3.connect(tmp_path / "monitor.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         states = dict(db.execute("SELECT state, COUNT(*) FROM digests GROUP BY state").fetchall())
+        emirates = db.execute("SELECT COUNT(*) FROM hits WHERE watchlist = 'Emirates'").fetchone()
     assert states.get("sent") == 1
+    assert emirates[0] == 1
 
 
 def wait_for(condition: object, seconds: float, log_path: Path) -> None:
@@ -354,3 +355,7 @@ def wait_for(condition: object, seconds: float, log_path: Path) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out; daemon log:\n{log_path.read_text(encoding='utf-8')}")
+
+
+def log_says(log_path: Path, text: str, seconds: float) -> None:
+    wait_for(lambda: text in log_path.read_text(encoding="utf-8"), seconds, log_path)
