@@ -143,11 +143,24 @@ _NO_FIELD = "\0"  # two different field scopes nested: nothing can match
 _FIELD_INDEX = {"title": 0, "text": 1}  # the order of AnalyzedText.fields
 
 
+def is_proper_name(text: str) -> bool:
+    """A single word written with a capital initial ("Mali", "Bénin", "CEDEAO") is a name.
+
+    Names do not inflect, and stemming them collides with common words: Snowball's
+    French stemmer gives "mal" for both "Mali" and "mal", "benin" for "Bénin" and
+    "bénins", "russ" for "Russie" and "russes". So a name matches its own form only
+    (case and accents still ignored); write the word in lower case to get its word forms.
+    """
+    word = text.strip()
+    return bool(word) and word[0].isupper() and not any(char.isspace() for char in word)
+
+
 @lru_cache(maxsize=262_144)
 def _term_steps(
     text: str, exact: bool, prefix: bool, language: str | None
 ) -> tuple[tuple[_Step, ...], ...]:
     alternatives: list[tuple[_Step, ...]] = []
+    exact = exact or is_proper_name(text)
     for forms in term_variants(text):
         if prefix:
             steps = [(_FORM, form) for form in forms[:-1]] + [(_PREFIX, forms[-1])]

@@ -507,3 +507,31 @@ def test_matching_many_watchlists_verifies_only_candidates() -> None:
     doc = analyze("", "Le Togo et mot7 ensemble, loin du football. La Russie observe.", "fr")
     assert matcher.candidate_count(doc) < 10  # "Togo" is never chosen over the rarer "mot{n}"
     assert [hit.watchlist for hit in matcher.match_analyzed(doc)] == ["w7", "q0"]
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("Mali", "Le pays va mal depuis des années."),  # Snowball: mali -> mal
+        ("Bénin", "Des effets secondaires bénins ont été signalés."),
+        ("Russie", "Des instructeurs russes sont arrivés."),
+    ],
+)
+def test_a_capitalised_single_word_is_a_name_and_does_not_take_word_forms(
+    term: str, text: str
+) -> None:
+    watchlist = Watchlist(name="w", query=parse_query(term, {}), language="fr")
+    article = ArticleText(url=None, title="", text=text, source=TextSource.PAGE, language="fr")
+    assert Matcher([watchlist]).match(article) == []
+    lower = Watchlist(name="w", query=parse_query(term.lower(), {}), language="fr")
+    assert Matcher([lower]).match(article), "in lower case the word takes its forms again"
+
+
+def test_a_name_still_ignores_case_and_accents() -> None:
+    watchlist = Watchlist(name="w", query=parse_query("Bénin", {}), language="fr")
+    article = ArticleText(url=None, title="", text="Le BENIN et le Togo.", source=TextSource.PAGE,
+                          language="fr")
+    assert [hit.watchlist for hit in Matcher([watchlist]).match(article)] == ["w"]
