@@ -32,11 +32,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from monitor.config import Config, DigestSettings, PollSettings
 from monitor.match import Watchlist
 from monitor.models import FeedSpec
+from monitor.pipeline import Pipeline
 from monitor.query import from_lists, parse_query
 from monitor.service import open_pipeline
 from monitor.store import Store
@@ -215,6 +216,15 @@ def _bare_trafilatura_rate(pages: list[tuple[str, bytes]], result: Any) -> None:
     result.value = len(pages) / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bare_trafilatura(pages: list[tuple[str, bytes]]) -> float:
     """Pages/s of bare `trafilatura.extract` on one core, in a child process so its
     memory and caches do not count against the pipeline's figures."""
@@ -226,16 +236,19 @@ def bare_trafilatura(pages: list[tuple[str, bytes]]) -> float:
 
 
 def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
+    """Two polls of different feeds in one pipeline: the first right after start-up
+    (each worker loads its language model and builds its matcher on the way), the
+    second with warm workers, as a running daemon polls."""
     host_list = list(hosts(args.hosts))
     routes: dict[str, dict[str, bytes]] = {host: {} for host in host_list}
     feeds: list[FeedSpec] = []
     # The port is chosen before routes are built because feed items carry absolute links.
     port = _free_port()
-    for feed_index in range(args.feeds):
+    for feed_index in range(2 * args.feeds):
         host = host_list[feed_index % len(host_list)]
         items = []
         for article_index in range(args.articles):
-            title, html = pages[feed_index * args.articles + article_index]
+            title, html = pages[(feed_index * args.articles + article_index) % len(pages)]
             path = f"/page/{feed_index}/{article_index}.html"
             routes[host][path] = html
             items.append((title, f"http://{host}:{port}{path}", title))
@@ -246,43 +259,57 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
 
     servers = Servers(routes, args.latency, port)
     try:
-        print(f"pages: {len(pages)} real corpus pages, {args.feeds} feeds x {args.articles} articles "
-              f"on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency per response")
+        print(f"pages: {len(pages)} real corpus pages; each poll: {args.feeds} feeds x {args.articles} "
+              f"new articles on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency per response")
         sample = pages[: min(len(pages), args.bare_sample)]
         bare_rate = bare_trafilatura(sample)
         print(f"bare trafilatura.extract, one core, {len(sample)} pages: {bare_rate:.1f} articles/s")
 
         with tempfile.TemporaryDirectory() as tmp:
             config = make_config(Path(tmp), feeds, args.concurrency)
+            warm_up = time.perf_counter()
             with Store(config.database) as store, open_pipeline(config, store) as pipeline:
-                started = time.perf_counter()
-                cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-                reports = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
-                elapsed = time.perf_counter() - started
-                cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-                main_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-                worker_pids = list(getattr(pipeline.extractor._pool, "_processes", {}) or {})
-                worker_peaks = [vm_hwm_mib(pid) for pid in worker_pids]
-        articles = sum(report.new_entries for report in reports)
-        failed = [report for report in reports if report.outcome == "failed"]
-        fallbacks = sum(report.fallbacks for report in reports)
-        hits = sum(report.new_hits for report in reports)
-        print(f"\none poll: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
-              f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s")
-        print(f"  feeds/s:    {len(reports) / elapsed:8.2f}")
-        print(f"  articles/s: {articles / elapsed:8.2f}   = {articles / elapsed / bare_rate:.2f}x bare trafilatura on one core "
-              f"({os.cpu_count()} cores here)")
-        print(f"  main process CPU during the poll: {main_cpu:.2f} s ({main_cpu / elapsed:.0%} of one core)")
-        print(f"  peak memory: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
-              + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks))
-        totals = {name: sum(getattr(report.times, name) for report in reports)
-                  for name in ("fetch", "parse", "page_fetch", "extract", "match", "store")}
-        print("  where the time went (seconds summed over threads; fetches overlap):")
-        for name, seconds in totals.items():
-            per = seconds / articles * 1000 if articles else 0.0
-            print(f"    {name:<10} {seconds:8.2f} s   {per:7.1f} ms/article")
+                warm_up = time.perf_counter() - warm_up
+                print(f"starting the {pipeline.extractor.workers} extraction workers: {warm_up:.2f} s")
+                for label, batch in (("first poll after start", feeds[: args.feeds]),
+                                     ("second poll, warm workers", feeds[args.feeds:])):
+                    one_poll(label, pipeline, batch, args.concurrency, bare_rate)
     finally:
         servers.close()
+
+
+def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int,
+             bare_rate: float) -> None:
+    worker_pids = list(getattr(pipeline.extractor._pool, "_processes", {}) or {})
+    workers_before = sum(cpu_seconds(pid) for pid in worker_pids)
+    started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    reports = pipeline.poll_all(feeds, threads=threads)
+    elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    main_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    workers_cpu = sum(cpu_seconds(pid) for pid in worker_pids) - workers_before
+    worker_peaks = [vm_hwm_mib(pid) for pid in worker_pids]
+    articles = sum(report.new_entries for report in reports)
+    failed = [report for report in reports if report.outcome == "failed"]
+    fallbacks = sum(report.fallbacks for report in reports)
+    hits = sum(report.new_hits for report in reports)
+    print(f"\n{label}: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
+          f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s")
+    print(f"  feeds/s:    {len(reports) / elapsed:8.2f}")
+    print(f"  articles/s: {articles / elapsed:8.2f}   = {articles / elapsed / bare_rate:.2f}x bare "
+          f"trafilatura on one core ({os.cpu_count()} cores here)")
+    print(f"  CPU during the poll: main process {main_cpu:.2f} s ({main_cpu / elapsed:.0%} of one core), "
+          f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core)")
+    print(f"  peak memory so far: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
+          + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks))
+    totals = {name: sum(getattr(report.times, name) for report in reports)
+              for name in ("fetch", "parse", "page_fetch", "extract", "match", "store")}
+    print("  where the time went (seconds summed over threads, so waits overlap; 'extract' is the")
+    print("  wait for a worker to extract and match a page, 'match' is matching in this process):")
+    for name, seconds in totals.items():
+        per = seconds / articles * 1000 if articles else 0.0
+        print(f"    {name:<10} {seconds:8.2f} s   {per:7.1f} ms/article")
 
 
 def repoll(args: argparse.Namespace) -> None:
@@ -335,7 +362,7 @@ def main() -> None:
     if args.quick:
         args.feeds, args.articles, args.repoll_feeds, args.bare_sample = 5, 4, 100, 20
     multiprocessing.set_start_method("fork")
-    pages = corpus_pages(args.feeds * args.articles)
+    pages = corpus_pages(2 * args.feeds * args.articles)
     full_poll(args, pages)
     repoll(args)
     usage = resource.getrusage(resource.RUSAGE_SELF)

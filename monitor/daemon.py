@@ -36,7 +36,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config, ConfigError
-from monitor.match import Matcher
 from monitor.models import FeedSpec
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
@@ -191,7 +190,7 @@ class Daemon:
                 new_config.path,
                 new_config.database,
             )
-        self.pipeline.matcher = Matcher(new_config.watchlists)
+        self.pipeline.set_watchlists(new_config.watchlists)
         self.config = new_config
         self._sync_feed_jobs()
         log.info(

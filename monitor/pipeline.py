@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 
 from monitor.extract import fallback_article
 from monitor.fetch import Fetcher
-from monitor.match import Matcher
+from monitor.match import Matcher, Watchlist
 from monitor.models import (
     ArticleText,
     Entry,
     FeedSpec,
     Fetched,
     FetchFailed,
+    HitResult,
     NotModified,
     ParseFailed,
 )
@@ -95,6 +96,8 @@ class Pipeline:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
 
     def __post_init__(self) -> None:
+        # Workers match pages themselves: they must use the same watchlists as `matcher`.
+        self.extractor.set_watchlists(self.matcher.watchlists)
         self._page_pool = ThreadPoolExecutor(
             max_workers=self.page_threads, thread_name_prefix="page"
         )
@@ -197,21 +200,26 @@ class Pipeline:
         feed_language = spec.language or parsed.language
 
         fresh = self.store.unseen_entries(state.feed_id, parsed.entries)
-        articles = list(
+        processed = list(
             self._page_pool.map(
-                lambda entry: self._article_for(entry, spec.url, feed_language, times), fresh
+                lambda entry: self._article_for(entry, spec.url, name, feed_language, times),
+                fresh,
             )
         )
 
         started = time.perf_counter()
-        matcher = self.matcher  # one consistent matcher for the whole feed, even across a reload
+        matcher = self.matcher
         new = [
             NewArticle(
                 entry=entry,
                 article=article,
-                hits=tuple(matcher.match(article, feed_name=name, feed_language=feed_language)),
+                # Pages are matched in the extraction workers; the rest (feed text,
+                # articles stored from another feed) here.
+                hits=hits
+                if hits is not None
+                else tuple(matcher.match(article, feed_name=name, feed_language=feed_language)),
             )
-            for entry, article in zip(fresh, articles, strict=True)
+            for entry, (article, hits) in zip(fresh, processed, strict=True)
         ]
         times.match += time.perf_counter() - started
 
@@ -266,30 +274,41 @@ class Pipeline:
         )
 
     def _article_for(
-        self, entry: Entry, feed_url: str, feed_language: str | None, times: StageTimes
-    ) -> ArticleText:
-        """The full text of one new entry: the stored article, the page, or the feed's own text."""
+        self,
+        entry: Entry,
+        feed_url: str,
+        feed_name: str,
+        feed_language: str | None,
+        times: StageTimes,
+    ) -> tuple[ArticleText, tuple[HitResult, ...] | None]:
+        """The full text of one new entry (the stored article, the page, or the feed's own
+        text) and its hits when the worker already matched it."""
         if entry.link is None:
-            return fallback_article(
-                entry, url=None, reason="the entry has no web link", feed_language=feed_language
-            )
+            reason = "the entry has no web link"
+            return fallback_article(entry, url=None, reason=reason,
+                                    feed_language=feed_language), None
         known = self.store.known_article(entry.link)
         if known is not None:
-            return known
+            return known, None
         started = time.perf_counter()
         page = self.fetcher.fetch_page(entry.link, feed_url=feed_url)
         times.page_fetch += time.perf_counter() - started
         if not isinstance(page, Fetched):
             reason = page.message if isinstance(page, FetchFailed) else "the page was not modified"
-            return fallback_article(
-                entry, url=entry.link, reason=reason, feed_language=feed_language
-            )
+            return fallback_article(entry, url=entry.link, reason=reason,
+                                    feed_language=feed_language), None
         started = time.perf_counter()
-        article = self.extractor.extract(
-            page.content, url=page.url, entry=entry, feed_language=feed_language
+        processed = self.extractor.process(
+            page.content, url=page.url, entry=entry, feed_name=feed_name,
+            feed_language=feed_language,
         )
         times.extract += time.perf_counter() - started
-        return article
+        return processed
+
+    def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
+        """Match new articles with `watchlists` from now on (after a configuration reload)."""
+        self.matcher = Matcher(watchlists)
+        self.extractor.set_watchlists(watchlists)
 
     # ------------------------------------------------------------------ many feeds
 

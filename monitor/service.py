@@ -57,6 +57,7 @@ def open_pipeline(
         **({"clock": clock} if clock is not None else {}),
     )
     try:
+        extractor.start()
         yield pipeline
     finally:
         pipeline.close()

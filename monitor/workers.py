@@ -1,4 +1,4 @@
-"""Article extraction in worker processes.
+"""Article extraction and matching in worker processes.
 
 trafilatura is CPU-bound pure Python with no timeout of its own, and a
 pathological page can take tens of seconds and hundreds of megabytes
@@ -6,68 +6,108 @@ pathological page can take tens of seconds and hundreds of megabytes
 once: every core is used, a page that takes too long is abandoned (the pool is
 recycled, the entry falls back to its feed text), and each worker runs under
 an address-space limit so one page cannot take the daemon's memory.
+
+Matching runs in the same worker, right after extraction: analysing an
+article (normalise, tokenise, stem, detect the language) is the second
+largest cost per article, and doing it where the text already is keeps the
+main process, which holds the GIL for fetching and storing, nearly idle.
+Each worker holds its own `Matcher`, built from the watchlists the pool was
+given; `set_watchlists` replaces the workers after a configuration reload.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.context
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from monitor.extract import extract_article, fallback_article
-from monitor.models import ArticleText, Entry, TextSource
+from monitor.match import Matcher, Watchlist
+from monitor.models import ArticleText, Entry, HitResult, TextSource
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space per worker
 
+_worker_matcher: Matcher | None = None  # set in each worker process by _start_worker
 
-def _limit_worker_memory(limit: int) -> None:
+
+def _start_worker(memory_limit: int, watchlists: tuple[Watchlist, ...]) -> None:
+    global _worker_matcher
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     except (ImportError, ValueError, OSError):  # pragma: no cover - platform without rlimits
         pass
+    _worker_matcher = Matcher(watchlists)
 
 
-def _extract_in_worker(
-    html: bytes, url: str, entry: Entry | None, feed_language: str | None
-) -> ArticleText:
+def _process_in_worker(
+    html: bytes,
+    url: str,
+    entry: Entry | None,
+    feed_name: str | None,
+    feed_language: str | None,
+) -> tuple[ArticleText, tuple[HitResult, ...]]:
     try:
-        return extract_article(html, url=url, entry=entry, feed_language=feed_language)
+        article = extract_article(html, url=url, entry=entry, feed_language=feed_language)
     except MemoryError:
         if entry is None:
             raise
-        return fallback_article(
+        article = fallback_article(
             entry,
             url=url,
             reason="extraction ran out of memory on this page",
             feed_language=feed_language,
         )
+    matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
+    hits = matcher.match(article, feed_name=feed_name, feed_language=feed_language)
+    return article, tuple(hits)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers start from a fork server, never by forking this process.
+
+    Pools are created and recycled while polling threads run; a plain fork
+    copies whatever locks those threads hold at that instant (logging, imports,
+    SQLite, HTTP pools) into the child, which can then hang forever. The fork
+    server is a clean single-threaded process that has already imported the
+    extraction code, so a new worker still starts in milliseconds.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - not Linux
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["monitor.workers"])
+    return context
 
 
 class ExtractionPool:
-    """A process pool for `extract_article`, recycled when a worker hangs or dies.
+    """A process pool that extracts and matches articles, recycled when a worker hangs or dies.
 
-    Thread-safe: polling threads call `extract` concurrently; each call blocks
-    until its page is extracted, times out, or the pool breaks.
+    Thread-safe: polling threads call `process`/`extract` concurrently; each call
+    blocks until its page is done, times out, or the pool breaks.
     """
 
     def __init__(
         self,
         workers: int | None = None,
         *,
+        watchlists: Sequence[Watchlist] = (),
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
         self.memory_limit = memory_limit
+        self._watchlists = tuple(watchlists)
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
 
@@ -76,10 +116,29 @@ class ExtractionPool:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
-                    initializer=_limit_worker_memory,
-                    initargs=(self.memory_limit,),
+                    mp_context=_worker_context(),
+                    initializer=_start_worker,
+                    initargs=(self.memory_limit, self._watchlists),
                 )
             return self._pool
+
+    def start(self) -> None:
+        """Start the fork server and every worker now rather than on the first page.
+
+        The daemon and `monitor poll` call this once at start-up, so the first
+        feed's pages do not wait for the extraction code to be imported.
+        """
+        pool = self._get_pool()
+        for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
+            future.result(timeout=60)
+
+    def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
+        """Match with `watchlists` from now on; pages already submitted finish with the old ones."""
+        with self._lock:
+            self._watchlists = tuple(watchlists)
+            old, self._pool = self._pool, None
+        if old is not None:
+            old.shutdown(wait=False)
 
     def _recycle(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -90,20 +149,28 @@ class ExtractionPool:
             process.kill()  # a hung trafilatura call never returns on its own
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def extract(
+    def process(
         self,
         html: bytes,
         *,
         url: str,
         entry: Entry | None,
+        feed_name: str | None = None,
         feed_language: str | None = None,
-    ) -> ArticleText:
+    ) -> tuple[ArticleText, tuple[HitResult, ...] | None]:
+        """Extract the article and match it in a worker.
+
+        Returns the article and its hits; hits are None when the worker could not
+        finish (timeout, crash) and the article is the feed's own text, which the
+        caller matches itself.
+        """
         pool = self._get_pool()
         try:
-            future: Future[ArticleText] = pool.submit(
-                _extract_in_worker, html, url, entry, feed_language
+            future: Future[tuple[ArticleText, tuple[HitResult, ...]]] = pool.submit(
+                _process_in_worker, html, url, entry, feed_name, feed_language
             )
-            return future.result(timeout=self.timeout)
+            article, hits = future.result(timeout=self.timeout)
+            return article, hits
         except FutureTimeout:
             log.warning("%s: extraction took over %.0f s; using the feed's text", url, self.timeout)
             self._recycle(pool)
@@ -117,8 +184,20 @@ class ExtractionPool:
         except MemoryError:
             reason = "extraction ran out of memory on this page"
         if entry is None:
-            return ArticleText(url=url, title="", text="", source=TextSource.FEED, note=reason)
-        return fallback_article(entry, url=url, reason=reason, feed_language=feed_language)
+            return ArticleText(url=url, title="", text="", source=TextSource.FEED, note=reason), None
+        return fallback_article(entry, url=url, reason=reason, feed_language=feed_language), None
+
+    def extract(
+        self,
+        html: bytes,
+        *,
+        url: str,
+        entry: Entry | None,
+        feed_language: str | None = None,
+    ) -> ArticleText:
+        """The article alone, as `process` extracts it."""
+        article, _hits = self.process(html, url=url, entry=entry, feed_language=feed_language)
+        return article
 
     def close(self) -> None:
         with self._lock:
