@@ -244,6 +244,8 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
             click.echo(body.get_content() if body is not None else message.as_string())
             return
         runs = run_digest(store, config, key=manual_digest_key(now), now=now)
+    if not runs:
+        stdout.print("no new hits: nothing sent", markup=False)
     for digest_run in runs:
         stdout.print(f"digest {digest_run.key}: {digest_run.description}", markup=False)
     if any(not digest_run.delivered and digest_run.hits for digest_run in runs):

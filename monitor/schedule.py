@@ -79,5 +79,5 @@ def next_digest_time(now: datetime, tz: ZoneInfo, at: time) -> datetime:
 
 
 def manual_digest_key(now: datetime) -> str:
-    """Key for a digest requested by hand (`monitor digest`): unique per second, never a date."""
-    return "manual-" + now.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%SZ")
+    """Key for a digest requested by hand (`monitor digest`): unique per run, never a date."""
+    return "manual-" + now.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%S%fZ")

@@ -116,6 +116,6 @@ def test_next_digest_time_is_when_the_key_changes(now: datetime, tz: ZoneInfo, a
 
 def test_manual_keys_never_look_like_a_date() -> None:
     key = manual_digest_key(NOW)
-    assert key == "manual-20261128T060000Z"
+    assert key == "manual-20261128T060000000000Z"
     with pytest.raises(ValueError):
         date.fromisoformat(key)

@@ -1,0 +1,156 @@
+"""The CLI commands that read and change the store: check, hits, digest, backfill, status.
+
+The database is filled through the real Store with real matcher output, and
+the commands run in-process through click's test runner."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from monitor.cli import main
+from monitor.config import load_config
+from monitor.match import Matcher
+from monitor.models import ArticleText, Entry, TextSource, Validators
+from monitor.store import NewArticle, Store
+
+CONFIG = """
+database: monitor.db
+timezone: Africa/Lome
+feeds:
+  - url: https://news.example.org/afrique.xml
+    name: Afrique Exemple
+  - url: https://news.example.org/never.xml
+    name: Jamais interrogé
+watchlists:
+  - name: Togo défense
+    all: [Togo]
+    any: ["accord de défense", "coopération militaire"]
+digest:
+  from: veille@example.org
+  to: [analyste@example.org]
+  outbox: digests/
+"""
+
+ARTICLES = [
+    ("Le Togo signe un accord de défense", "Lomé a signé mardi un accord de défense avec ses voisins."),
+    ("Élection au Ghana", "Le Ghana vote dans le calme ; le Togo observe la coopération militaire régionale."),
+    ("Marché du cacao", "Les cours du cacao montent à Abidjan."),
+]
+
+
+def invoke(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["-c", str(config), *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    loaded = load_config(path)
+    matcher = Matcher(loaded.watchlists)
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    new = []
+    for index, (title, text) in enumerate(ARTICLES):
+        entry = Entry(key=f"e{index}", link=f"https://news.example.org/a/{index}", title=title,
+                      summary="", content="", published=now)
+        article = ArticleText(url=entry.link, title=title, text=text, source=TextSource.PAGE,
+                              language="fr", published=now)
+        new.append(NewArticle(entry=entry, article=article,
+                              hits=tuple(matcher.match(article, feed_name="Afrique Exemple"))))
+    with Store(loaded.database) as store:
+        feed = store.feed_state(loaded.feeds[0].url)
+        store.save_poll(feed.feed_id, now=now, status=200, validators=Validators(etag='"1"'),
+                        body_hash="h", feed_title="Afrique Exemple", new=new, next_poll=None)
+    return path
+
+
+def test_check_lists_every_problem_with_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(CONFIG.replace("timezone: Africa/Lome", "timezone: Africa/Lomé")
+                    .replace("name: Afrique Exemple", "name: Afrique Exemple\n    interval: 15 minutes"),
+                    encoding="utf-8")
+    result = CliRunner().invoke(main, ["-c", str(path), "check"])
+    assert result.exit_code == 1
+    assert f"{path}:3:11:" in result.output  # the time zone
+    assert f"{path}:7:15:" in result.output  # the duration
+    assert "nothing was run" in result.output
+
+
+def test_check_ok(config: Path) -> None:
+    result = invoke(config, "check")
+    assert result.exit_code == 0
+    assert "2 feeds, 1 watchlists" in result.output
+
+
+def test_hits_json_filters(config: Path) -> None:
+    hits = json.loads(invoke(config, "hits", "--format", "json").output)
+    assert sorted(hit["title"] for hit in hits) == sorted([ARTICLES[0][0], ARTICLES[1][0]])
+    first = next(hit for hit in hits if hit["title"] == ARTICLES[0][0])
+    assert first["feed"] == "Afrique Exemple"
+    assert first["matched"] == ["Togo", "accord de défense"]
+    assert "[[accord de défense]]" in first["snippet"]
+    assert json.loads(invoke(config, "hits", "--format", "json", "--watchlist", "autre").output) == []
+    # Hits were stored "now": a window of one second still holds them, and a bad window is refused.
+    assert len(json.loads(invoke(config, "hits", "--format", "json", "--since", "1d").output)) == 2
+    refused = CliRunner().invoke(main, ["-c", str(config), "hits", "--since", "yesterday"])
+    assert refused.exit_code == 2
+
+
+def test_digest_dry_run_marks_nothing_then_digest_writes_one_eml(config: Path) -> None:
+    dry = invoke(config, "digest", "--dry-run")
+    assert dry.exit_code == 0
+    assert "Togo défense" in dry.output and ARTICLES[0][0] in dry.output
+    outbox = config.parent / "digests"
+    assert not outbox.exists() or not any(outbox.iterdir())
+
+    sent = invoke(config, "digest")
+    assert sent.exit_code == 0, sent.output
+    [eml] = list(outbox.glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert "2 new hits" in str(message["Subject"])
+    assert message["Message-ID"]
+
+    again = invoke(config, "digest")
+    assert "nothing sent" in again.output
+    assert len(list(outbox.glob("*.eml"))) == 1
+    assert "no unsent hits" in invoke(config, "digest", "--dry-run").output
+
+
+def test_backfill_records_hits_for_a_new_watchlist(config: Path) -> None:
+    config.write_text(CONFIG.replace("digest:", "  - name: Cacao\n    query: cacao\ndigest:"),
+                      encoding="utf-8")
+    invoke(config, "digest")  # send the two ordinary hits first
+
+    result = invoke(config, "backfill", "Cacao", "--since", "30d")
+    assert result.exit_code == 0
+    assert "3 articles scanned, 1 new hits" in result.output
+    assert invoke(config, "backfill", "Cacao").output.count("0 new hits") == 1  # idempotent
+
+    hits = json.loads(invoke(config, "hits", "--format", "json", "--watchlist", "Cacao").output)
+    assert hits and hits[0]["backfilled"] is True
+    dry = invoke(config, "digest", "--dry-run").output
+    assert "backfill" in dry.lower() and ARTICLES[2][0] in dry
+
+    unknown = CliRunner().invoke(main, ["-c", str(config), "backfill", "Inconnue"])
+    assert unknown.exit_code == 1 and "no watchlist named" in unknown.output
+
+
+def test_quiet_backfill_stays_out_of_digests(config: Path) -> None:
+    config.write_text(CONFIG.replace("digest:", "  - name: Cacao\n    query: cacao\ndigest:"),
+                      encoding="utf-8")
+    invoke(config, "digest")
+    assert "1 new hits (left out of digests)" in invoke(config, "backfill", "Cacao", "--quiet").output
+    assert "no unsent hits" in invoke(config, "digest", "--dry-run").output
+
+
+def test_status_shows_polled_and_never_polled_feeds(config: Path) -> None:
+    output = invoke(config, "status").output
+    assert "Afrique Exemple" in output and "200" in output
+    assert "Jamais interrogé" in output and "never" in output
