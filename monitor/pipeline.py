@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,7 +45,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StageTimes:
-    """Seconds spent in each stage (summed over threads), for logs and the benchmark."""
+    """Seconds spent in each stage (summed over threads), for logs and the benchmark.
+
+    Page threads of one feed record into the same instance, hence the lock.
+    """
 
     fetch: float = 0.0
     parse: float = 0.0
@@ -51,10 +56,17 @@ class StageTimes:
     extract: float = 0.0
     match: float = 0.0
     store: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, other: StageTimes) -> None:
-        for name in ("fetch", "parse", "page_fetch", "extract", "match", "store"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                setattr(self, stage, getattr(self, stage) + elapsed)
 
 
 @dataclass
@@ -135,9 +147,8 @@ class Pipeline:
         state = self.store.feed_state(spec.url)
         name = spec.name or state.title or spec.url
 
-        started = time.perf_counter()
-        result = self.fetcher.fetch_feed(spec.url, state.validators)
-        times.fetch += time.perf_counter() - started
+        with times.timing("fetch"):
+            result = self.fetcher.fetch_feed(spec.url, state.validators)
         now = self.clock()
 
         if isinstance(result, FetchFailed):
@@ -179,9 +190,8 @@ class Pipeline:
                 url=spec.url, name=name, outcome="unchanged", status=result.status, times=times
             )
 
-        started = time.perf_counter()
-        parsed = parse_feed(result.content, url=result.url, headers=result.headers)
-        times.parse += time.perf_counter() - started
+        with times.timing("parse"):
+            parsed = parse_feed(result.content, url=result.url, headers=result.headers)
         if isinstance(parsed, ParseFailed):
             return self._record_failure(
                 spec,
@@ -207,34 +217,32 @@ class Pipeline:
             )
         )
 
-        started = time.perf_counter()
         matcher = self.matcher
-        new = [
-            NewArticle(
-                entry=entry,
-                article=article,
-                # Pages are matched in the extraction workers; the rest (feed text,
-                # articles stored from another feed) here.
-                hits=hits
-                if hits is not None
-                else tuple(matcher.match(article, feed_name=name, feed_language=feed_language)),
-            )
-            for entry, (article, hits) in zip(fresh, processed, strict=True)
-        ]
-        times.match += time.perf_counter() - started
+        with times.timing("match"):
+            new = [
+                NewArticle(
+                    entry=entry,
+                    article=article,
+                    # Pages are matched in the extraction workers; the rest (feed text,
+                    # articles stored from another feed) here.
+                    hits=hits
+                    if hits is not None
+                    else tuple(matcher.match(article, feed_name=name, feed_language=feed_language)),
+                )
+                for entry, (article, hits) in zip(fresh, processed, strict=True)
+            ]
 
-        started = time.perf_counter()
-        outcome = self.store.save_poll(
-            state.feed_id,
-            now=now,
-            status=result.status,
-            validators=result.validators,
-            body_hash=body_hash,
-            feed_title=spec.name or parsed.title,
-            new=new,
-            next_poll=next_poll_after(now, spec.interval),
-        )
-        times.store += time.perf_counter() - started
+        with times.timing("store"):
+            outcome = self.store.save_poll(
+                state.feed_id,
+                now=now,
+                status=result.status,
+                validators=result.validators,
+                body_hash=body_hash,
+                feed_title=spec.name or parsed.title,
+                new=new,
+                next_poll=next_poll_after(now, spec.interval),
+            )
         return FeedReport(
             url=spec.url,
             name=name,
@@ -290,20 +298,17 @@ class Pipeline:
         known = self.store.known_article(entry.link)
         if known is not None:
             return known, None
-        started = time.perf_counter()
-        page = self.fetcher.fetch_page(entry.link, feed_url=feed_url)
-        times.page_fetch += time.perf_counter() - started
+        with times.timing("page_fetch"):
+            page = self.fetcher.fetch_page(entry.link, feed_url=feed_url)
         if not isinstance(page, Fetched):
             reason = page.message if isinstance(page, FetchFailed) else "the page was not modified"
             return fallback_article(entry, url=entry.link, reason=reason,
                                     feed_language=feed_language), None
-        started = time.perf_counter()
-        processed = self.extractor.process(
-            page.content, url=page.url, entry=entry, feed_name=feed_name,
-            feed_language=feed_language,
-        )
-        times.extract += time.perf_counter() - started
-        return processed
+        with times.timing("extract"):
+            return self.extractor.process(
+                page.content, url=page.url, entry=entry, feed_name=feed_name,
+                feed_language=feed_language,
+            )
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
         """Match new articles with `watchlists` from now on (after a configuration reload)."""
