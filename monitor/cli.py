@@ -45,7 +45,8 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "trafilatura", "htmldate"):
+    # apscheduler logs every job added and run at INFO; its warnings and errors still show.
+    for noisy in ("httpx", "httpcore", "apscheduler", "trafilatura", "htmldate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -41,6 +42,8 @@ _worker_matcher: Matcher | None = None  # set in each worker process by _start_w
 
 def _start_worker(memory_limit: int, watchlists: tuple[Watchlist, ...]) -> None:
     global _worker_matcher
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import resource
 
