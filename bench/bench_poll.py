@@ -216,6 +216,17 @@ def _bare_trafilatura_rate(pages: list[tuple[str, bytes]], result: Any) -> None:
     result.value = len(pages) / (time.perf_counter() - started)
 
 
+def pss_mib(pid: int) -> float:
+    """Proportional set size: memory shared with other processes counted once overall."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process, from /proc."""
     try:
@@ -290,6 +301,7 @@ def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int
     main_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     workers_cpu = sum(cpu_seconds(pid) for pid in worker_pids) - workers_before
     worker_peaks = [vm_hwm_mib(pid) for pid in worker_pids]
+    worker_pss = [pss_mib(pid) for pid in worker_pids]
     articles = sum(report.new_entries for report in reports)
     failed = [report for report in reports if report.outcome == "failed"]
     fallbacks = sum(report.fallbacks for report in reports)
@@ -302,7 +314,9 @@ def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int
     print(f"  CPU during the poll: main process {main_cpu:.2f} s ({main_cpu / elapsed:.0%} of one core), "
           f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core)")
     print(f"  peak memory so far: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
-          + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks))
+          + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks)
+          + " (RSS, counting pages they share with the fork server; their proportional share now: "
+          + ", ".join(f"{pss:.0f} MiB" for pss in worker_pss) + ")")
     totals = {name: sum(getattr(report.times, name) for report in reports)
               for name in ("fetch", "parse", "page_fetch", "extract", "match", "store")}
     print("  where the time went (seconds summed over threads, so waits overlap; 'extract' is the")

@@ -217,18 +217,9 @@ class Pipeline:
             )
         )
 
-        matcher = self.matcher
         with times.timing("match"):
             new = [
-                NewArticle(
-                    entry=entry,
-                    article=article,
-                    # Pages are matched in the extraction workers; the rest (feed text,
-                    # articles stored from another feed) here.
-                    hits=hits
-                    if hits is not None
-                    else tuple(matcher.match(article, feed_name=name, feed_language=feed_language)),
-                )
+                NewArticle(entry=entry, article=article, hits=hits)
                 for entry, (article, hits) in zip(fresh, processed, strict=True)
             ]
 
@@ -288,9 +279,28 @@ class Pipeline:
         feed_name: str,
         feed_language: str | None,
         times: StageTimes,
-    ) -> tuple[ArticleText, tuple[HitResult, ...] | None]:
+    ) -> tuple[ArticleText, tuple[HitResult, ...]]:
         """The full text of one new entry (the stored article, the page, or the feed's own
-        text) and its hits when the worker already matched it."""
+        text) and its hits.
+
+        Matching happens in the extraction workers, pages right after extraction;
+        the main process matches only when the workers could not."""
+        article, hits = self._text_for(entry, feed_url, feed_name, feed_language, times)
+        if hits is None:
+            hits = self.extractor.match(article, feed_name=feed_name, feed_language=feed_language)
+        if hits is None:
+            hits = tuple(self.matcher.match(article, feed_name=feed_name,
+                                            feed_language=feed_language))
+        return article, hits
+
+    def _text_for(
+        self,
+        entry: Entry,
+        feed_url: str,
+        feed_name: str,
+        feed_language: str | None,
+        times: StageTimes,
+    ) -> tuple[ArticleText, tuple[HitResult, ...] | None]:
         if entry.link is None:
             reason = "the entry has no web link"
             return fallback_article(entry, url=None, reason=reason,

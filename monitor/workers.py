@@ -83,13 +83,21 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     copies whatever locks those threads hold at that instant (logging, imports,
     SQLite, HTTP pools) into the child, which can then hang forever. The fork
     server is a clean single-threaded process that has already imported the
-    extraction code, so a new worker still starts in milliseconds.
+    extraction code and loaded the language model (`monitor.worker_preload`),
+    so a new worker starts in milliseconds and shares that memory.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - not Linux
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["monitor.workers"])
+    context.set_forkserver_preload(["monitor.workers", "monitor.worker_preload"])
     return context
+
+
+def _match_in_worker(
+    article: ArticleText, feed_name: str | None, feed_language: str | None
+) -> tuple[HitResult, ...]:
+    matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
+    return tuple(matcher.match(article, feed_name=feed_name, feed_language=feed_language))
 
 
 class ExtractionPool:
@@ -189,6 +197,27 @@ class ExtractionPool:
         if entry is None:
             return ArticleText(url=url, title="", text="", source=TextSource.FEED, note=reason), None
         return fallback_article(entry, url=url, reason=reason, feed_language=feed_language), None
+
+    def match(
+        self,
+        article: ArticleText,
+        *,
+        feed_name: str | None = None,
+        feed_language: str | None = None,
+    ) -> tuple[HitResult, ...] | None:
+        """Match an article that needs no extraction (the feed's own text) in a worker,
+        so the language model and the analysis stay out of the polling process.
+        None when the pool could not do it; the caller then matches it itself."""
+        pool = self._get_pool()
+        try:
+            return pool.submit(_match_in_worker, article, feed_name, feed_language).result(
+                timeout=self.timeout
+            )
+        except FutureTimeout:
+            self._recycle(pool)
+        except BrokenProcessPool:
+            self._recycle(pool)
+        return None
 
     def extract(
         self,
