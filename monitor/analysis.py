@@ -32,6 +32,10 @@ is unknown, are matched on folded forms only.
 
 Sentences: split after ``. ! ? …`` (and closing quotes) followed by white space, and at line
 breaks; the title is one sentence of its own.
+
+Cost: analysis runs on every article, so tokens are kept as parallel tuples, each distinct
+form is stemmed once, and what only positional matching, hits and explanations read (token
+indexes by form and stem, sentences) is computed on first use.
 """
 
 from __future__ import annotations
@@ -39,9 +43,12 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from bisect import bisect_right
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 import py3langid.langid as langid
@@ -99,7 +106,9 @@ _LETTER = rf"(?:[^\W_]|[{_combining_marks()}])"
 _SEPARATOR = "[" + "".join(re.escape(char) for char in _APOSTROPHES + _HYPHENS) + "]"
 _COMPOUND = re.compile(rf"{_LETTER}+(?:{_SEPARATOR}{_LETTER}+)*")
 _PIECE = re.compile(rf"{_LETTER}+")
-_SENTENCE_END = re.compile(r"[.!?…]+(?:\s?[\"'»”’)\]])*\s+|\s*\n\s*")
+# The lookahead changes no match (each starts with one of those characters); it spares the
+# engine trying both alternatives at every letter.
+_SENTENCE_END = re.compile(r"(?=[.!?…\s])(?:[.!?…]+(?:\s?[\"'»”’)\]])*\s+|\s*\n\s*)")
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -208,18 +217,77 @@ class Token(NamedTuple):
 _RawToken = tuple[int, int, int, int, str]
 
 
-def _tokenize(text: str) -> list[_RawToken]:
-    tokens: list[_RawToken] = []
-    append = tokens.append
-    position = 0
-    for compound in _COMPOUND.finditer(text):
-        word = compound.group()
-        if word.isalnum():  # the common case: no apostrophe, hyphen or combining mark
-            append((position, position, compound.start(), compound.end(), fold(word)))
-            position += 1
-        else:
-            position = _split_compound(word, compound.start(), position, tokens)
+class _Tokens(NamedTuple):
+    """A field's tokens as parallel lists (an article holds thousands: no object per token)."""
+
+    positions: list[int]
+    end_positions: list[int]
+    starts: list[int]
+    ends: list[int]
+    forms: list[str]
+
+
+# The compounds of a text and the runs between them, in one C-level pass: the parts alternate
+# separator, compound, separator, ..., and their cumulated lengths give every compound's span.
+_COMPOUND_SPLIT = re.compile(f"({_COMPOUND.pattern})")
+
+
+def _tokenize(text: str) -> _Tokens:
+    parts = _COMPOUND_SPLIT.split(text)
+    words = parts[1::2]
+    offsets = list(accumulate(map(len, parts), initial=0))
+    starts = offsets[1 : len(parts) - 1 : 2]
+    ends = offsets[2::2]
+    forms = list(map(fold, words))
+    # The common word holds no apostrophe, hyphen or combining mark: it is its own token.
+    compounds = [index for index, simple in enumerate(map(str.isalnum, words)) if not simple]
+    if not compounds:
+        positions = list(range(len(words)))
+        return _Tokens(positions, positions, starts, ends, forms)
+    tokens = _Tokens([], [], [], [], [])
+    position = previous = 0
+    for index in compounds:
+        _extend_simple(tokens, position, starts, ends, forms, previous, index)
+        position += index - previous
+        raw, count = _compound_tokens(words[index])
+        offset = starts[index]
+        for token_position, end_position, start, end, form in raw:
+            tokens.positions.append(position + token_position)
+            tokens.end_positions.append(position + end_position)
+            tokens.starts.append(offset + start)
+            tokens.ends.append(offset + end)
+            tokens.forms.append(form)
+        position += count
+        previous = index + 1
+    _extend_simple(tokens, position, starts, ends, forms, previous, len(words))
     return tokens
+
+
+def _extend_simple(
+    tokens: _Tokens,
+    position: int,
+    starts: list[int],
+    ends: list[int],
+    forms: list[str],
+    first: int,
+    stop: int,
+) -> None:
+    """Append the simple words ``first`` to ``stop`` (exclusive), from ``position`` on."""
+    numbers = range(position, position + stop - first)
+    tokens.positions.extend(numbers)
+    tokens.end_positions.extend(numbers)
+    tokens.starts.extend(starts[first:stop])
+    tokens.ends.extend(ends[first:stop])
+    tokens.forms.extend(forms[first:stop])
+
+
+@lru_cache(maxsize=65536)
+def _compound_tokens(compound: str) -> tuple[tuple[_RawToken, ...], int]:
+    """A compound's tokens from position and offset 0 (``l'accord``, ``d'un`` recur), and the
+    number of positions they take."""
+    raw: list[_RawToken] = []
+    count = _split_compound(compound, 0, 0, raw)
+    return tuple(raw), count
 
 
 def _split_compound(compound: str, offset: int, position: int, out: list[_RawToken]) -> int:
@@ -282,10 +350,11 @@ def term_variants(text: str) -> tuple[tuple[str, ...], ...]:
     ``(antiterroriste,)``). Empty when the term holds no word at all.
     """
     tokens = _tokenize(unicodedata.normalize("NFC", text))
-    split = tuple(form for position, end_position, _, _, form in tokens if end_position == position)
+    triples = list(zip(tokens.positions, tokens.end_positions, tokens.forms, strict=True))
+    split = tuple(form for position, end_position, form in triples if end_position == position)
     joined_parts: list[str] = []
     covered_until = -1
-    for position, end_position, _, _, form in sorted(tokens, key=lambda raw: (raw[0], -raw[1])):
+    for position, end_position, form in sorted(triples, key=lambda raw: (raw[0], -raw[1])):
         if position <= covered_until:
             continue
         joined_parts.append(form)
@@ -301,19 +370,81 @@ def term_variants(text: str) -> tuple[tuple[str, ...], ...]:
 
 @dataclass(frozen=True)
 class AnalyzedField:
-    """One field (``title`` or ``text``) of an article, analysed."""
+    """One field (``title`` or ``text``) of an article, analysed.
+
+    Tokens are kept as parallel tuples; what only positional matching, hits and explanations
+    need (token indexes by form and stem, sentences, `Token` objects) is computed on first use.
+    """
 
     name: str
     text: str  # NFC form of the field; token spans index into it
-    tokens: tuple[Token, ...]
-    sentences: tuple[tuple[int, int], ...]  # character spans
-    by_form: Mapping[str, tuple[int, ...]]  # folded form -> token indexes
-    by_stem: Mapping[str, tuple[int, ...]]  # stem in the document's language -> token indexes
-    sorted_forms: tuple[str, ...]  # distinct forms, sorted, for prefix search
+    positions: tuple[int, ...]  # per token: word position in the field
+    end_positions: tuple[int, ...]  # last position covered (> position for a joined compound)
+    starts: tuple[int, ...]  # character span in `text`
+    ends: tuple[int, ...]
+    forms: tuple[str, ...]  # folded
+    stem_of: Mapping[str, str]  # distinct folded form -> stem in the document's language
+    stems: frozenset[str]  # the values of `stem_of`
+    one_sentence: bool = False  # the title: one sentence whatever its punctuation
+
+    def stems_of(self, language: str | None) -> Mapping[str, str]:
+        """Distinct form -> stem in ``language`` (the document's: `stem_of`)."""
+        forms = list(self.stem_of)
+        return dict(zip(forms, stem_forms(forms, language), strict=True))
+
+    @cached_property
+    def by_form(self) -> Mapping[str, tuple[int, ...]]:
+        """Folded form -> token indexes."""
+        grouped: defaultdict[str, list[int]] = defaultdict(list)
+        for index, form in enumerate(self.forms):
+            grouped[form].append(index)
+        return {form: tuple(indexes) for form, indexes in grouped.items()}
+
+    @cached_property
+    def by_stem(self) -> Mapping[str, tuple[int, ...]]:
+        """Stem in the document's language -> token indexes."""
+        return _group_by_stem(self.by_form, self.stem_of)
 
     def stems_in(self, language: str | None) -> Mapping[str, tuple[int, ...]]:
         """Stem -> token indexes in another language (for watchlists that fix theirs)."""
-        return _group_by_stem(self.by_form, language)
+        return _group_by_stem(self.by_form, self.stems_of(language))
+
+    @cached_property
+    def sorted_forms(self) -> tuple[str, ...]:
+        """Distinct forms, sorted, for prefix search."""
+        return tuple(sorted(self.stem_of))
+
+    @cached_property
+    def sentences(self) -> tuple[tuple[int, int], ...]:
+        """Character spans of the sentences."""
+        if self.one_sentence:
+            return ((0, len(self.text)),)
+        return tuple(_sentence_spans(self.text))
+
+    @cached_property
+    def _sentence_starts(self) -> list[int]:
+        return [start for start, _ in self.sentences[1:]]
+
+    def sentence_of(self, index: int) -> int:
+        """0-based sentence index of token ``index``."""
+        return bisect_right(self._sentence_starts, self.starts[index])
+
+    @cached_property
+    def tokens(self) -> tuple[Token, ...]:
+        """The tokens one tuple each (matching reads the parallel tuples instead)."""
+        return tuple(
+            Token(position, end_position, start, end, form, self.sentence_of(index))
+            for index, (position, end_position, start, end, form) in enumerate(
+                zip(
+                    self.positions,
+                    self.end_positions,
+                    self.starts,
+                    self.ends,
+                    self.forms,
+                    strict=True,
+                )
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -344,12 +475,11 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _group_by_stem(
-    by_form: Mapping[str, tuple[int, ...]], language: str | None
+    by_form: Mapping[str, tuple[int, ...]], stem_of: Mapping[str, str]
 ) -> dict[str, tuple[int, ...]]:
-    forms = list(by_form)
     by_stem: dict[str, tuple[int, ...]] = {}
-    for form, stem in zip(forms, stem_forms(forms, language), strict=True):
-        indexes = by_form[form]
+    for form, indexes in by_form.items():
+        stem = stem_of[form]
         existing = by_stem.get(stem)
         by_stem[stem] = indexes if existing is None else tuple(sorted(existing + indexes))
     return by_stem
@@ -359,28 +489,20 @@ def analyze_field(
     name: str, text: str, language: str | None, *, one_sentence: bool = False
 ) -> AnalyzedField:
     text = unicodedata.normalize("NFC", text)
-    raw_tokens = _tokenize(text)
-    spans = [(0, len(text))] if one_sentence else _sentence_spans(text)
-    tokens: list[Token] = []
-    sentence = 0
-    next_start = spans[1][0] if len(spans) > 1 else len(text) + 1
-    for position, end_position, start, end, form in raw_tokens:
-        while start >= next_start:
-            sentence += 1
-            next_start = spans[sentence + 1][0] if sentence + 1 < len(spans) else len(text) + 1
-        tokens.append(Token(position, end_position, start, end, form, sentence))
-    grouped: dict[str, list[int]] = {}
-    for index, token in enumerate(tokens):
-        grouped.setdefault(token.form, []).append(index)
-    by_form = {form: tuple(indexes) for form, indexes in grouped.items()}
+    tokens = _tokenize(text)
+    distinct = list(dict.fromkeys(tokens.forms))  # each form stemmed once
+    stem_of = dict(zip(distinct, stem_forms(distinct, language), strict=True))
     return AnalyzedField(
         name=name,
         text=text,
-        tokens=tuple(tokens),
-        sentences=tuple(spans),
-        by_form=by_form,
-        by_stem=_group_by_stem(by_form, language),
-        sorted_forms=tuple(sorted(by_form)),
+        positions=tuple(tokens.positions),
+        end_positions=tuple(tokens.end_positions),
+        starts=tuple(tokens.starts),
+        ends=tuple(tokens.ends),
+        forms=tuple(tokens.forms),
+        stem_of=stem_of,
+        stems=frozenset(stem_of.values()),
+        one_sentence=one_sentence,
     )
 
 

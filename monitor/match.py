@@ -3,16 +3,18 @@
 How one article is matched against many watchlists (the cost must not grow with their number):
 
 1. The article is analysed once (`monitor.analysis.analyze`): tokens, folded forms, stems in
-   the article's language, sentences.
-2. *Presearch.* Every watchlist was compiled into a plan plus a set of index keys chosen so that
-   any article it matches contains at least one of them (a stem, an exact form, or a prefix):
-   a term gives its own key, ``OR`` the union of its sides' keys, ``AND`` and ``NEAR`` the
-   cheapest key set of one required side (long, uncommon words first), ``NOT`` never gives keys.
-   The article's stems, forms and form prefixes are looked up in the inverted index: only the
-   watchlists found there are candidates. (This is what Lucene's Monitor calls a presearcher.)
-3. *Verification.* Each candidate's plan is evaluated on the article with dictionary lookups
-   (no regular expressions); only a real match builds a `HitResult` with its clauses, words
-   and snippets.
+   the article's language; token indexes and sentences are worked out on first use.
+2. *Presearch.* Every watchlist was compiled into a plan plus its *required key groups*: sets
+   of index keys (stems, exact forms, prefixes) such that any article it matches contains at
+   least one key of each set. A word gives its own key, a phrase one group per word, ``OR``
+   the union of its sides' keys, ``AND`` and ``NEAR`` all their sides' groups; ``NOT`` gives
+   none. A watchlist is indexed under its two cheapest groups (long, uncommon words first);
+   the article's stems, forms and form prefixes are intersected with the index, and only the
+   watchlists reached through both groups (through its only group, for a watchlist with one)
+   are candidates. (This is what Lucene's Monitor calls a presearcher.)
+3. *Verification.* Each candidate's plan is evaluated on the article with set and dictionary
+   lookups (no regular expressions); only a real match builds a `HitResult` with its clauses,
+   words and snippets.
 
 Term semantics: a word matches the article's words with the same stem in the watchlist's
 language (or the article's, when the watchlist does not fix one); ``=word`` matches the same
@@ -28,11 +30,13 @@ name is given (``explain`` on a file), the scope is not applied.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 from monitor.analysis import (
     AnalyzedField,
@@ -242,23 +246,58 @@ def _keys(plan: _Plan) -> frozenset[_Key] | None:
     return min(options, key=_set_cost)
 
 
+def _required_groups(plan: _Plan) -> list[frozenset[_Key]]:
+    """Key sets a matching article meets every one of (holds at least one key of each).
+
+    A phrase requires each of its words, ``AND`` and ``NEAR`` each required group of their
+    sides, ``OR`` the union of its sides' keys (`_keys`); ``NOT`` requires nothing.
+    """
+    groups: list[frozenset[_Key]]
+    if isinstance(plan, _Leaf) and len(plan.alternatives) == 1:
+        groups = [frozenset({step}) for step in plan.alternatives[0]]
+    elif isinstance(plan, _Leaf | _AnyOf):
+        keys = _keys(plan)
+        groups = [] if keys is None else [keys]
+    elif isinstance(plan, _Without):
+        groups = []
+    else:
+        sides = plan.children if isinstance(plan, _AllOf) else (plan.left, plan.right)
+        groups = [group for side in sides for group in _required_groups(side)]
+    return list(dict.fromkeys(groups))
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
 class _FieldView:
-    """One analysed field seen through one stemming language."""
+    """One analysed field seen through one stemming language.
 
-    __slots__ = ("field", "name", "stems")
+    The key sets are all that presearch and most verification need; the token indexes by stem
+    are grouped only when a positional check (phrase, NEAR, hit) asks for them.
+    """
+
+    __slots__ = ("_by_stem", "_language", "_own", "field", "forms", "name", "stems")
 
     def __init__(self, field: AnalyzedField, language: str | None, own: bool):
         self.field = field
         self.name = field.name
-        self.stems = field.by_stem if own else field.stems_in(language)
+        self.forms = field.stem_of.keys()
+        self.stems = field.stems if own else frozenset(field.stems_of(language).values())
+        self._language = language
+        self._own = own
+        self._by_stem: Mapping[str, tuple[int, ...]] | None = None
+
+    @property
+    def by_stem(self) -> Mapping[str, tuple[int, ...]]:
+        if self._by_stem is None:
+            field = self.field
+            self._by_stem = field.by_stem if self._own else field.stems_in(self._language)
+        return self._by_stem
 
     def lookup(self, step: _Step) -> Sequence[int]:
         kind, key = step
         if kind == _STEM:
-            return self.stems.get(key, ())
+            return self.by_stem.get(key, ()) if key in self.stems else ()
         if kind == _FORM:
             return self.field.by_form.get(key, ())
         forms = self.field.sorted_forms
@@ -274,7 +313,7 @@ class _FieldView:
         if kind == _STEM:
             return key in self.stems
         if kind == _FORM:
-            return key in self.field.by_form
+            return key in self.forms
         forms = self.field.sorted_forms
         index = bisect_left(forms, key)
         return index < len(forms) and forms[index].startswith(key)
@@ -283,7 +322,7 @@ class _FieldView:
 class _DocView:
     """An article seen through one stemming language, with both fields' keys merged."""
 
-    __slots__ = ("fields", "forms_all", "stems_all")
+    __slots__ = ("_prefixes", "fields", "forms_all", "stems_all")
 
     def __init__(self, doc: AnalyzedText, language: str | None) -> None:
         own = language == snowball_language(doc.language)  # the stems analysis computed
@@ -292,8 +331,16 @@ class _DocView:
             _FieldView(doc.text, language, own),
         )
         title, text = self.fields
-        self.stems_all = title.stems.keys() | text.stems.keys()
-        self.forms_all = title.field.by_form.keys() | text.field.by_form.keys()
+        self.stems_all = title.stems | text.stems
+        self.forms_all = title.forms | text.forms
+        self._prefixes: dict[int, set[str]] = {}
+
+    def prefixes(self, length: int) -> set[str]:
+        """The forms cut to ``length`` characters (shorter forms whole): prefix keys' lookup."""
+        found = self._prefixes.get(length)
+        if found is None:
+            found = self._prefixes[length] = set(map(itemgetter(slice(length)), self.forms_all))
+        return found
 
 
 _Check = Callable[[_DocView], bool]
@@ -352,13 +399,12 @@ def _spans(plan: _Plan, view: _FieldView) -> list[tuple[int, int]]:
     if isinstance(plan, _Leaf):
         if plan.field is not None and plan.field != view.name:
             return []
-        tokens = view.field.tokens
+        positions, end_positions = view.field.positions, view.field.end_positions
         found: list[tuple[int, int]] = []
         for steps in plan.alternatives:
             if len(steps) == 1:
                 for index in view.lookup(steps[0]):
-                    token = tokens[index]
-                    found.append((token.position, token.end_position))
+                    found.append((positions[index], end_positions[index]))
             else:
                 found.extend((start, end) for start, end, _ in _sequence_matches(view, steps))
         return found
@@ -498,7 +544,7 @@ def _leaf_checker(leaf: _Leaf) -> _Check:
         index = field_index
         return lambda doc: (
             not stems.isdisjoint(doc.fields[index].stems)
-            or not forms.isdisjoint(doc.fields[index].field.by_form)
+            or not forms.isdisjoint(doc.fields[index].forms)
         )
     if len(stems) == 1 and not forms:
         (stem,) = stems
@@ -518,18 +564,18 @@ _Occurrence = tuple[int, int, int, tuple[_Chain, ...], tuple[str, ...]]
 def _sequence_matches(
     view: _FieldView, steps: tuple[_Step, ...]
 ) -> list[tuple[int, int, tuple[int, ...]]]:
-    tokens = view.field.tokens
+    positions, end_positions = view.field.positions, view.field.end_positions
     first = view.lookup(steps[0])
     if len(steps) == 1:
-        return [(tokens[i].position, tokens[i].end_position, (i,)) for i in first]
+        return [(positions[i], end_positions[i], (i,)) for i in first]
     following: list[dict[int, int]] = []
     for step in steps[1:]:
         by_position: dict[int, int] = {}
         for index in view.lookup(step):
-            position = tokens[index].position
+            position = positions[index]
             # Prefer the single word over a joined compound starting at the same position.
             known = by_position.get(position)
-            if known is None or tokens[index].end_position < tokens[known].end_position:
+            if known is None or end_positions[index] < end_positions[known]:
                 by_position[position] = index
         if not by_position:
             return []
@@ -537,15 +583,15 @@ def _sequence_matches(
     found: list[tuple[int, int, tuple[int, ...]]] = []
     for start_index in first:
         chain = [start_index]
-        end = tokens[start_index].end_position
+        end = end_positions[start_index]
         for by_position in following:
             next_index = by_position.get(end + 1)
             if next_index is None:
                 break
             chain.append(next_index)
-            end = tokens[next_index].end_position
+            end = end_positions[next_index]
         else:
-            found.append((tokens[start_index].position, end, tuple(chain)))
+            found.append((positions[start_index], end, tuple(chain)))
     return found
 
 
@@ -722,30 +768,67 @@ def _compile_watchlist(
     return _Compiled(order, watchlist, outline, plan, clauses, _checker(plan))
 
 
+class _KeyIndex:
+    """Watchlist slots by presearch key (stem, exact form, form prefix), for both stages."""
+
+    def __init__(self) -> None:
+        # by kind (_STEM, _FORM, _PREFIX): key -> (first-stage slots, second-stage slots)
+        self.tables: tuple[dict[str, tuple[list[int], list[int]]], ...] = ({}, {}, {})
+        self.prefix_lengths: tuple[int, ...] = ()
+
+    def add(self, keys: Iterable[_Key], slot: int, stage: int) -> None:
+        for kind, key in keys:
+            self.tables[kind].setdefault(key, ([], []))[stage].append(slot)
+            if kind == _PREFIX and len(key) not in self.prefix_lengths:
+                self.prefix_lengths = tuple(sorted((*self.prefix_lengths, len(key))))
+
+    def reached(self, doc: _DocView) -> tuple[set[int], set[int]]:
+        """The slots ``doc`` reaches through a key it contains, in each stage."""
+        by_stem, by_form, by_prefix = self.tables
+        # Key sets intersect by walking the smaller one, and the slot lists are chained: in C.
+        found = [
+            map(by_stem.__getitem__, by_stem.keys() & doc.stems_all),
+            map(by_form.__getitem__, by_form.keys() & doc.forms_all),
+        ]
+        for length in self.prefix_lengths:
+            found.append(map(by_prefix.__getitem__, by_prefix.keys() & doc.prefixes(length)))
+        entries = list(itertools.chain.from_iterable(found))
+        first = set(itertools.chain.from_iterable(map(itemgetter(0), entries)))
+        second = set(itertools.chain.from_iterable(map(itemgetter(1), entries)))
+        return first, second
+
+
 class _Partition:
-    """Watchlists stemmed in one language (None: forms only), with their inverted index."""
+    """Watchlists stemmed in one language (None: forms only), with their inverted index.
+
+    Presearch has two stages: a watchlist is indexed under the keys of its cheapest required
+    key group, and, when it has another, also under those of its second cheapest; it is a
+    candidate only when the article reaches it through both (see `_required_groups`).
+    """
 
     def __init__(
         self, language: str | None, entries: Iterable[tuple[int, Watchlist, _Outline]]
     ) -> None:
         self.language = language
         self.compiled: list[_Compiled] = []
-        self.by_stem: dict[str, list[int]] = {}
-        self.by_form: dict[str, list[int]] = {}
-        self.by_prefix: dict[str, list[int]] = {}
-        self.unindexed: list[int] = []  # no key set exists: verified on every article
+        self.index = _KeyIndex()
+        one_group: list[int] = []  # a single required group: passes the second stage
+        unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
             compiled = _compile_watchlist(order, watchlist, outline, language)
             self.compiled.append(compiled)
-            keys = _keys(compiled.plan)
-            if keys is None:
-                self.unindexed.append(slot)
+            groups = sorted(_required_groups(compiled.plan), key=_set_cost)
+            if not groups:
+                unindexed.append(slot)
                 continue
-            for kind, key in keys:
-                table = (self.by_stem, self.by_form, self.by_prefix)[kind]
-                table.setdefault(key, []).append(slot)
-        self.prefix_lengths = tuple(sorted({len(prefix) for prefix in self.by_prefix}))
+            self.index.add(groups[0], slot, 0)
+            if len(groups) > 1:
+                self.index.add(groups[1], slot, 1)
+            else:
+                one_group.append(slot)
+        self.one_group = frozenset(one_group)
+        self.unindexed = frozenset(unindexed)
         # Flat views of `compiled` for the per-candidate loop.
         self.checks = [compiled.check for compiled in self.compiled]
         self.scoped = {
@@ -754,27 +837,9 @@ class _Partition:
             if compiled.outline.feeds
         }
 
-    def candidates(self, views: Sequence[_FieldView]) -> list[int]:
-        found: set[int] = set(self.unindexed)
-        by_stem, by_form, by_prefix = self.by_stem, self.by_form, self.by_prefix
-        for view in views:
-            if by_stem:
-                for stem in view.stems:
-                    slots = by_stem.get(stem)
-                    if slots is not None:
-                        found.update(slots)
-            if by_form or by_prefix:
-                for form in view.field.by_form:
-                    slots = by_form.get(form)
-                    if slots is not None:
-                        found.update(slots)
-                    for length in self.prefix_lengths:
-                        if length > len(form):
-                            break
-                        slots = by_prefix.get(form[:length])
-                        if slots is not None:
-                            found.update(slots)
-        return sorted(found)
+    def candidates(self, doc: _DocView) -> list[int]:
+        first, second = self.index.reached(doc)
+        return sorted((first & self.one_group) | (first & second) | self.unindexed)
 
 
 def _fixes_language(watchlist: Watchlist) -> bool:
@@ -856,7 +921,7 @@ class Matcher:
         hits: list[tuple[int, HitResult]] = []
         for partition, view in self._plans_for(doc):
             checks, scoped = partition.checks, partition.scoped
-            for slot in partition.candidates(view.fields):
+            for slot in partition.candidates(view):
                 if slot in scoped and feed_name is not None and feed_name not in scoped[slot]:
                     continue
                 if checks[slot](view):
@@ -868,7 +933,7 @@ class Matcher:
     def candidate_count(self, doc: AnalyzedText) -> int:
         """How many watchlists presearch leaves to verify for ``doc`` (for benchmarks)."""
         return sum(
-            len(partition.candidates(view.fields)) for partition, view in self._plans_for(doc)
+            len(partition.candidates(view)) for partition, view in self._plans_for(doc)
         )
 
     def verify_all(self, doc: AnalyzedText, feed_name: str | None = None) -> list[HitResult]:
@@ -918,9 +983,7 @@ def _chains_in(found: Iterable[_Occurrence], field_index: int) -> list[_Chain]:
 
 def _chain_words(field: AnalyzedField, chains: Iterable[_Chain]) -> list[str]:
     """Each matched word or phrase as written in the article, deduplicated, in text order."""
-    spans = sorted(
-        {(field.tokens[chain[0]].start, field.tokens[chain[-1]].end) for chain in chains}
-    )
+    spans = sorted({(field.starts[chain[0]], field.ends[chain[-1]]) for chain in chains})
     return list(dict.fromkeys(" ".join(field.text[start:end].split()) for start, end in spans))
 
 
@@ -934,7 +997,7 @@ def _snippets(
         field = views[field_index].field
         by_sentence: dict[int, list[_Chain]] = {}
         for chain in chains_by_field[field_index]:
-            by_sentence.setdefault(field.tokens[chain[0]].sentence, []).append(chain)
+            by_sentence.setdefault(field.sentence_of(chain[0]), []).append(chain)
         for sentence in sorted(by_sentence)[:MAX_SNIPPETS]:
             snippets.append(_mark_sentence(field, sentence, by_sentence[sentence]))
     return tuple(snippets)
@@ -942,7 +1005,7 @@ def _snippets(
 
 def _mark_sentence(field: AnalyzedField, sentence: int, chains: Iterable[_Chain]) -> str:
     start, end = field.sentences[sentence]
-    spans = sorted((field.tokens[chain[0]].start, field.tokens[chain[-1]].end) for chain in chains)
+    spans = sorted((field.starts[chain[0]], field.ends[chain[-1]]) for chain in chains)
     merged: list[list[int]] = []
     for span_start, span_end in spans:
         if merged and span_start <= merged[-1][1]:
@@ -1016,7 +1079,7 @@ def _where(views: Sequence[_FieldView], found: Sequence[_Occurrence]) -> str:
     if in_title:
         places.append("the title")
     text = views[1].field
-    sentences = sorted({text.tokens[chain[0]].sentence + 1 for chain in _chains_in(found, 1)})
+    sentences = sorted({text.sentence_of(chain[0]) + 1 for chain in _chains_in(found, 1)})
     if sentences:
         shown = ", ".join(str(number) for number in sentences[:6]) + (
             ", …" if len(sentences) > 6 else ""

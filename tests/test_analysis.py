@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from monitor.analysis import (
+    _COMPOUND,
+    _SENTENCE_END,
     ELISIONS,
     AnalyzedField,
+    _split_compound,
     analyze,
     detect_language,
+    fold,
     normalize,
     primary_language,
     stem_forms,
@@ -213,3 +219,67 @@ def test_case_never_changes_the_forms(text: str) -> None:
     assert forms(analyze("", text.upper(), "fr").text) == forms(
         analyze("", text.lower(), "fr").text
     )
+
+
+# --------------------------------------------------------------------------- fast paths
+
+# Text rich in what the tokeniser treats specially: separators between and around words,
+# elisions, possessives, combining marks (Latin and Devanagari), digits, other scripts.
+_tricky_text = st.lists(
+    st.sampled_from(
+        [
+            "l", "qu", "jusqu", "s", "Togo", "anti", "Saint", "Louis", "é", "e\u0301",
+            "हिन्दी", "\u0301", "2024", "東京", "москва", "_", "'", "’", "-", "‑", " ", "\n",
+            ". ", "! ", "…", "» ", "\"", "\u00a0", "ﬁn",
+        ]
+    ),
+    max_size=40,
+).map("".join)  # fmt: skip
+
+
+def _reference_tokens(text: str) -> list[tuple[int, int, int, int, str]]:
+    """The tokeniser as a plain loop over the compounds (what the split-based one replaced)."""
+    tokens: list[tuple[int, int, int, int, str]] = []
+    position = 0
+    for compound in _COMPOUND.finditer(text):
+        word = compound.group()
+        if word.isalnum():
+            tokens.append((position, position, compound.start(), compound.end(), fold(word)))
+            position += 1
+        else:
+            position = _split_compound(word, compound.start(), position, tokens)
+    return tokens
+
+
+@given(st.one_of(_tricky_text, st.text()))
+@settings(max_examples=400, deadline=None)
+def test_tokens_are_those_of_a_loop_over_the_compounds(text: str) -> None:
+    field = analyze("", text, "fr").text
+    assert [token[:5] for token in field.tokens] == _reference_tokens(field.text)
+
+
+_OLD_SENTENCE_END = re.compile(r"[.!?…]+(?:\s?[\"'»”’)\]])*\s+|\s*\n\s*")
+
+
+@given(st.one_of(_tricky_text, st.text()))
+@settings(max_examples=300, deadline=None)
+def test_sentence_boundaries_are_unchanged_by_the_lookahead(text: str) -> None:
+    assert [m.span() for m in _SENTENCE_END.finditer(text)] == [
+        m.span() for m in _OLD_SENTENCE_END.finditer(text)
+    ]
+
+
+@given(_tricky_text, st.sampled_from([None, "fr", "en"]))
+@settings(max_examples=200, deadline=None)
+def test_lazy_indexes_agree_with_the_tokens(text: str, language: str | None) -> None:
+    field = analyze("", text, language).text
+    assert set(field.by_form) == set(field.forms) == set(field.stem_of)
+    assert field.stems == frozenset(field.stem_of.values())
+    for index, form in enumerate(field.forms):
+        assert index in field.by_form[form]
+        assert index in field.by_stem[field.stem_of[form]]
+        start, end = field.sentences[field.sentence_of(index)]
+        assert start <= field.starts[index] and field.ends[index] <= end
+    for stem, indexes in field.stems_in("en").items():
+        assert list(indexes) == sorted(indexes)
+        assert {stem} == set(stem_forms([field.forms[index] for index in indexes], "en"))

@@ -535,3 +535,52 @@ def test_a_name_still_ignores_case_and_accents() -> None:
     article = ArticleText(url=None, title="", text="Le BENIN et le Togo.", source=TextSource.PAGE,
                           language="fr")
     assert [hit.watchlist for hit in Matcher([watchlist]).match(article)] == ["w"]
+
+
+@st.composite
+def _multi_key_queries(draw: st.DrawFn) -> str:
+    """Queries with several required key groups (phrases, ANDs, NEARs of ORs, prefixes,
+    scoped and exact terms), as the two presearch stages see them."""
+    a, b, c, d = (draw(_words) for _ in range(4))
+    shape = draw(st.integers(0, 5))
+    prefix = f"{a[:4]}*" if len(a) >= 4 and a[:4].isalpha() else f'"{a}"'
+    return [
+        f'"{a}" AND "{b}" AND ("{c}" OR "{d}") NOT "{a} {c}"',
+        f'"{a} {b}" AND "{c}"',
+        f'("{a}" OR "{b}") NEAR/3 ("{c}" OR "{d} {a}")',
+        f'"{b}" AND "{c}" AND {prefix}',
+        f'title:"{a}" AND ("{b}" OR "{c} {d}")',
+        f'="{a}" AND "{b}" AND title:"{c} {d}"',
+    ][shape]
+
+
+@given(
+    st.lists(_multi_key_queries(), min_size=1, max_size=12),
+    _texts,
+    _texts,
+    st.sampled_from(["fr", "en"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_two_stage_presearch_never_loses_a_hit(
+    queries: list[str], title: str, text: str, fixed: str
+) -> None:
+    watchlists = [
+        Watchlist(str(n), parse_query(q, {}), language=fixed if n % 3 == 0 else None)
+        for n, q in enumerate(queries)
+    ]
+    matcher = Matcher(watchlists)
+    doc = analyze(title, text, "fr")
+    assert matcher.match_analyzed(doc) == matcher.verify_all(doc)
+
+
+def test_a_candidate_must_hold_keys_of_two_required_groups() -> None:
+    matcher = Matcher([Watchlist("w", parse_query('"accord militaire" AND Togo', {}))])
+    for text, candidates in [
+        # Keys: the two longest words' stems; "Togo" is left to verification.
+        ("Un accord avec le Togo.", 0),  # "militaire" is missing: presearch drops it
+        ("Un accord militaire avec le Bénin.", 1),  # both keys: verified, not a match
+        ("Un accord militaire pour le Togo.", 1),
+    ]:
+        doc = analyze("", text, "fr")
+        assert matcher.candidate_count(doc) == candidates
+        assert matcher.match_analyzed(doc) == matcher.verify_all(doc)
