@@ -24,7 +24,7 @@ from monitor.models import ArticleText, Fetched, StoredHit, TextSource
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
 from monitor.service import fetch_limits, open_pipeline, run_digest
-from monitor.store import Store
+from monitor.store import StorageError, Store
 
 log = logging.getLogger("monitor")
 
@@ -98,13 +98,13 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
-    from monitor.daemon import AlreadyRunning, run_daemon
+    from monitor.daemon import AlreadyRunning, DamagedDatabase, run_daemon
 
     path: Path = ctx.obj["config_path"]
     _load(ctx)  # report config errors before anything starts
     try:
         ctx.exit(run_daemon(path))
-    except AlreadyRunning as error:
+    except (AlreadyRunning, DamagedDatabase, StorageError) as error:
         stderr.print(str(error), markup=False)
         ctx.exit(EXIT_FAILED)
 

@@ -55,6 +55,10 @@ class AlreadyRunning(RuntimeError):
     pass
 
 
+class DamagedDatabase(RuntimeError):
+    pass
+
+
 @contextmanager
 def single_instance(database: Path) -> Iterator[None]:
     """Hold an exclusive lock beside the database for the daemon's lifetime.
@@ -239,27 +243,33 @@ def run_daemon(config_path: Path, environ: Mapping[str, str] | None = None) -> i
     """Load the config, take the lock, run until SIGINT/SIGTERM. Returns the exit status."""
     watcher = ConfigWatcher(config_path, environ=environ)
     config = watcher.current
-    with (
-        single_instance(config.database),
-        Store(config.database) as store,
-        open_pipeline(config, store) as pipeline,
-    ):
-        daemon = Daemon(config, watcher, store, pipeline)
-        stop_requested = threading.Event()
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            log.info("received %s: stopping", signal.Signals(signum).name)
-            stop_requested.set()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        daemon.start()
-        while not stop_requested.wait(1.0):
-            pass
-        _exit_after(SHUTDOWN_GRACE_SECONDS)
-        daemon.stop()
+    with single_instance(config.database), Store(config.database) as store:
+        problems = store.integrity_problems()
+        if problems:
+            raise DamagedDatabase(
+                f"{config.database} is damaged ({'; '.join(problems[:5])}); stopping rather "
+                "than losing more: restore a backup, or move the file aside to start afresh"
+            )
+        with open_pipeline(config, store) as pipeline:
+            _run_until_signalled(Daemon(config, watcher, store, pipeline))
     log.info("monitor stopped")
     return 0
+
+
+def _run_until_signalled(daemon: Daemon) -> None:
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    daemon.start()
+    while not stop_requested.wait(1.0):
+        pass
+    _exit_after(SHUTDOWN_GRACE_SECONDS)
+    daemon.stop()
 
 
 def _exit_after(grace: float) -> None:

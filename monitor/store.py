@@ -418,6 +418,12 @@ class Store:
             rows = self._read(action, f"SELECT {_FEED_COLUMNS} FROM feeds WHERE url = ?", [url])
         return _feed_state(rows[0])
 
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's quick_check finds wrong with the file; empty when it is sound."""
+        rows = self._read("checking the database's integrity", "PRAGMA quick_check")
+        problems = [str(row[0]) for row in rows]
+        return [] if problems == ["ok"] else problems
+
     def feed_states(self) -> list[FeedState]:
         rows = self._read("listing feeds", f"SELECT {_FEED_COLUMNS} FROM feeds ORDER BY url")
         return [_feed_state(row) for row in rows]

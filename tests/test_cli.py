@@ -154,3 +154,19 @@ def test_status_shows_polled_and_never_polled_feeds(config: Path) -> None:
     output = invoke(config, "status").output
     assert "Afrique Exemple" in output and "200" in output
     assert "Jamais interrogé" in output and "never" in output
+
+
+def test_run_refuses_a_damaged_database(config: Path) -> None:
+    database = config.parent / "monitor.db"
+    with Store(database) as store:
+        assert store.integrity_problems() == []
+    data = bytearray(database.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    # Garbage over every page but the first (the header and schema stay readable).
+    for start in range(page_size, len(data), page_size):
+        data[start : start + 64] = b"\xff" * 64
+    database.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["-c", str(config), "run"])
+    assert result.exit_code == 1
+    assert str(database) in result.output
+    assert "damaged" in result.output or "malformed" in result.output
