@@ -746,6 +746,7 @@ class _WatchlistModel(_Section):
     any_terms: Terms | None = Field(default=None, alias="any")
     none_terms: Terms | None = Field(default=None, alias="none")
     language: Language | None = None
+    languages: Annotated[list[Language], Field(min_length=1, max_length=50)] | None = None
     feeds: Annotated[list[Text], Field(min_length=1, max_length=MAX_FEEDS)] | None = None
 
     _compiled: Node | None = PrivateAttr(default=None)
@@ -1319,6 +1320,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
                 query=watchlist.compiled,
                 language=watchlist.language,
                 feeds=tuple(watchlist.feeds or ()),
+                languages=tuple(dict.fromkeys(watchlist.languages or ())),
             )
             for watchlist in model.watchlists
         ),

@@ -85,6 +85,9 @@ class Watchlist:
     query: Node
     language: str | None = None  # stems the terms; None = the article's language
     feeds: tuple[str, ...] = ()  # scope by feed name; () = all feeds
+    # Scope by article language (primary subtags such as "fr"); () = any. An article whose
+    # language is unknown (undeclared and not detected) stays in scope rather than be lost.
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -836,6 +839,11 @@ class _Partition:
             for slot, compiled in enumerate(self.compiled)
             if compiled.outline.feeds
         }
+        self.language_scoped = {
+            slot: frozenset(compiled.watchlist.languages)
+            for slot, compiled in enumerate(self.compiled)
+            if compiled.watchlist.languages
+        }
 
     def candidates(self, doc: _DocView) -> list[int]:
         first, second = self.index.reached(doc)
@@ -919,10 +927,18 @@ class Matcher:
 
     def match_analyzed(self, doc: AnalyzedText, feed_name: str | None = None) -> list[HitResult]:
         hits: list[tuple[int, HitResult]] = []
+        language = primary_language(doc.language)
         for partition, view in self._plans_for(doc):
             checks, scoped = partition.checks, partition.scoped
+            language_scoped = partition.language_scoped
             for slot in partition.candidates(view):
                 if slot in scoped and feed_name is not None and feed_name not in scoped[slot]:
+                    continue
+                if (
+                    slot in language_scoped
+                    and language is not None
+                    and language not in language_scoped[slot]
+                ):
                     continue
                 if checks[slot](view):
                     compiled = partition.compiled[slot]
@@ -941,7 +957,11 @@ class Matcher:
         hits: list[tuple[int, HitResult]] = []
         for partition, view in self._plans_for(doc):
             for compiled in partition.compiled:
-                if _in_scope(compiled.watchlist, feed_name) and _holds(compiled.plan, view.fields):
+                if (
+                    _in_scope(compiled.watchlist, feed_name)
+                    and _in_language_scope(compiled.watchlist, doc)
+                    and _holds(compiled.plan, view.fields)
+                ):
                     hits.append((compiled.order, _build_hit(compiled, view.fields)))
         hits.sort(key=lambda pair: pair[0])
         return [hit for _, hit in hits]
@@ -949,6 +969,11 @@ class Matcher:
 
 def _in_scope(watchlist: Watchlist, feed_name: str | None) -> bool:
     return not watchlist.feeds or feed_name is None or feed_name in watchlist.feeds
+
+
+def _in_language_scope(watchlist: Watchlist, doc: AnalyzedText) -> bool:
+    language = primary_language(doc.language)
+    return not watchlist.languages or language is None or language in watchlist.languages
 
 
 # --------------------------------------------------------------------------- hits
@@ -1059,6 +1084,10 @@ def explain(
     if not _in_scope(watchlist, feed_name):
         lines.append(
             f"feeds: the article's feed {feed_name!r} is not in {', '.join(watchlist.feeds)}"
+        )
+    if not _in_language_scope(watchlist, doc):
+        lines.append(
+            f"languages: the article is in {doc.language}, not in {', '.join(watchlist.languages)}"
         )
     any_of = isinstance(watchlist.query, Or)
     for text, plan in compiled.clauses:

@@ -843,3 +843,28 @@ def test_every_problem_is_reported_in_line_order(tmp_path: Path) -> None:
     ]
     assert all(problem.startswith(str(tmp_path / "feeds.yaml") + ":") for problem in problems)
     assert "MISSING_SECRET" in problems[-1]
+
+
+def test_watchlist_language_scope_is_loaded_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    text = """\
+feeds:
+  - url: https://example.org/rss
+watchlists:
+  - name: Togo
+    query: Togo
+    languages: [fr, EN-gb]
+  - name: Bad
+    query: Togo
+    languages: [français]
+digest:
+  from: a@example.org
+  to: [b@example.org]
+"""
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert any(":9:17:" in problem and "language" in problem for problem in raised.value.problems), raised.value.problems
+    path.write_text(text.replace("[français]", "[fr]"), encoding="utf-8")
+    config = load_config(path, environ={})
+    assert config.watchlists[0].languages == ("fr", "en")

@@ -584,3 +584,28 @@ def test_a_candidate_must_hold_keys_of_two_required_groups() -> None:
         doc = analyze("", text, "fr")
         assert matcher.candidate_count(doc) == candidates
         assert matcher.match_analyzed(doc) == matcher.verify_all(doc)
+
+
+# --------------------------------------------------------------------------- language scope
+
+
+def test_language_scope_keeps_only_articles_in_those_languages() -> None:
+    scoped = Watchlist(name="fr only", query=parse_query("Togo", {}), languages=("fr",))
+    anywhere = Watchlist(name="any", query=parse_query("Togo", {}))
+    matcher = Matcher([scoped, anywhere])
+
+    def names(text: str, language: str | None) -> list[str]:
+        article = ArticleText(url=None, title="", text=text, source=TextSource.PAGE,
+                              language=language)
+        return [hit.watchlist for hit in matcher.match(article)]
+
+    assert names("Le Togo signe un accord.", "fr") == ["fr only", "any"]
+    assert names("Togo signs an agreement.", "en-GB") == ["any"]
+    # Undeclared and too short to detect: kept in scope rather than silently dropped.
+    assert names("Togo", None) == ["fr only", "any"]
+
+    english = ArticleText(url=None, title="", text="Togo signs an agreement.",
+                          source=TextSource.PAGE, language="en")
+    explanation = explain(scoped, english)
+    assert not explanation.matched
+    assert any(line.startswith("languages: the article is in en") for line in explanation.lines)
