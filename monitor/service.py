@@ -53,7 +53,10 @@ def open_pipeline(
         fetcher=fetcher,
         extractor=extractor,
         matcher=Matcher(config.watchlists),
-        page_threads=max(2, config.poll.concurrency),
+        # A page thread spends most of its time waiting: for its host's slot (pages of
+        # one feed usually share a host, and the first queued pages would otherwise hold
+        # every thread while other hosts sit idle), then for a worker to extract it.
+        page_threads=4 * config.poll.concurrency,
         **({"clock": clock} if clock is not None else {}),
     )
     try:
