@@ -216,6 +216,13 @@ def _bare_trafilatura_rate(pages: list[tuple[str, bytes]], result: Any) -> None:
     result.value = len(pages) / (time.perf_counter() - started)
 
 
+def vm_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def pss_mib(pid: int) -> float:
     """Proportional set size: memory shared with other processes counted once overall."""
     try:
@@ -276,6 +283,8 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
         bare_rate = bare_trafilatura(sample)
         print(f"bare trafilatura.extract, one core, {len(sample)} pages: {bare_rate:.1f} articles/s")
 
+        print(f"main process before the pipeline starts (the benchmark's own pages and routes): "
+              f"{vm_rss_mib(os.getpid()):.0f} MiB")
         with tempfile.TemporaryDirectory() as tmp:
             config = make_config(Path(tmp), feeds, args.concurrency)
             warm_up = time.perf_counter()

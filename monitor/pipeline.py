@@ -210,9 +210,18 @@ class Pipeline:
         feed_language = spec.language or parsed.language
 
         fresh = self.store.unseen_entries(state.feed_id, parsed.entries)
+        # Looked up here so that page threads never open a database connection.
+        stored = {
+            entry.key: known
+            for entry in fresh
+            if entry.link is not None
+            and (known := self.store.known_article(entry.link)) is not None
+        }
         processed = list(
             self._page_pool.map(
-                lambda entry: self._article_for(entry, spec.url, name, feed_language, times),
+                lambda entry: self._article_for(
+                    entry, stored.get(entry.key), spec.url, name, feed_language, times
+                ),
                 fresh,
             )
         )
@@ -275,6 +284,7 @@ class Pipeline:
     def _article_for(
         self,
         entry: Entry,
+        stored: ArticleText | None,
         feed_url: str,
         feed_name: str,
         feed_language: str | None,
@@ -285,7 +295,7 @@ class Pipeline:
 
         Matching happens in the extraction workers, pages right after extraction;
         the main process matches only when the workers could not."""
-        article, hits = self._text_for(entry, feed_url, feed_name, feed_language, times)
+        article, hits = self._text_for(entry, stored, feed_url, feed_name, feed_language, times)
         if hits is None:
             hits = self.extractor.match(article, feed_name=feed_name, feed_language=feed_language)
         if hits is None:
@@ -296,6 +306,7 @@ class Pipeline:
     def _text_for(
         self,
         entry: Entry,
+        stored: ArticleText | None,
         feed_url: str,
         feed_name: str,
         feed_language: str | None,
@@ -305,9 +316,8 @@ class Pipeline:
             reason = "the entry has no web link"
             return fallback_article(entry, url=None, reason=reason,
                                     feed_language=feed_language), None
-        known = self.store.known_article(entry.link)
-        if known is not None:
-            return known, None
+        if stored is not None:
+            return stored, None
         with times.timing("page_fetch"):
             page = self.fetcher.fetch_page(entry.link, feed_url=feed_url)
         if not isinstance(page, Fetched):
