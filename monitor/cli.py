@@ -23,7 +23,7 @@ from monitor.match import explain as explain_match
 from monitor.models import ArticleText, Fetched, StoredHit, TextSource
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
-from monitor.service import fetch_limits, open_pipeline, run_digest
+from monitor.service import compose_digest, fetch_limits, open_pipeline, run_digest
 from monitor.store import StorageError, Store
 
 log = logging.getLogger("monitor")
@@ -216,8 +216,6 @@ def hits(ctx: click.Context, since: str | None, watchlist: str | None, output: s
 @click.pass_context
 def digest(ctx: click.Context, dry_run: bool) -> None:
     """Build and deliver the digest of every hit not yet sent, now."""
-    from monitor.digest import build_digest, render_message
-
     config = _load(ctx)
     now = _now()
     with Store(config.database) as store:
@@ -226,20 +224,7 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
             if preview is None:
                 stdout.print("no unsent hits: a digest now would send nothing", markup=False)
                 return
-            content = build_digest(
-                preview,
-                watchlist_order=[w.name for w in config.watchlists],
-                tz=config.timezone,
-                now=now,
-            )
-            message = render_message(
-                content,
-                sender=config.digest.sender,
-                recipients=config.digest.recipients,
-                subject=config.digest.subject,
-                message_id=preview.message_id,
-                tz=config.timezone,
-            )
+            message = compose_digest(config, preview, now=now)
             body = message.get_body(preferencelist=("plain",))
             click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
             click.echo(body.get_content() if body is not None else message.as_string())

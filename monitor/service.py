@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 
 from monitor.config import Config
 from monitor.digest import build_digest, render_message
@@ -76,16 +77,15 @@ class DigestRun:
     description: str  # what happened, for logs and the CLI
 
 
-def _deliver_claimed(
-    store: Store, config: Config, claimed: ClaimedDigest, *, now: datetime
-) -> DigestRun:
+def compose_digest(config: Config, claimed: ClaimedDigest, *, now: datetime) -> EmailMessage:
+    """The email for a claimed (or previewed) digest, as `config` says to write it."""
     content = build_digest(
         claimed,
         watchlist_order=[watchlist.name for watchlist in config.watchlists],
         tz=config.timezone,
         now=now,
     )
-    message = render_message(
+    return render_message(
         content,
         sender=config.digest.sender,
         recipients=config.digest.recipients,
@@ -93,6 +93,12 @@ def _deliver_claimed(
         message_id=claimed.message_id,
         tz=config.timezone,
     )
+
+
+def _deliver_claimed(
+    store: Store, config: Config, claimed: ClaimedDigest, *, now: datetime
+) -> DigestRun:
+    message = compose_digest(config, claimed, now=now)
     try:
         description = deliver(message, config.digest)
     except DeliveryError as error:
