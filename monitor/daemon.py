@@ -233,8 +233,9 @@ class Daemon:
     def stop(self) -> None:
         """Stop scheduling; polls in flight finish or are abandoned (their transaction never commits)."""
         self.stopping.set()
+        self.pipeline.stopping.set()
         # Closing the fetcher makes requests in flight fail fast instead of waiting out
-        # their deadline; a poll that loses its fetch records a failure, nothing else.
+        # their deadline; the polls they belong to then record nothing.
         self.pipeline.fetcher.close()
         self.scheduler.shutdown(wait=True)
 

@@ -75,7 +75,7 @@ class FeedReport:
 
     url: str
     name: str
-    outcome: str  # "updated" | "not_modified" | "unchanged" | "failed"
+    outcome: str  # "updated" | "not_modified" | "unchanged" | "failed" | "abandoned"
     status: int | None = None
     entries: int = 0
     new_entries: int = 0
@@ -88,6 +88,8 @@ class FeedReport:
     def log_line(self) -> str:
         if self.outcome == "failed":
             return f"{self.name}: FAILED {self.error}"
+        if self.outcome == "abandoned":
+            return f"{self.name}: abandoned, the daemon is stopping (nothing recorded)"
         if self.outcome in ("not_modified", "unchanged"):
             return f"{self.name}: {self.outcome.replace('_', ' ')} (HTTP {self.status})"
         return (
@@ -106,6 +108,9 @@ class Pipeline:
     matcher: Matcher
     page_threads: int = 8
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
+    # Set by the daemon when it stops: a poll in flight then records nothing, because
+    # its fetches fail only because the client is being closed.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         # Workers match pages themselves: they must use the same watchlists as `matcher`.
@@ -124,6 +129,8 @@ class Pipeline:
         try:
             return self._poll_feed(spec)
         except Exception as error:  # one feed's bug must never stop the others
+            if self.stopping.is_set():
+                return FeedReport(url=spec.url, name=name, outcome="abandoned")
             log.exception("%s: unexpected error while polling", name)
             message = f"{spec.url}: unexpected error ({type(error).__name__}: {error})"
             try:
@@ -150,6 +157,8 @@ class Pipeline:
         with times.timing("fetch"):
             result = self.fetcher.fetch_feed(spec.url, state.validators)
         now = self.clock()
+        if self.stopping.is_set():
+            return FeedReport(url=spec.url, name=name, outcome="abandoned", times=times)
 
         if isinstance(result, FetchFailed):
             return self._record_failure(
@@ -232,6 +241,10 @@ class Pipeline:
                 for entry, (article, hits) in zip(fresh, processed, strict=True)
             ]
 
+        if self.stopping.is_set():
+            # Pages fetched while stopping fell back to feed text; storing them would mark
+            # the entries seen and never extract them. The next start redoes this feed.
+            return FeedReport(url=spec.url, name=name, outcome="abandoned", times=times)
         with times.timing("store"):
             outcome = self.store.save_poll(
                 state.feed_id,

@@ -8,7 +8,7 @@ and every state change from `store`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +43,6 @@ def open_pipeline(
     config: Config,
     store: Store,
     *,
-    clock: Callable[[], datetime] | None = None,
     extract_workers: int | None = None,
 ) -> Iterator[Pipeline]:
     """The fetcher, extraction workers and matcher for `config`, closed on exit."""
@@ -58,7 +57,6 @@ def open_pipeline(
         # one feed usually share a host, and the first queued pages would otherwise hold
         # every thread while other hosts sit idle), then for a worker to extract it.
         page_threads=4 * config.poll.concurrency,
-        **({"clock": clock} if clock is not None else {}),
     )
     try:
         extractor.start()

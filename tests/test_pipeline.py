@@ -232,3 +232,22 @@ def test_gzip_corpus_page_is_identical_through_the_pool() -> None:
     with ExtractionPool(1) as pool:
         pooled = pool.extract(page, url="http://example.org/p", entry=None)
     assert pooled == extract_article(page, url="http://example.org/p")
+
+
+def test_a_poll_cut_off_by_shutdown_records_nothing(pipeline: Pipeline, store: Store) -> None:
+    """Pages that fail only because the daemon closed the client must not be stored as
+    feed-text fallbacks: their entries would count as seen and never be extracted."""
+    import threading
+
+    with HTTPTestServer() as server:
+        server.routes["/feed.xml"] = Reply(body=rss([("Accord", server.url("/slow.html"))]))
+        server.routes["/slow.html"] = Reply(body=ARTICLE, delay=1.0)
+        spec = FeedSpec(url=server.url("/feed.xml"), name="F")
+        stopper = threading.Timer(0.4, lambda: (pipeline.stopping.set(), pipeline.fetcher.close()))
+        stopper.start()
+        report = pipeline.poll_feed(spec)
+        stopper.join()
+    assert report.outcome == "abandoned"
+    state = store.feed_state(spec.url)
+    assert state.entries == 0 and state.error_count == 0 and state.last_error is None
+    assert store.hits() == []
