@@ -34,13 +34,16 @@ from monitor.models import (
     HitResult,
     NotModified,
     ParseFailed,
+    Validators,
 )
 from monitor.parse import parse_feed
 from monitor.schedule import next_poll_after
-from monitor.store import NewArticle, Store
+from monitor.store import FeedState, NewArticle, Store
 from monitor.workers import ExtractionPool
 
 log = logging.getLogger(__name__)
+
+UNCONDITIONAL_GET_EVERY = timedelta(hours=24)
 
 
 @dataclass
@@ -155,7 +158,7 @@ class Pipeline:
         name = spec.name or state.title or spec.url
 
         with times.timing("fetch"):
-            result = self.fetcher.fetch_feed(spec.url, state.validators)
+            result = self.fetcher.fetch_feed(spec.url, self._validators_for(state))
         now = self.clock()
         if self.stopping.is_set():
             return FeedReport(url=spec.url, name=name, outcome="abandoned", times=times)
@@ -268,6 +271,15 @@ class Pipeline:
             fallbacks=sum(1 for item in new if item.article.note),
             times=times,
         )
+
+    def _validators_for(self, state: FeedState) -> Validators:
+        """The stored validators, unless no whole body came back for a day: some servers
+        answer 304 forever to a bogus future Last-Modified (RELIABILITY A10), so at least
+        one request a day is unconditional."""
+        last_full = state.last_full_fetch
+        if last_full is None or self.clock() - last_full > UNCONDITIONAL_GET_EVERY:
+            return Validators()
+        return state.validators
 
     def _record_failure(
         self,

@@ -77,6 +77,7 @@ class FeedState:
     last_error: str | None
     error_count: int
     next_poll: datetime | None
+    last_full_fetch: datetime | None = None  # last 200 with a whole body
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,13 @@ def _initial_schema(db: sqlite_utils.Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@MIGRATIONS(name="0002_feed_last_full_fetch")
+def _feed_last_full_fetch(db: sqlite_utils.Database) -> None:
+    # When a whole body last arrived (200, changed or not). A server can answer 304
+    # forever to bogus validators; the pipeline ignores validators older than a day.
+    db.execute("ALTER TABLE feeds ADD COLUMN last_full_fetch TEXT")
 
 
 # --------------------------------------------------------------------------- store
@@ -528,7 +536,7 @@ class Store:
                 """
                 UPDATE feeds SET title = COALESCE(?, title), etag = ?, last_modified = ?,
                     body_hash = ?, last_poll = ?, last_success = ?, http_status = ?,
-                    last_error = NULL, error_count = 0, next_poll = ?
+                    last_error = NULL, error_count = 0, next_poll = ?, last_full_fetch = ?
                 WHERE id = ?
                 """,
                 [
@@ -540,6 +548,7 @@ class Store:
                     found_at,
                     status,
                     _to_db(next_poll),
+                    found_at,
                     feed_id,
                 ],
             )
@@ -554,7 +563,7 @@ class Store:
         validators: Validators,
         next_poll: datetime | None,
     ) -> None:
-        """A 304: the feed is healthy and unchanged.
+        """A 304, or a 200 whose body is the one already stored: healthy and unchanged.
 
         A validator the server did not repeat keeps its stored value, so a 304
         without an ETag does not turn the next poll into an unconditional GET.
@@ -566,7 +575,8 @@ class Store:
                 UPDATE feeds SET etag = COALESCE(?, etag),
                     last_modified = COALESCE(?, last_modified), last_poll = ?,
                     last_success = ?, http_status = ?, last_error = NULL, error_count = 0,
-                    next_poll = ?
+                    next_poll = ?,
+                    last_full_fetch = CASE WHEN ? = 304 THEN last_full_fetch ELSE ? END
                 WHERE id = ?
                 """,
                 [
@@ -576,6 +586,8 @@ class Store:
                     moment,
                     status,
                     _to_db(next_poll),
+                    status,
+                    moment,
                     feed_id,
                 ],
             )
@@ -881,6 +893,7 @@ def _feed_state(row: sqlite3.Row) -> FeedState:
         last_error=row["last_error"],
         error_count=row["error_count"],
         next_poll=_from_db(row["next_poll"]),
+        last_full_fetch=_from_db(row["last_full_fetch"]),
     )
 
 

@@ -251,3 +251,54 @@ def test_a_poll_cut_off_by_shutdown_records_nothing(pipeline: Pipeline, store: S
     state = store.feed_state(spec.url)
     assert state.entries == 0 and state.error_count == 0 and state.last_error is None
     assert store.hits() == []
+
+
+def test_validators_are_dropped_once_a_day_against_a_304_forever_server(
+    pipeline: Pipeline, store: Store
+) -> None:
+    """A server that answers 304 to any conditional request (a bogus future
+    Last-Modified) would hide new entries forever; a day after the last whole body the
+    request goes out without validators."""
+    from tests.servers import Received
+
+    requests: list[Received] = []
+
+    def reply(request: Received) -> Reply:
+        requests.append(request)
+        if "if-none-match" in request.headers:
+            return Reply(status=304, headers={"ETag": '"stuck"'})
+        return Reply(body=rss([("Accord", "https://example.org/a")]), headers={"ETag": '"stuck"'})
+
+    start = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    now = [start]
+    pipeline.clock = lambda: now[0]
+    with HTTPTestServer({"/feed.xml": reply}) as server:
+        spec = FeedSpec(url=server.url("/feed.xml"), name="F")
+        assert pipeline.poll_feed(spec).outcome == "updated"
+        now[0] = start + timedelta(hours=23)
+        assert pipeline.poll_feed(spec).outcome == "not_modified"
+        now[0] = start + timedelta(hours=25)
+        assert pipeline.poll_feed(spec).outcome == "unchanged"  # a whole body, the same one
+        now[0] = start + timedelta(hours=26)
+        assert pipeline.poll_feed(spec).outcome == "not_modified"
+    conditional = ["if-none-match" in request.headers for request in requests]
+    assert conditional == [False, True, False, True]
+    assert store.feed_state(spec.url).last_full_fetch == start + timedelta(hours=25)
+
+
+def test_migration_adds_the_last_full_fetch_column_to_an_existing_database(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from monitor.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    MIGRATIONS.apply(old, stop_before="0002_feed_last_full_fetch")
+    old.execute("INSERT INTO feeds (url) VALUES ('https://example.org/feed')")
+    old.conn.commit()
+    old.close()
+    assert "last_full_fetch" not in sqlite_utils.Database(path)["feeds"].columns_dict
+    with Store(path) as store:
+        state = store.feed_state("https://example.org/feed")
+    assert state.last_full_fetch is None
+    assert "last_full_fetch" in sqlite_utils.Database(path)["feeds"].columns_dict
