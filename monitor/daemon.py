@@ -9,6 +9,8 @@ Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
   (a digest missed while the daemon was down is sent on start).
 * ``reload``: every 2 seconds, re-read feeds.yaml if it changed; an invalid
   edit is logged and the last good configuration stays in force.
+* ``checkpoint``: every 30 minutes, empty the SQLite write-ahead log, with a
+  warning when a reader elsewhere prevents it.
 
 No job is ever dropped for running late (``misfire_grace_time=None``), runs
 that piled up are merged (``coalesce``), and one feed is never polled twice at
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DIGEST_CHECK_SECONDS = 60
 RELOAD_CHECK_SECONDS = 2
+CHECKPOINT_SECONDS = 30 * 60
 DIGEST_RETRY_AFTER = timedelta(minutes=10)
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -175,6 +178,14 @@ class Daemon:
             if run.hits == 0:
                 log.debug("digest %s: %s", run.key, run.description)
 
+    def _checkpoint_job(self) -> None:
+        if not self.store.checkpoint():
+            log.warning(
+                "%s: the write-ahead log could not be emptied because another program holds "
+                "an old read transaction (an open sqlite3 shell?); it will grow until that ends",
+                self.config.database,
+            )
+
     def _reload_job(self) -> None:
         try:
             new_config = self.watcher.poll()
@@ -218,6 +229,12 @@ class Daemon:
             self._reload_job,
             IntervalTrigger(seconds=RELOAD_CHECK_SECONDS, timezone=UTC),
             id="reload",
+            executor="control",
+        )
+        self.scheduler.add_job(
+            self._checkpoint_job,
+            IntervalTrigger(seconds=CHECKPOINT_SECONDS, timezone=UTC),
+            id="checkpoint",
             executor="control",
         )
         self.scheduler.start()

@@ -426,6 +426,24 @@ class Store:
             rows = self._read(action, f"SELECT {_FEED_COLUMNS} FROM feeds WHERE url = ?", [url])
         return _feed_state(rows[0])
 
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the database and truncate it; True when complete.
+
+        SQLite checkpoints on its own after commits, but never past a reader that
+        holds an old snapshot (a user's open `sqlite3` shell, a long `monitor hits`),
+        so the -wal file can grow without bound (RELIABILITY D6). False means a
+        reader is still in the way; the next call tries again.
+        """
+        with self._errors("checkpointing the write-ahead log"):
+            conn = self._connection()
+            # Waiting for a reader would only block the caller: try, and report.
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return bool(busy == 0)
+
     def integrity_problems(self) -> list[str]:
         """What SQLite's quick_check finds wrong with the file; empty when it is sound."""
         rows = self._read("checking the database's integrity", "PRAGMA quick_check")

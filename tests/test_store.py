@@ -616,3 +616,21 @@ def test_quiet_backfill_hits_are_never_mailed(store: Store) -> None:
     assert claimed is not None
     assert [(h.matched, h.backfilled) for h in claimed.hits] == [(("l",), True)]
     assert len(store.hits()) == 2  # the quiet one is still listed by `monitor hits`
+
+
+def test_checkpoint_empties_the_wal_unless_a_reader_holds_an_old_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    wal = tmp_path / "monitor.db-wal"
+    with Store(path) as store:
+        for index in range(20):
+            poll(store, FEED_A, [new(f"e{index}", f"https://x.example/{index}")])
+        assert wal.stat().st_size > 0
+        reader = sqlite3.connect(path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM articles").fetchone()  # holds a snapshot
+        poll(store, FEED_A, [new("late", "https://x.example/late")])
+        assert store.checkpoint() is False
+        reader.rollback()
+        reader.close()
+        assert store.checkpoint() is True
+        assert wal.stat().st_size == 0
