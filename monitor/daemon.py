@@ -27,6 +27,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -204,6 +205,12 @@ class Daemon:
                 "(other changes applied)",
                 new_config.path,
                 new_config.database,
+            )
+        if replace(new_config.poll, interval=self.config.poll.interval) != self.config.poll:
+            log.warning(
+                "%s: poll settings (timeouts, sizes, concurrency) apply after a restart; "
+                "intervals and all other changes apply now",
+                new_config.path,
             )
         self.pipeline.set_watchlists(new_config.watchlists)
         self.config = new_config

@@ -326,8 +326,9 @@ def test_daemon_catches_up_reloads_and_stops(
             "watchlists:",
             f"  - url: {site.url('/feeds/extra.xml')}\n    name: Extra Test\nwatchlists:",
         )
-        config.write_text(edited, encoding="utf-8")
+        config.write_text(edited.replace("timeout: 10s", "timeout: 20s"), encoding="utf-8")
         log_says(log_path, "configuration reloaded: 5 feeds, 4 watchlists", 30)
+        log_says(log_path, "poll settings (timeouts, sizes, concurrency) apply after a restart", 5)
         log_says(log_path, "Extra Test: 1 entries, 1 new, 1 hits", 60)
     finally:
         daemon.send_signal(signal.SIGTERM)
