@@ -327,9 +327,9 @@ def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int
           + " (RSS, counting pages they share with the fork server; their proportional share now: "
           + ", ".join(f"{pss:.0f} MiB" for pss in worker_pss) + ")")
     totals = {name: sum(getattr(report.times, name) for report in reports)
-              for name in ("fetch", "parse", "page_fetch", "extract", "match", "store")}
+              for name in ("fetch", "parse", "page_fetch", "extract", "store")}
     print("  where the time went (seconds summed over threads, so waits overlap; 'extract' is the")
-    print("  wait for a worker to extract and match a page, 'match' is matching in this process):")
+    print("  wait for a worker to extract and match a page):")
     for name, seconds in totals.items():
         per = seconds / articles * 1000 if articles else 0.0
         print(f"    {name:<10} {seconds:8.2f} s   {per:7.1f} ms/article")

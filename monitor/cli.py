@@ -283,8 +283,7 @@ def _read_article(source: str, config: Config | None) -> ArticleText:
         data = sys.stdin.buffer.read()
         return _article_from_bytes(data, url=None)
     if source.startswith(("http://", "https://")):
-        limits = fetch_limits(config) if config is not None else None
-        with Fetcher(limits) if limits else Fetcher() as fetcher:
+        with Fetcher(fetch_limits(config)) if config is not None else Fetcher() as fetcher:
             # The user typed this URL: trust it as we trust a configured feed.
             result = fetcher.fetch_page(source, feed_url=source)
         if not isinstance(result, Fetched):

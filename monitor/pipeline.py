@@ -57,7 +57,6 @@ class StageTimes:
     parse: float = 0.0
     page_fetch: float = 0.0
     extract: float = 0.0
-    match: float = 0.0
     store: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -138,16 +137,7 @@ class Pipeline:
             message = f"{spec.url}: unexpected error ({type(error).__name__}: {error})"
             try:
                 state = self.store.feed_state(spec.url)
-                now = self.clock()
-                self.store.save_failure(
-                    state.feed_id,
-                    now=now,
-                    message=message,
-                    status=None,
-                    next_poll=next_poll_after(
-                        now, spec.interval, consecutive_errors=state.error_count + 1
-                    ),
-                )
+                return self._record_failure(spec, name, state, self.clock(), message)
             except Exception:
                 log.exception("%s: could not record the failure either", name)
             return FeedReport(url=spec.url, name=name, outcome="failed", error=message)
@@ -165,56 +155,26 @@ class Pipeline:
 
         if isinstance(result, FetchFailed):
             return self._record_failure(
-                spec,
-                name,
-                state.feed_id,
-                state.error_count,
-                now,
-                result.message,
-                result.status,
-                result.retry_after,
-                times,
+                spec, name, state, now, result.message, result.status, result.retry_after, times
             )
         if isinstance(result, NotModified):
-            self.store.save_not_modified(
-                state.feed_id,
-                now=now,
-                status=304,
-                validators=result.validators,
-                next_poll=next_poll_after(now, spec.interval),
-            )
-            return FeedReport(
-                url=spec.url, name=name, outcome="not_modified", status=304, times=times
+            return self._record_unchanged(
+                spec, name, state, now, "not_modified", 304, result.validators, times
             )
 
         assert isinstance(result, Fetched)
         body_hash = hashlib.sha256(result.content).hexdigest()
         if body_hash == state.body_hash:
             # Many servers ignore conditional requests; an identical body is not parsed again.
-            self.store.save_not_modified(
-                state.feed_id,
-                now=now,
-                status=result.status,
-                validators=result.validators,
-                next_poll=next_poll_after(now, spec.interval),
-            )
-            return FeedReport(
-                url=spec.url, name=name, outcome="unchanged", status=result.status, times=times
+            return self._record_unchanged(
+                spec, name, state, now, "unchanged", result.status, result.validators, times
             )
 
         with times.timing("parse"):
             parsed = parse_feed(result.content, url=result.url, headers=result.headers)
         if isinstance(parsed, ParseFailed):
             return self._record_failure(
-                spec,
-                name,
-                state.feed_id,
-                state.error_count,
-                now,
-                parsed.message,
-                result.status,
-                None,
-                times,
+                spec, name, state, now, parsed.message, result.status, None, times
             )
         for warning in parsed.warnings:
             log.info("%s: %s", name, warning)
@@ -238,11 +198,10 @@ class Pipeline:
             )
         )
 
-        with times.timing("match"):
-            new = [
-                NewArticle(entry=entry, article=article, hits=hits)
-                for entry, (article, hits) in zip(fresh, processed, strict=True)
-            ]
+        new = [
+            NewArticle(entry=entry, article=article, hits=hits)
+            for entry, (article, hits) in zip(fresh, processed, strict=True)
+        ]
 
         if self.stopping.is_set():
             # Pages fetched while stopping fell back to feed text; storing them would mark
@@ -285,26 +244,44 @@ class Pipeline:
         self,
         spec: FeedSpec,
         name: str,
-        feed_id: int,
-        previous_errors: int,
+        state: FeedState,
         now: datetime,
         message: str,
-        status: int | None,
-        retry_after: timedelta | None,
-        times: StageTimes,
+        status: int | None = None,
+        retry_after: timedelta | None = None,
+        times: StageTimes | None = None,
     ) -> FeedReport:
         self.store.save_failure(
-            feed_id,
+            state.feed_id,
             now=now,
             message=message,
             status=status,
             next_poll=next_poll_after(
-                now, spec.interval, consecutive_errors=previous_errors + 1, retry_after=retry_after
+                now, spec.interval, consecutive_errors=state.error_count + 1,
+                retry_after=retry_after,
             ),
         )
         return FeedReport(
-            url=spec.url, name=name, outcome="failed", status=status, error=message, times=times
+            url=spec.url, name=name, outcome="failed", status=status, error=message,
+            times=times or StageTimes(),
         )
+
+    def _record_unchanged(
+        self,
+        spec: FeedSpec,
+        name: str,
+        state: FeedState,
+        now: datetime,
+        outcome: str,
+        status: int,
+        validators: Validators,
+        times: StageTimes,
+    ) -> FeedReport:
+        self.store.save_not_modified(
+            state.feed_id, now=now, status=status, validators=validators,
+            next_poll=next_poll_after(now, spec.interval),
+        )
+        return FeedReport(url=spec.url, name=name, outcome=outcome, status=status, times=times)
 
     def _article_for(
         self,
