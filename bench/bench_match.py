@@ -17,7 +17,7 @@ words seen in 0.1 % to 2 % of the texts, and adjacent pairs of such words, seen 
 Printed: analysis cost per article (normalise, tokenise, stem, detect language: done once for
 all watchlists), then for each watchlist count: build time, matching articles/s (analysis
 excluded; each count matches freshly analysed articles, so what matching works out on first use,
-token indexes and sentences, is paid at every count), candidates verified per article, hits per
+such as the sentences of snippets, is paid at every count), candidates verified per article, hits per
 article, and the naive baseline (a regex per watchlist over the normalised text, then the
 boolean, NEAR and NOT evaluated on its matches). At high counts the baseline runs on fewer
 articles (in a fixed random order, as many as fit in 8 s, at least 2) and its per-article rate
@@ -285,8 +285,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             sample = next(doc for doc in docs if doc.language == language)
             matcher.match_analyzed(sample)  # builds this language's index
         build_seconds = time.perf_counter() - started
-        # Fresh analyses: what matching works out lazily on a document (token indexes,
-        # sentences) must not be left over from the previous size.
+        # Fresh analyses: what matching works out lazily on a document (sentences, stems in
+        # another language) must not be left over from the previous size.
         docs = [analyze(t.title, t.body, t.language) for t in texts]
         gc.collect()
         gc.freeze()  # the matcher lives as long as its configuration

@@ -3,7 +3,7 @@
 How one article is matched against many watchlists (the cost must not grow with their number):
 
 1. The article is analysed once (`monitor.analysis.analyze`): tokens, folded forms, stems in
-   the article's language; token indexes and sentences are worked out on first use.
+   the article's language, and token indexes by form and by stem.
 2. *Presearch.* Every watchlist was compiled into a plan plus its *required key groups*: sets
    of index keys (stems, exact forms, prefixes) such that any article it matches contains at
    least one key of each set. A word gives its own key, a phrase one group per word, ``OR``
@@ -288,10 +288,10 @@ class _FieldView:
         self.stems = field.stems if own else frozenset(field.stems_of(language).values())
         self._language = language
         self._own = own
-        self._by_stem: Mapping[str, tuple[int, ...]] | None = None
+        self._by_stem: Mapping[str, Sequence[int]] | None = None
 
     @property
-    def by_stem(self) -> Mapping[str, tuple[int, ...]]:
+    def by_stem(self) -> Mapping[str, Sequence[int]]:
         if self._by_stem is None:
             field = self.field
             self._by_stem = field.by_stem if self._own else field.stems_in(self._language)
@@ -948,9 +948,7 @@ class Matcher:
 
     def candidate_count(self, doc: AnalyzedText) -> int:
         """How many watchlists presearch leaves to verify for ``doc`` (for benchmarks)."""
-        return sum(
-            len(partition.candidates(view)) for partition, view in self._plans_for(doc)
-        )
+        return sum(len(partition.candidates(view)) for partition, view in self._plans_for(doc))
 
     def verify_all(self, doc: AnalyzedText, feed_name: str | None = None) -> list[HitResult]:
         """Reference for tests: no presearch, every watchlist checked by the plain evaluator."""
@@ -1020,16 +1018,18 @@ def _snippets(
         if snippets:
             break
         field = views[field_index].field
-        by_sentence: dict[int, list[_Chain]] = {}
+        by_sentence: dict[tuple[int, int], list[_Chain]] = {}
         for chain in chains_by_field[field_index]:
-            by_sentence.setdefault(field.sentence_of(chain[0]), []).append(chain)
+            by_sentence.setdefault(field.sentence_span(chain[0]), []).append(chain)
         for sentence in sorted(by_sentence)[:MAX_SNIPPETS]:
             snippets.append(_mark_sentence(field, sentence, by_sentence[sentence]))
     return tuple(snippets)
 
 
-def _mark_sentence(field: AnalyzedField, sentence: int, chains: Iterable[_Chain]) -> str:
-    start, end = field.sentences[sentence]
+def _mark_sentence(
+    field: AnalyzedField, sentence: tuple[int, int], chains: Iterable[_Chain]
+) -> str:
+    start, end = sentence
     spans = sorted((field.starts[chain[0]], field.ends[chain[-1]]) for chain in chains)
     merged: list[list[int]] = []
     for span_start, span_end in spans:

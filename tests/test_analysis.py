@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from monitor.analysis import (
     _COMPOUND,
-    _SENTENCE_END,
     ELISIONS,
     AnalyzedField,
+    _sentence_span_at,
+    _sentence_spans,
     _split_compound,
     analyze,
     detect_language,
@@ -230,7 +231,7 @@ _tricky_text = st.lists(
         [
             "l", "qu", "jusqu", "s", "Togo", "anti", "Saint", "Louis", "é", "e\u0301",
             "हिन्दी", "\u0301", "2024", "東京", "москва", "_", "'", "’", "-", "‑", " ", "\n",
-            ". ", "! ", "…", "» ", "\"", "\u00a0", "ﬁn",
+            ". ", "! ", "…", "» ", "\"", "\u00a0", "ﬁn", "\t", " \n ", "?", ")", "\u2029",
         ]
     ),
     max_size=40,
@@ -258,20 +259,33 @@ def test_tokens_are_those_of_a_loop_over_the_compounds(text: str) -> None:
     assert [token[:5] for token in field.tokens] == _reference_tokens(field.text)
 
 
-_OLD_SENTENCE_END = re.compile(r"[.!?…]+(?:\s?[\"'»”’)\]])*\s+|\s*\n\s*")
+_PLAIN_SENTENCE_END = re.compile(r"[.!?…]+(?:\s?[\"'»”’)\]])*\s+|\s*\n\s*")
+
+
+def _reference_sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence spans by the plain definition: every boundary found by scanning each position."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for boundary in _PLAIN_SENTENCE_END.finditer(text):
+        end = boundary.start() + len(boundary.group().rstrip())
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = boundary.end()
+    if text[start:].strip():
+        spans.append((start, len(text)))
+    return spans or [(0, len(text))]
 
 
 @given(st.one_of(_tricky_text, st.text()))
 @settings(max_examples=300, deadline=None)
-def test_sentence_boundaries_are_unchanged_by_the_lookahead(text: str) -> None:
-    assert [m.span() for m in _SENTENCE_END.finditer(text)] == [
-        m.span() for m in _OLD_SENTENCE_END.finditer(text)
-    ]
+def test_sentence_spans_agree_with_the_plain_definition(text: str) -> None:
+    # The boundary pattern is written to start on a few characters only (for speed).
+    assert _sentence_spans(text) == _reference_sentence_spans(text)
 
 
 @given(_tricky_text, st.sampled_from([None, "fr", "en"]))
 @settings(max_examples=200, deadline=None)
-def test_lazy_indexes_agree_with_the_tokens(text: str, language: str | None) -> None:
+def test_indexes_agree_with_the_tokens(text: str, language: str | None) -> None:
     field = analyze("", text, language).text
     assert set(field.by_form) == set(field.forms) == set(field.stem_of)
     assert field.stems == frozenset(field.stem_of.values())
@@ -283,3 +297,28 @@ def test_lazy_indexes_agree_with_the_tokens(text: str, language: str | None) -> 
     for stem, indexes in field.stems_in("en").items():
         assert list(indexes) == sorted(indexes)
         assert {stem} == set(stem_forms([field.forms[index] for index in indexes], "en"))
+
+
+@given(st.one_of(_tricky_text, st.text()), st.integers(min_value=1, max_value=64))
+@settings(max_examples=300, deadline=None)
+def test_a_tokens_sentence_found_locally_is_the_one_found_globally(text: str, window: int) -> None:
+    import monitor.analysis as analysis
+
+    field = analyze("", text, None).text
+    expected = [field.sentences[field.sentence_of(index)] for index in range(len(field.forms))]
+    previous = analysis._SENTENCE_SEARCH_WINDOW
+    analysis._SENTENCE_SEARCH_WINDOW = window  # small windows exercise the widening
+    try:
+        local = [_sentence_span_at(field.text, start) for start in field.starts]
+    finally:
+        analysis._SENTENCE_SEARCH_WINDOW = previous
+    assert local == expected
+
+
+def test_sentence_span_is_local_until_all_sentences_are_known() -> None:
+    text = "Première phrase. " * 200 + "Le Togo signe. Fin."
+    field = analyze("", text, "fr").text
+    togo = field.by_form["togo"][0]
+    assert field.sentence_span(togo) == (3400, 3414)
+    assert "sentences" not in field.__dict__
+    assert field.sentences[field.sentence_of(togo)] == (3400, 3414)
