@@ -3,6 +3,7 @@ and the properties the issue asks for."""
 
 from __future__ import annotations
 
+import gc
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -532,8 +533,9 @@ def test_a_capitalised_single_word_is_a_name_and_does_not_take_word_forms(
 
 def test_a_name_still_ignores_case_and_accents() -> None:
     watchlist = Watchlist(name="w", query=parse_query("Bénin", {}), language="fr")
-    article = ArticleText(url=None, title="", text="Le BENIN et le Togo.", source=TextSource.PAGE,
-                          language="fr")
+    article = ArticleText(
+        url=None, title="", text="Le BENIN et le Togo.", source=TextSource.PAGE, language="fr"
+    )
     assert [hit.watchlist for hit in Matcher([watchlist]).match(article)] == ["w"]
 
 
@@ -595,8 +597,9 @@ def test_language_scope_keeps_only_articles_in_those_languages() -> None:
     matcher = Matcher([scoped, anywhere])
 
     def names(text: str, language: str | None) -> list[str]:
-        article = ArticleText(url=None, title="", text=text, source=TextSource.PAGE,
-                              language=language)
+        article = ArticleText(
+            url=None, title="", text=text, source=TextSource.PAGE, language=language
+        )
         return [hit.watchlist for hit in matcher.match(article)]
 
     assert names("Le Togo signe un accord.", "fr") == ["fr only", "any"]
@@ -604,8 +607,23 @@ def test_language_scope_keeps_only_articles_in_those_languages() -> None:
     # Undeclared and too short to detect: kept in scope rather than silently dropped.
     assert names("Togo", None) == ["fr only", "any"]
 
-    english = ArticleText(url=None, title="", text="Togo signs an agreement.",
-                          source=TextSource.PAGE, language="en")
+    english = ArticleText(
+        url=None, title="", text="Togo signs an agreement.", source=TextSource.PAGE, language="en"
+    )
     explanation = explain(scoped, english)
     assert not explanation.matched
     assert any(line.startswith("languages: the article is in en") for line in explanation.lines)
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_building_leaves_the_garbage_collector_as_it_was(enabled_before: bool) -> None:
+    was_enabled = gc.isenabled()
+    try:
+        if not enabled_before:
+            gc.disable()
+        matcher = Matcher([watchlist("Togo AND accord")])
+        assert matcher.match(article("Le Togo signe un accord."))
+        assert gc.isenabled() is enabled_before
+    finally:
+        if was_enabled:
+            gc.enable()
