@@ -329,7 +329,12 @@ class _DocView:
 
     __slots__ = ("_prefixes", "fields", "forms_all", "stems_all")
 
-    def __init__(self, doc: AnalyzedText, language: str | None) -> None:
+    def __init__(
+        self,
+        doc: AnalyzedText,
+        language: str | None,
+        prefixes: dict[int, set[str]] | None = None,
+    ) -> None:
         own = language == snowball_language(doc.language)  # the stems analysis computed
         self.fields = (
             _FieldView(doc.title, language, own),
@@ -338,7 +343,8 @@ class _DocView:
         title, text = self.fields
         self.stems_all = title.stems | text.stems
         self.forms_all = title.forms | text.forms
-        self._prefixes: dict[int, set[str]] = {}
+        # Forms do not depend on the stemming language: views of one article share these.
+        self._prefixes: dict[int, set[str]] = {} if prefixes is None else prefixes
 
     def prefixes(self, length: int) -> set[str]:
         """The forms cut to ``length`` characters (shorter forms whole): prefix keys' lookup."""
@@ -931,10 +937,15 @@ class Matcher:
 
     def _plans_for(self, doc: AnalyzedText) -> list[tuple[_Partition, _DocView]]:
         article_stemming = snowball_language(doc.language)
-        planned = [(self._partition(True, article_stemming), _DocView(doc, article_stemming))]
+        prefixes: dict[int, set[str]] = {}
+        planned = [
+            (self._partition(True, article_stemming), _DocView(doc, article_stemming, prefixes))
+        ]
         for language in self._fixed_order:
             if language != article_stemming:
-                planned.append((self._partition(False, language), _DocView(doc, language)))
+                planned.append(
+                    (self._partition(False, language), _DocView(doc, language, prefixes))
+                )
         return planned
 
     def match(
