@@ -10,9 +10,12 @@ are 913 such texts; the list is cycled to reach the requested count (the report 
 are repeats).
 
 Watchlists: generated with a fixed seed from the corpus's own vocabulary (French and English
-words seen in 0.1 % to 2 % of the texts, and adjacent pairs of such words, seen twice or more, as phrases), in six shapes:
-``a AND b AND (c OR d OR e) NOT f``, ``"a b" AND c``, ``(a OR b) NEAR/10 (c OR d)``, ``a AND b AND c*``,
-``title:a AND (b OR "c d")``, ``=a AND b``; one in ten fixes its language to fr or en.
+words whose folded form is seen in 0.1 % to 2 % of the texts, written in their most frequent
+spelling, and adjacent pairs of such words, seen twice or more, as phrases), in six shapes:
+``a AND b AND (c OR d OR e) NOT f``, ``"a b" AND c``, ``(a OR b) NEAR/10 (c OR d)``,
+``a AND b AND c*``, ``title:a AND (b OR "c d")``, ``=a AND b``; one in ten fixes its language to
+fr or en. A word's other forms are not counted: a rare form of a common stem ("abordables")
+matches as often as its stem, as it would in a real watchlist.
 
 Printed: analysis cost per article (normalise, tokenise, stem, detect language: done once for
 all watchlists), then for each watchlist count: build time, matching articles/s (analysis
@@ -102,25 +105,37 @@ _WORD = re.compile(r"[^\W\d_]{4,}")
 
 
 def vocabulary(texts: Sequence[Text]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Words per language seen in 0.1 %..2 % of the texts, and adjacent pairs for phrases."""
+    """Words per language seen in 0.1 %..2 % of the texts, and adjacent pairs for phrases.
+
+    Frequencies are counted on folded forms, as the matcher compares them: counted as written,
+    a common word at the start of sentences ("Faire") would pass for a rare one. Each word is
+    then written in its most frequent spelling, so names keep their capital.
+    """
     document_frequency: dict[str, Counter[str]] = {"fr": Counter(), "en": Counter()}
+    spellings: dict[str, dict[str, Counter[str]]] = {"fr": {}, "en": {}}
     pairs: dict[str, Counter[str]] = {"fr": Counter(), "en": Counter()}
     for text in texts:
         language = "fr" if text.language == "fr" else "en"
         words = _WORD.findall(f"{text.title} {text.body}")
-        document_frequency[language].update(set(words))
+        folded = [normalize(word) for word in words]
+        document_frequency[language].update(set(folded))
+        for word, form in zip(words, folded, strict=True):
+            spellings[language].setdefault(form, Counter())[word] += 1
         pairs[language].update({f"{a} {b}" for a, b in itertools.pairwise(words)})
     words_by_language: dict[str, list[str]] = {}
     phrases_by_language: dict[str, list[str]] = {}
     for language, counts in document_frequency.items():
         total = sum(1 for text in texts if (text.language == "fr") == (language == "fr"))
         low, high = max(2, int(total * 0.001)), max(3, int(total * 0.02))
-        words_by_language[language] = sorted(w for w, n in counts.items() if low <= n <= high)
-        band = set(words_by_language[language])
+        band = sorted(form for form, n in counts.items() if low <= n <= high)
+        words_by_language[language] = [
+            spellings[language][form].most_common(1)[0][0] for form in band
+        ]
+        in_band = set(band)
         phrases_by_language[language] = sorted(
             pair
             for pair, n in pairs[language].items()
-            if n >= 2 and all(word in band for word in pair.split())
+            if n >= 2 and all(normalize(word) in in_band for word in pair.split())
         )
     return words_by_language, phrases_by_language
 

@@ -1051,11 +1051,17 @@ def _snippets(
         if snippets:
             break
         field = views[field_index].field
-        by_sentence: dict[tuple[int, int], list[_Chain]] = {}
-        for chain in chains_by_field[field_index]:
-            by_sentence.setdefault(field.sentence_span(chain[0]), []).append(chain)
-        for sentence in sorted(by_sentence)[:MAX_SNIPPETS]:
-            snippets.append(_mark_sentence(field, sentence, by_sentence[sentence]))
+        starts = field.starts
+        # The first sentences holding matches, in text order: walking the matches in order,
+        # a sentence is looked up only for a match that lies past the current one's end.
+        sentences: list[tuple[tuple[int, int], list[_Chain]]] = []
+        for chain in sorted(chains_by_field[field_index], key=lambda chain: starts[chain[0]]):
+            if not sentences or starts[chain[0]] >= sentences[-1][0][1]:
+                if len(sentences) == MAX_SNIPPETS:
+                    break
+                sentences.append((field.sentence_span(chain[0]), []))
+            sentences[-1][1].append(chain)
+        snippets.extend(_mark_sentence(field, span, chains) for span, chains in sentences)
     return tuple(snippets)
 
 
