@@ -400,7 +400,10 @@ class AnalyzedField:
 
     def stems_in(self, language: str | None) -> Mapping[str, Sequence[int]]:
         """Stem -> token indexes in another language (for watchlists that fix theirs)."""
-        stem_of = self.stems_of(language)
+        return self.index_by(self.stems_of(language))
+
+    def index_by(self, stem_of: Mapping[str, str]) -> Mapping[str, Sequence[int]]:
+        """Stem -> token indexes, given each distinct form's stem (`stems_of`)."""
         return _index_tokens(
             map(stem_of.__getitem__, self.forms), stem_of.values(), len(self.forms)
         )

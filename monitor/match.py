@@ -281,22 +281,25 @@ class _FieldView:
     are grouped only when a positional check (phrase, NEAR, hit) asks for them.
     """
 
-    __slots__ = ("_by_stem", "_language", "_own", "field", "forms", "name", "stems")
+    __slots__ = ("_by_stem", "_stem_of", "field", "forms", "name", "stems")
 
     def __init__(self, field: AnalyzedField, language: str | None, own: bool):
         self.field = field
         self.name = field.name
         self.forms = field.stem_of.keys()
-        self.stems = field.stems if own else frozenset(field.stems_of(language).values())
-        self._language = language
-        self._own = own
+        # Own language: the stems analysis computed. Another: stemmed once here, for both the
+        # key set and, when asked, the token index.
+        self._stem_of: Mapping[str, str] | None = None if own else field.stems_of(language)
+        self.stems = field.stems if self._stem_of is None else frozenset(self._stem_of.values())
         self._by_stem: Mapping[str, Sequence[int]] | None = None
 
     @property
     def by_stem(self) -> Mapping[str, Sequence[int]]:
         if self._by_stem is None:
             field = self.field
-            self._by_stem = field.by_stem if self._own else field.stems_in(self._language)
+            self._by_stem = (
+                field.by_stem if self._stem_of is None else field.index_by(self._stem_of)
+            )
         return self._by_stem
 
     def lookup(self, step: _Step) -> Sequence[int]:
