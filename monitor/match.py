@@ -796,8 +796,8 @@ class _KeyIndex:
             if kind == _PREFIX and len(key) not in self.prefix_lengths:
                 self.prefix_lengths = tuple(sorted((*self.prefix_lengths, len(key))))
 
-    def reached(self, doc: _DocView) -> tuple[set[int], set[int]]:
-        """The slots ``doc`` reaches through a key it contains, in each stage."""
+    def reached(self, doc: _DocView) -> set[int]:
+        """The slots ``doc`` reaches through a key it contains in both stages."""
         by_stem, by_form, by_prefix = self.tables
         # Key sets intersect by walking the smaller one, and the slot lists are chained: in C.
         found = [
@@ -808,16 +808,17 @@ class _KeyIndex:
             found.append(map(by_prefix.__getitem__, by_prefix.keys() & doc.prefixes(length)))
         entries = list(itertools.chain.from_iterable(found))
         first = set(itertools.chain.from_iterable(map(itemgetter(0), entries)))
-        second = set(itertools.chain.from_iterable(map(itemgetter(1), entries)))
-        return first, second
+        # Only the second stage's slots that the first reached are kept: looked up, not stored.
+        return first.intersection(itertools.chain.from_iterable(map(itemgetter(1), entries)))
 
 
 class _Partition:
     """Watchlists stemmed in one language (None: forms only), with their inverted index.
 
     Presearch has two stages: a watchlist is indexed under the keys of its cheapest required
-    key group, and, when it has another, also under those of its second cheapest; it is a
-    candidate only when the article reaches it through both (see `_required_groups`).
+    key group for the first stage, and under those of its second cheapest (its only one
+    again, when it has one) for the second; it is a candidate only when the article reaches
+    it in both stages (see `_required_groups`).
     """
 
     def __init__(
@@ -826,7 +827,6 @@ class _Partition:
         self.language = language
         self.compiled: list[_Compiled] = []
         self.index = _KeyIndex()
-        one_group: list[int] = []  # a single required group: passes the second stage
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
@@ -837,11 +837,8 @@ class _Partition:
                 unindexed.append(slot)
                 continue
             self.index.add(groups[0], slot, 0)
-            if len(groups) > 1:
-                self.index.add(groups[1], slot, 1)
-            else:
-                one_group.append(slot)
-        self.one_group = frozenset(one_group)
+            # With a single group, the second stage is the first again.
+            self.index.add(groups[1] if len(groups) > 1 else groups[0], slot, 1)
         self.unindexed = frozenset(unindexed)
         # Flat views of `compiled` for the per-candidate loop.
         self.checks = [compiled.check for compiled in self.compiled]
@@ -857,8 +854,7 @@ class _Partition:
         }
 
     def candidates(self, doc: _DocView) -> list[int]:
-        first, second = self.index.reached(doc)
-        return sorted((first & self.one_group) | (first & second) | self.unindexed)
+        return sorted(self.index.reached(doc) | self.unindexed)
 
 
 @contextmanager
