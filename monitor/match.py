@@ -219,7 +219,9 @@ def _key_cost(key: _Key) -> float:
     if text in _COMMON_WORDS:
         cost += 10.0
     if kind == _PREFIX:
-        cost += 20.0 / len(text)
+        # Looking a prefix up costs a pass over all the article's forms (cut to its length),
+        # where a word costs one probe: a prefix is a key only when a watchlist has no other.
+        cost += 100.0 + 20.0 / len(text)
     return cost
 
 
