@@ -21,7 +21,7 @@ Printed: analysis cost per article (normalise, tokenise, stem, detect language, 
 tokens: done once for all watchlists), on a first pass over the texts; then for each watchlist
 count: build time, matching articles/s (each article is analysed, then matched at once, as in a
 worker, and the two are timed apart: what matching works out on first use, such as sentences,
-is paid at every count), the same with the analysis, candidates verified per article, hits per
+is paid at every count; the fastest of three passes, ``--repeat``), the same with the analysis, candidates verified per article, hits per
 article, and the naive baseline (a regex per watchlist over the normalised text, then the
 boolean, NEAR and NOT evaluated on its matches). At high counts the baseline runs on fewer
 articles (in a fixed random order, as many as fit in 8 s, at least 2) and its per-article rate
@@ -239,6 +239,20 @@ def timed_rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def matching_pass(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float, int]:
+    """(matching seconds, analysis seconds, hits) over ``texts``, each analysed then matched."""
+    hits = 0
+    match_seconds = analysed_seconds = 0.0
+    for text in texts:
+        started = time.perf_counter()
+        doc = analyze(text.title, text.body, text.language)
+        analysed = time.perf_counter()
+        hits += len(matcher.match_analyzed(doc))
+        match_seconds += time.perf_counter() - analysed
+        analysed_seconds += analysed - started
+    return match_seconds, analysed_seconds, hits
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -246,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--articles", type=int, default=None)
     parser.add_argument("--sizes", type=str, default=None, help="comma-separated watchlist counts")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="matching passes per count; the fastest is shown"
+    )
     options = parser.parse_args(argv)
 
     article_count = options.articles or (200 if options.quick else 1000)
@@ -313,15 +330,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         # Each article is analysed, then matched at once, as in a worker; the two are timed
         # apart. (What matching works out lazily on an article is thus paid at every size.)
-        hits = 0
-        match_seconds = analysed_seconds = 0.0
-        for text in texts:
-            started = time.perf_counter()
-            doc = analyze(text.title, text.body, text.language)
-            analysed = time.perf_counter()
-            hits += len(matcher.match_analyzed(doc))
-            match_seconds += time.perf_counter() - analysed
-            analysed_seconds += analysed - started
+        # The fastest of --repeat passes: other work on the machine only ever adds time.
+        passes = [matching_pass(matcher, texts) for _ in range(max(1, options.repeat))]
+        match_seconds = min(seconds for seconds, _, _ in passes)
+        analysed_seconds = min(seconds for _, seconds, _ in passes)
+        hits = passes[0][2]
         results[size] = (match_seconds, analysed_seconds)
         candidates = sum(matcher.candidate_count(doc) for doc in counted) / len(counted)
 
