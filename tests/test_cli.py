@@ -55,7 +55,8 @@ def config(tmp_path: Path) -> Path:
     path.write_text(CONFIG, encoding="utf-8")
     loaded = load_config(path)
     matcher = Matcher(loaded.watchlists)
-    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    # The real clock: the commands under test read it (`hits --since 1d`, `backfill --since`).
+    now = datetime.now(UTC).replace(microsecond=0)
     new = []
     for index, (title, text) in enumerate(ARTICLES):
         entry = Entry(key=f"e{index}", link=f"https://news.example.org/a/{index}", title=title,
