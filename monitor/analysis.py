@@ -398,12 +398,9 @@ class AnalyzedField:
         forms = list(self.stem_of)
         return dict(zip(forms, stem_forms(forms, language), strict=True))
 
-    def stems_in(self, language: str | None) -> Mapping[str, Sequence[int]]:
-        """Stem -> token indexes in another language (for watchlists that fix theirs)."""
-        return self.index_by(self.stems_of(language))
-
     def index_by(self, stem_of: Mapping[str, str]) -> Mapping[str, Sequence[int]]:
-        """Stem -> token indexes, given each distinct form's stem (`stems_of`)."""
+        """Stem -> token indexes, given each distinct form's stem in another language
+        (`stems_of`: for watchlists that fix theirs)."""
         return _index_tokens(
             map(stem_of.__getitem__, self.forms), stem_of.values(), len(self.forms)
         )

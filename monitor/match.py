@@ -279,8 +279,9 @@ def _required_groups(plan: _Plan) -> list[frozenset[_Key]]:
 class _FieldView:
     """One analysed field seen through one stemming language.
 
-    The key sets are all that presearch and most verification need; the token indexes by stem
-    are grouped only when a positional check (phrase, NEAR, hit) asks for them.
+    The key sets are all that presearch and most verification need. In the article's own
+    language the token index by stem comes from the analysis; in another, it is built only
+    when a positional check (phrase, NEAR, hit) asks for it.
     """
 
     __slots__ = ("_by_stem", "_stem_of", "field", "forms", "name", "stems")
@@ -801,7 +802,7 @@ class _KeyIndex:
     def reached(self, doc: _DocView) -> set[int]:
         """The slots ``doc`` reaches through a key it contains in both stages."""
         by_stem, by_form, by_prefix = self.tables
-        # Key sets intersect by walking the smaller one, and the slot lists are chained: in C.
+        # The key sets are intersected and the slot lists chained in C, no Python loop.
         found = [
             map(by_stem.__getitem__, by_stem.keys() & doc.stems_all),
             map(by_form.__getitem__, by_form.keys() & doc.forms_all),

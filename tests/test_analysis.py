@@ -171,7 +171,7 @@ def test_analysed_stems_follow_the_declared_language() -> None:
     assert doc.language == "fr"
     assert doc.language_source == "declared"
     assert "attaqu" in doc.text.by_stem
-    assert doc.text.stems_in("en") != doc.text.by_stem
+    assert doc.text.index_by(doc.text.stems_of("en")) != doc.text.by_stem
 
 
 # --------------------------------------------------------------------------- language
@@ -294,7 +294,7 @@ def test_indexes_agree_with_the_tokens(text: str, language: str | None) -> None:
         assert index in field.by_stem[field.stem_of[form]]
         start, end = field.sentences[field.sentence_of(index)]
         assert start <= field.starts[index] and field.ends[index] <= end
-    for stem, indexes in field.stems_in("en").items():
+    for stem, indexes in field.index_by(field.stems_of("en")).items():
         assert list(indexes) == sorted(indexes)
         assert {stem} == set(stem_forms([field.forms[index] for index in indexes], "en"))
 
