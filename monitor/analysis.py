@@ -406,9 +406,27 @@ class AnalyzedField:
         )
 
     @cached_property
-    def sorted_forms(self) -> tuple[str, ...]:
-        """Distinct forms, sorted, for prefix search."""
-        return tuple(sorted(self.stem_of))
+    def _forms_text(self) -> str:
+        """The distinct forms, each after a line break (which no form holds): a prefix is
+        searched for as a substring, in C, with no sort or set of the forms to build first."""
+        return "\n" + "\n".join(self.stem_of) if self.stem_of else ""
+
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether some form of the field starts with ``prefix``."""
+        return "\n" not in prefix and "\n" + prefix in self._forms_text
+
+    def forms_with_prefix(self, prefix: str) -> list[str]:
+        """The distinct forms of the field that start with ``prefix``."""
+        joined, needle = self._forms_text, "\n" + prefix
+        found: list[str] = []
+        at = -1 if "\n" in prefix else joined.find(needle)
+        while at >= 0:
+            end = joined.find("\n", at + 1)
+            if end < 0:
+                end = len(joined)
+            found.append(joined[at + 1 : end])
+            at = joined.find(needle, end)
+        return found
 
     @cached_property
     def sentences(self) -> tuple[tuple[int, int], ...]:
@@ -426,16 +444,20 @@ class AnalyzedField:
         return bisect_right(self._sentence_starts, self.starts[index])
 
     def sentence_span(self, index: int) -> tuple[int, int]:
-        """Character span of the sentence holding token ``index``: ``sentences[sentence_of(index)]``.
+        """Character span of the sentence holding token ``index``: ``sentences[sentence_of(index)]``."""
+        return self.sentence_span_at(self.starts[index])
+
+    def sentence_span_at(self, offset: int) -> tuple[int, int]:
+        """Character span of the sentence holding ``offset``, the start of a token.
 
         Snippets need the sentences of a few tokens only, so unless all sentences are known
-        already, just the boundaries around this token are looked for.
+        already, just the boundaries around this offset are looked for.
         """
         if self.one_sentence:
             return (0, len(self.text))
         if "sentences" in self.__dict__:
-            return self.sentences[self.sentence_of(index)]
-        return _sentence_span_at(self.text, self.starts[index])
+            return self.sentences[bisect_right(self._sentence_starts, offset)]
+        return _sentence_span_at(self.text, offset)
 
     @cached_property
     def tokens(self) -> tuple[Token, ...]:
@@ -488,29 +510,35 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
 
 # What a sentence boundary is made of; a position after any other character is never inside one.
 _OUTSIDE_BOUNDARY = re.compile(r"[^.!?…\"'»”’)\]\s]")
-_SENTENCE_SEARCH_WINDOW = 512
+_SENTENCE_SEARCH_WINDOW = 128
 
 
 def _sentence_span_at(text: str, offset: int) -> tuple[int, int]:
     """The `_sentence_spans` span holding ``offset``, the start of a token (so outside any
-    boundary), found from the boundaries around it only."""
+    boundary), found from the boundaries around it only.
+
+    The text before ``offset`` is scanned back in growing regions, each ending where the
+    previous one began: right after a character that no boundary holds, so that no boundary
+    straddles two regions and each scan finds the boundaries one from the start would.
+    """
     window = _SENTENCE_SEARCH_WINDOW
+    scan_to = offset
     while True:
-        start = 0
-        scan_from = max(0, offset - window)
+        scan_from = max(0, scan_to - window)
         if scan_from > 0:
-            # Start the scan where no boundary can straddle: right after a character that no
-            # boundary holds. The scan then finds the same boundaries as one from the start.
-            anchor = _OUTSIDE_BOUNDARY.search(text, scan_from - 1, offset)
+            anchor = _OUTSIDE_BOUNDARY.search(text, scan_from - 1, scan_to)
             if anchor is None:
                 window *= 2
                 continue
             scan_from = anchor.end()
-        found = False
-        for boundary in _SENTENCE_END.finditer(text, scan_from, offset):
-            start, found = boundary.end(), True
-        if found or scan_from == 0:
+        last = deque(_SENTENCE_END.finditer(text, scan_from, scan_to), maxlen=1)
+        if last:
+            start = last[0].end()
             break
+        if scan_from == 0:
+            start = 0
+            break
+        scan_to = scan_from
         window *= 2
     following = _SENTENCE_END.search(text, offset)
     if following is None:

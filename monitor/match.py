@@ -311,13 +311,12 @@ class _FieldView:
             return self.by_stem.get(key, ()) if key in self.stems else ()
         if kind == _FORM:
             return self.field.by_form.get(key, ())
-        forms = self.field.sorted_forms
-        found: list[int] = []
-        index = bisect_left(forms, key)
-        while index < len(forms) and forms[index].startswith(key):
-            found.extend(self.field.by_form[forms[index]])
-            index += 1
-        return found
+        by_form = self.field.by_form
+        return sorted(
+            itertools.chain.from_iterable(
+                map(by_form.__getitem__, self.field.forms_with_prefix(key))
+            )
+        )
 
     def has(self, step: _Step) -> bool:
         kind, key = step
@@ -325,9 +324,7 @@ class _FieldView:
             return key in self.stems
         if kind == _FORM:
             return key in self.forms
-        forms = self.field.sorted_forms
-        index = bisect_left(forms, key)
-        return index < len(forms) and forms[index].startswith(key)
+        return self.field.has_prefix(key)
 
 
 class _DocView:

@@ -322,3 +322,14 @@ def test_sentence_span_is_local_until_all_sentences_are_known() -> None:
     assert field.sentence_span(togo) == (3400, 3414)
     assert "sentences" not in field.__dict__
     assert field.sentences[field.sentence_of(togo)] == (3400, 3414)
+
+
+@given(st.one_of(_tricky_text, st.text()), st.text(min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_prefix_search_finds_exactly_the_forms_starting_with_it(text: str, prefix: str) -> None:
+    field = analyze("", text, None).text
+    joined_forms = "\n".join(list(field.stem_of)[:2])  # never a prefix: forms hold no "\n"
+    for probe in {prefix, joined_forms, *(form[:2] for form in field.stem_of), *field.stem_of}:
+        expected = [form for form in field.stem_of if form.startswith(probe)]
+        assert field.forms_with_prefix(probe) == expected
+        assert field.has_prefix(probe) is bool(expected)
