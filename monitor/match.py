@@ -380,6 +380,9 @@ def _checker(plan: _Plan) -> _Check:
 
 
 def _near_checker(plan: _Within) -> _Check:
+    words_only = _near_of_words_checker(plan)
+    if words_only is not None:
+        return words_only
     left, right = _checker(plan.left), _checker(plan.right)
     # Presearch found the article through the cheaper side's keys, so that side is probably
     # there: test the other one first.
@@ -395,6 +398,108 @@ def _near_checker(plan: _Within) -> _Check:
     return lambda doc: (
         first(doc) and second(doc) and any(_near_spans(plan, view, True) for view in doc.fields)
     )
+
+
+# One side of a NEAR made of words and phrases only, anywhere: (stems, forms, phrases' steps).
+_WordsSide = tuple[frozenset[str], frozenset[str], tuple[tuple[_Step, ...], ...]]
+
+
+def _words_side(plan: _Plan) -> _WordsSide | None:
+    """``plan`` as a `_WordsSide` when it is a word, a phrase or an OR of them, with no field
+    scope and no prefix; else None."""
+    leaves = [plan] if isinstance(plan, _Leaf) else getattr(plan, "children", None)
+    if not isinstance(plan, _Leaf | _AnyOf) or leaves is None:
+        return None
+    stems: set[str] = set()
+    forms: set[str] = set()
+    phrases: list[tuple[_Step, ...]] = []
+    for leaf in leaves:
+        if not isinstance(leaf, _Leaf) or leaf.field is not None:
+            return None
+        for steps in leaf.alternatives:
+            if any(kind == _PREFIX for kind, _ in steps):
+                return None
+            if len(steps) > 1:
+                phrases.append(steps)
+            elif steps[0][0] == _STEM:
+                stems.add(steps[0][1])
+            else:
+                forms.add(steps[0][1])
+    return frozenset(stems), frozenset(forms), tuple(phrases)
+
+
+def _words_spans(side: _WordsSide) -> Callable[[_FieldView], list[tuple[int, int]]]:
+    """A function giving the (first, last) positions of the side's words and phrases in one
+    field, with the side's parts bound in advance (it runs for each NEAR candidate)."""
+    stems, forms, phrases = side
+
+    def spans(view: _FieldView) -> list[tuple[int, int]]:
+        field = view.field
+        indexes: list[int] = []
+        if stems:
+            stems_present = stems & view.stems
+            if stems_present:
+                indexes.extend(
+                    itertools.chain.from_iterable(map(view.by_stem.__getitem__, stems_present))
+                )
+        if forms:
+            forms_present = view.forms & forms  # a dict view: this order iterates the few forms
+            if forms_present:
+                indexes.extend(
+                    itertools.chain.from_iterable(map(field.by_form.__getitem__, forms_present))
+                )
+        found = (
+            list(
+                zip(
+                    map(field.positions.__getitem__, indexes),
+                    map(field.end_positions.__getitem__, indexes),
+                    strict=True,
+                )
+            )
+            if indexes
+            else []
+        )
+        for steps in phrases:
+            if all(view.has(step) for step in steps):
+                found.extend((start, end) for start, end, _ in _sequence_matches(view, steps))
+        return found
+
+    return spans
+
+
+def _near_of_words_checker(plan: _Within) -> _Check | None:
+    """The NEAR of two sides made of words and phrases (the usual NEAR), checked from their
+    positions directly: no presence tests first, no walk of the plan per field."""
+    left, right = _words_side(plan.left), _words_side(plan.right)
+    if left is None or right is None:
+        return None
+    distance = plan.distance
+    left_spans, right_spans = _words_spans(left), _words_spans(right)
+
+    def check(doc: _DocView) -> bool:
+        for view in doc.fields:
+            found_left = left_spans(view)
+            if found_left:
+                found_right = right_spans(view)
+                if found_right and _within_reach(found_left, found_right, distance):
+                    return True
+        return False
+
+    return check
+
+
+def _within_reach(left: list[tuple[int, int]], right: list[tuple[int, int]], distance: int) -> bool:
+    """Whether a span of ``left`` and one of ``right`` are at most ``distance`` apart."""
+    right.sort()
+    starts = [start for start, _ in right]
+    widest = max(end - start for start, end in right)
+    for left_start, left_end in left:
+        low = bisect_left(starts, left_start - distance - widest)
+        high = bisect_right(starts, left_end + distance)
+        for right_start, right_end in right[low:high]:
+            if right_start - left_end <= distance and left_start - right_end <= distance:
+                return True
+    return False
 
 
 def _positional_only(plan: _Plan) -> bool:

@@ -544,7 +544,7 @@ def _multi_key_queries(draw: st.DrawFn) -> str:
     """Queries with several required key groups (phrases, ANDs, NEARs of ORs, prefixes,
     scoped and exact terms), as the two presearch stages see them."""
     a, b, c, d = (draw(_words) for _ in range(4))
-    shape = draw(st.integers(0, 5))
+    shape = draw(st.integers(0, 6))
     prefix = f"{a[:4]}*" if len(a) >= 4 and a[:4].isalpha() else f'"{a}"'
     return [
         f'"{a}" AND "{b}" AND ("{c}" OR "{d}") NOT "{a} {c}"',
@@ -553,6 +553,7 @@ def _multi_key_queries(draw: st.DrawFn) -> str:
         f'"{b}" AND "{c}" AND {prefix}',
         f'title:"{a}" AND ("{b}" OR "{c} {d}")',
         f'="{a}" AND "{b}" AND title:"{c} {d}"',
+        f'(="{a}" OR "{b} {c}") NEAR/2 (="{d}" OR "{c}")',
     ][shape]
 
 
