@@ -888,18 +888,30 @@ def _compile_watchlist(
 
 
 class _KeyIndex:
-    """Watchlist slots by presearch key (stem, exact form, form prefix), for both stages."""
+    """Watchlist slots by presearch key (stem, exact form, form prefix), for both stages.
+
+    Filled with `add`, then `freeze` turns each key's slot lists into tuples, which presearch
+    reads with one indirection less.
+    """
 
     def __init__(self) -> None:
         # by kind (_STEM, _FORM, _PREFIX): key -> (first-stage slots, second-stage slots)
-        self.tables: tuple[dict[str, tuple[list[int], list[int]]], ...] = ({}, {}, {})
+        self._adding: tuple[dict[str, tuple[list[int], list[int]]], ...] = ({}, {}, {})
+        self.tables: tuple[dict[str, tuple[tuple[int, ...], tuple[int, ...]]], ...] = ({}, {}, {})
         self.prefix_lengths: tuple[int, ...] = ()
 
     def add(self, keys: Iterable[_Key], slot: int, stage: int) -> None:
         for kind, key in keys:
-            self.tables[kind].setdefault(key, ([], []))[stage].append(slot)
+            self._adding[kind].setdefault(key, ([], []))[stage].append(slot)
             if kind == _PREFIX and len(key) not in self.prefix_lengths:
                 self.prefix_lengths = tuple(sorted((*self.prefix_lengths, len(key))))
+
+    def freeze(self) -> None:
+        self.tables = tuple(
+            {key: (tuple(first), tuple(second)) for key, (first, second) in table.items()}
+            for table in self._adding
+        )
+        self._adding = ({}, {}, {})
 
     def reached(self, doc: _DocView) -> set[int]:
         """The slots ``doc`` reaches through a key it contains in both stages."""
@@ -944,6 +956,7 @@ class _Partition:
             self.index.add(groups[0], slot, 0)
             # With a single group, the second stage is the first again.
             self.index.add(groups[1] if len(groups) > 1 else groups[0], slot, 1)
+        self.index.freeze()
         self.unindexed = frozenset(unindexed)
         # Flat views of `compiled` for the per-candidate loop.
         self.checks = [compiled.check for compiled in self.compiled]
@@ -1117,19 +1130,21 @@ def _in_language_scope(watchlist: Watchlist, doc: AnalyzedText) -> bool:
 def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
     clauses: list[MatchedClause] = []
     matched_labels: set[str] = set()
-    chains_by_field: list[set[_Chain]] = [set() for _ in views]
+    chains_by_field: tuple[list[_Chain], list[_Chain]] = ([], [])
     for text, plan in compiled.clauses:
         found = _occurrences(plan, views)
         if not found:
             continue
-        for field_index, view in enumerate(views):
-            chains = _chains_in(found, field_index)
-            if chains:
-                words = tuple(_chain_words(view.field, chains))
+        in_field: tuple[list[_Chain], list[_Chain]] = ([], [])
+        for field_index, _, _, occurrence_chains, labels in found:
+            in_field[field_index].extend(occurrence_chains)
+            matched_labels.update(labels)
+        for field_index, field_chains in enumerate(in_field):
+            if field_chains:
+                view = views[field_index]
+                words = _chain_words(view.field, field_chains)
                 clauses.append(MatchedClause(clause=text, words=words, field=view.name))
-                chains_by_field[field_index].update(chains)
-        for occurrence in found:
-            matched_labels.update(occurrence[4])
+                chains_by_field[field_index].extend(field_chains)
     matched = tuple(label for label in compiled.outline.labels if label in matched_labels)
     snippets = _snippets(views, chains_by_field)
     return HitResult(compiled.watchlist.name, matched, tuple(clauses), snippets)
@@ -1141,39 +1156,42 @@ def _chains_in(found: Iterable[_Occurrence], field_index: int) -> list[_Chain]:
     ]
 
 
-def _chain_words(field: AnalyzedField, chains: Iterable[_Chain]) -> list[str]:
+def _chain_spans(field: AnalyzedField, chains: Iterable[_Chain]) -> list[tuple[int, int]]:
+    """The character spans of ``chains``, distinct, in text order."""
+    return sorted({(field.starts[chain[0]], field.ends[chain[-1]]) for chain in chains})
+
+
+def _chain_words(field: AnalyzedField, chains: Iterable[_Chain]) -> tuple[str, ...]:
     """Each matched word or phrase as written in the article, deduplicated, in text order."""
-    spans = sorted({(field.starts[chain[0]], field.ends[chain[-1]]) for chain in chains})
-    return list(dict.fromkeys(" ".join(field.text[start:end].split()) for start, end in spans))
+    text = field.text
+    written = dict.fromkeys([text[start:end] for start, end in _chain_spans(field, chains)])
+    return tuple(dict.fromkeys(" ".join(words.split()) for words in written))
 
 
 def _snippets(
-    views: Sequence[_FieldView], chains_by_field: Sequence[set[_Chain]]
+    views: Sequence[_FieldView], chains_by_field: Sequence[Sequence[_Chain]]
 ) -> tuple[str, ...]:
-    snippets: list[str] = []
     for field_index in (1, 0):  # the text's sentences first; the title only when the text has none
-        if snippets:
-            break
         field = views[field_index].field
-        starts = field.starts
         # The first sentences holding matches, in text order: walking the matches in order,
         # a sentence is looked up only for a match that lies past the current one's end.
-        sentences: list[tuple[tuple[int, int], list[_Chain]]] = []
-        for chain in sorted(chains_by_field[field_index], key=lambda chain: starts[chain[0]]):
-            if not sentences or starts[chain[0]] >= sentences[-1][0][1]:
+        sentences: list[tuple[tuple[int, int], list[tuple[int, int]]]] = []
+        for span in _chain_spans(field, chains_by_field[field_index]):
+            if not sentences or span[0] >= sentences[-1][0][1]:
                 if len(sentences) == MAX_SNIPPETS:
                     break
-                sentences.append((field.sentence_span(chain[0]), []))
-            sentences[-1][1].append(chain)
-        snippets.extend(_mark_sentence(field, span, chains) for span, chains in sentences)
-    return tuple(snippets)
+                sentences.append((field.sentence_span_at(span[0]), []))
+            sentences[-1][1].append(span)
+        if sentences:
+            return tuple(_mark_sentence(field, sentence, spans) for sentence, spans in sentences)
+    return ()
 
 
 def _mark_sentence(
-    field: AnalyzedField, sentence: tuple[int, int], chains: Iterable[_Chain]
+    field: AnalyzedField, sentence: tuple[int, int], spans: Sequence[tuple[int, int]]
 ) -> str:
+    """The sentence with the matched ``spans`` (in text order) marked, cut to length."""
     start, end = sentence
-    spans = sorted((field.starts[chain[0]], field.ends[chain[-1]]) for chain in chains)
     merged: list[list[int]] = []
     for span_start, span_end in spans:
         if merged and span_start <= merged[-1][1]:
