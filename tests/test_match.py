@@ -628,3 +628,16 @@ def test_building_leaves_the_garbage_collector_as_it_was(enabled_before: bool) -
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_a_word_scoped_to_the_title_is_looked_up_in_the_title_only() -> None:
+    matcher = Matcher([Watchlist("w", parse_query("title:Togo AND (accord OR traité)", {}))])
+    for title, text, candidates, hits in [
+        ("Politique", "Le Togo signe un accord.", 0, 0),  # Togo only in the text: no candidate
+        ("Le Togo signe", "Un accord de défense.", 1, 1),
+        ("Le Togo vote", "Rien d'autre.", 0, 0),  # the second group is missing
+    ]:
+        doc = analyze(title, text, "fr")
+        assert matcher.candidate_count(doc) == candidates
+        assert len(matcher.match_analyzed(doc)) == hits
+        assert matcher.match_analyzed(doc) == matcher.verify_all(doc)
