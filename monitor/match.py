@@ -504,6 +504,12 @@ def _near_of_words_checker(plan: _Within) -> _Check | None:
 
 def _within_reach(left: list[tuple[int, int]], right: list[tuple[int, int]], distance: int) -> bool:
     """Whether a span of ``left`` and one of ``right`` are at most ``distance`` apart."""
+    if len(left) * len(right) <= 16:  # the usual case: each side a few times in the field
+        return any(
+            right_start - left_end <= distance and left_start - right_end <= distance
+            for left_start, left_end in left
+            for right_start, right_end in right
+        )
     right.sort()
     starts = [start for start, _ in right]
     widest = max(end - start for start, end in right)

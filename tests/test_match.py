@@ -641,3 +641,15 @@ def test_a_word_scoped_to_the_title_is_looked_up_in_the_title_only() -> None:
         assert matcher.candidate_count(doc) == candidates
         assert len(matcher.match_analyzed(doc)) == hits
         assert matcher.match_analyzed(doc) == matcher.verify_all(doc)
+
+
+@pytest.mark.parametrize("gap", [1, 3, 4, 9])
+def test_near_between_many_occurrences_of_each_side(gap: int) -> None:
+    # Enough occurrences on each side for the sorted search rather than the pairwise one.
+    filler = " ".join(["mot"] * 12)
+    text = " ".join([f"Lomé {filler}"] * 6 + [f"attaque {filler}"] * 6)
+    text += " Lomé " + " ".join(["mot"] * (gap - 1)) + " attaque"
+    matcher = Matcher([Watchlist("w", parse_query("(Lomé OR Kara) NEAR/3 attaque", {}))])
+    doc = analyze("", text, "fr")
+    assert bool(matcher.match_analyzed(doc)) is (gap <= 3)
+    assert matcher.match_analyzed(doc) == matcher.verify_all(doc)
