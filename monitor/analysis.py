@@ -441,12 +441,9 @@ class AnalyzedField:
         """0-based sentence index of token ``index``."""
         return bisect_right(self._sentence_starts, self.starts[index])
 
-    def sentence_span(self, index: int) -> tuple[int, int]:
-        """Character span of the sentence holding token ``index``: ``sentences[sentence_of(index)]``."""
-        return self.sentence_span_at(self.starts[index])
-
     def sentence_span_at(self, offset: int) -> tuple[int, int]:
-        """Character span of the sentence holding ``offset``, the start of a token.
+        """Character span of the sentence holding ``offset``, the start of a token:
+        ``sentences[sentence_of(index)]`` for that token.
 
         Snippets need the sentences of a few tokens only, so unless all sentences are known
         already, just the boundaries around this offset are looked for.

@@ -232,21 +232,6 @@ def _key_cost(key: _Key) -> float:
     return cost
 
 
-def _index_keys(group: frozenset[_Key], language: str | None) -> frozenset[_Key]:
-    """The keys a group is indexed under in a partition stemmed in ``language``.
-
-    An exact form goes under its stem: an article holding the form holds its stem, so no
-    watchlist is lost, and presearch then probes the article's stems only, not its forms as
-    well (some 400 probes an article less). Verification still checks the form itself.
-    """
-    return frozenset(
-        (_STEM if kind == _FORM else _TITLE_STEM, _stem_of_form(key, language))
-        if kind in (_FORM, _TITLE_FORM)
-        else (kind, key)
-        for kind, key in group
-    )
-
-
 @lru_cache(maxsize=262_144)
 def _stem_of_form(form: str, language: str | None) -> str:
     return stem_forms([form], language)[0]
@@ -942,37 +927,58 @@ def _compile_watchlist(
     return _Compiled(order, watchlist, outline, plan, clauses, _checker(plan))
 
 
-class _KeyIndex:
-    """Watchlist slots by presearch key (stem, exact form, form prefix), for both stages.
+_Postings = dict[str, tuple[tuple[int, ...], tuple[int, ...]]]  # key -> (first, second stage)
 
-    Filled with `add`, then `freeze` turns each key's slot lists into tuples, which presearch
-    reads with one indirection less.
+
+class _KeyIndex:
+    """Watchlist slots by presearch key, for both stages, in a partition stemmed in ``language``.
+
+    Three tables: stems anywhere, stems in the title, form prefixes. An exact form is indexed
+    under its stem: an article holding the form holds its stem, so no watchlist is lost, and
+    presearch probes the article's stems only, not its forms as well (some 400 probes an
+    article less); verification still checks the form itself. Filled with `add`, then
+    `freeze` turns each key's slot lists into tuples, which presearch reads with one
+    indirection less.
     """
 
-    def __init__(self) -> None:
-        # by kind (_STEM, _FORM, _PREFIX, _TITLE_STEM, _TITLE_FORM): key -> (first-stage
-        # slots, second-stage slots)
-        self._adding: tuple[dict[str, tuple[list[int], list[int]]], ...] = ({}, {}, {}, {}, {})
-        self.tables: tuple[dict[str, tuple[tuple[int, ...], tuple[int, ...]]], ...] = ()
+    def __init__(self, language: str | None) -> None:
+        self.language = language
+        self._adding: dict[int, dict[str, tuple[list[int], list[int]]]] = {
+            _STEM: {},
+            _TITLE_STEM: {},
+            _PREFIX: {},
+        }
+        self.by_stem: _Postings = {}
+        self.by_title_stem: _Postings = {}
+        self.by_prefix: _Postings = {}
         self.prefix_lengths: tuple[int, ...] = ()
 
     def add(self, keys: Iterable[_Key], slot: int, stage: int) -> None:
-        for kind, key in keys:
+        for kind, key in set(map(self._indexed_as, keys)):
             self._adding[kind].setdefault(key, ([], []))[stage].append(slot)
             if kind == _PREFIX and len(key) not in self.prefix_lengths:
                 self.prefix_lengths = tuple(sorted((*self.prefix_lengths, len(key))))
 
+    def _indexed_as(self, key: _Key) -> _Key:
+        kind, text = key
+        if kind == _FORM:
+            return (_STEM, _stem_of_form(text, self.language))
+        if kind == _TITLE_FORM:
+            return (_TITLE_STEM, _stem_of_form(text, self.language))
+        return key
+
     def freeze(self) -> None:
-        self.tables = tuple(
-            {key: (tuple(first), tuple(second)) for key, (first, second) in table.items()}
-            for table in self._adding
-        )
-        self._adding = ({}, {}, {}, {}, {})
+        frozen = {
+            kind: {key: (tuple(first), tuple(second)) for key, (first, second) in table.items()}
+            for kind, table in self._adding.items()
+        }
+        self.by_stem, self.by_title_stem = frozen[_STEM], frozen[_TITLE_STEM]
+        self.by_prefix = frozen[_PREFIX]
+        self._adding = {kind: {} for kind in self._adding}
 
     def reached(self, doc: _DocView) -> set[int]:
         """The slots ``doc`` reaches through a key it contains in both stages."""
-        # Exact forms are indexed under their stems (`_index_keys`): no form tables to probe.
-        by_stem, _, by_prefix, by_title_stem, _ = self.tables
+        by_stem, by_title_stem, by_prefix = self.by_stem, self.by_title_stem, self.by_prefix
         # The key sets are intersected and the slot lists chained in C, no Python loop.
         found = [
             map(by_stem.__getitem__, by_stem.keys() & doc.stems_all),
@@ -1000,7 +1006,7 @@ class _Partition:
     ) -> None:
         self.language = language
         self.compiled: list[_Compiled] = []
-        self.index = _KeyIndex()
+        self.index = _KeyIndex(language)
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
@@ -1010,10 +1016,9 @@ class _Partition:
             if not groups:
                 unindexed.append(slot)
                 continue
-            keys = [_index_keys(group, language) for group in groups[:2]]
-            self.index.add(keys[0], slot, 0)
+            self.index.add(groups[0], slot, 0)
             # With a single group, the second stage is the first again.
-            self.index.add(keys[-1], slot, 1)
+            self.index.add(groups[1] if len(groups) > 1 else groups[0], slot, 1)
         self.index.freeze()
         self.unindexed = frozenset(unindexed)
         # Flat views of `compiled` for the per-candidate loop.
