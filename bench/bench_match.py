@@ -52,7 +52,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.analysis import AnalyzedText, analyze, normalize
-from monitor.match import Matcher, Watchlist
+from monitor.match import Matcher
+from monitor.models import Watchlist
 from monitor.query import (
     And,
     FieldScope,

@@ -43,8 +43,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.config import Config, DigestSettings, PollSettings
-from monitor.match import Watchlist
-from monitor.models import FeedSpec
+from monitor.models import FeedSpec, Watchlist
 from monitor.pipeline import Pipeline
 from monitor.query import from_lists, parse_query
 from monitor.service import open_pipeline

@@ -16,15 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monitor.config import Config, ConfigError, load_config, parse_duration
+from monitor.config import Config, load_config, parse_duration
+from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.match import explain as explain_match
 from monitor.models import ArticleText, Fetched, StoredHit, TextSource
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
-from monitor.service import compose_digest, fetch_limits, open_pipeline, run_digest
-from monitor.store import StorageError, Store
+from monitor.service import compose_digest, open_pipeline, run_digest
+from monitor.store import Store
 
 log = logging.getLogger("monitor")
 
@@ -98,13 +99,13 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
-    from monitor.daemon import AlreadyRunning, DamagedDatabase, run_daemon
+    from monitor.daemon import run_daemon
 
     path: Path = ctx.obj["config_path"]
     _load(ctx)  # report config errors before anything starts
     try:
         ctx.exit(run_daemon(path))
-    except (AlreadyRunning, DamagedDatabase, StorageError) as error:
+    except MonitorError as error:
         stderr.print(str(error), markup=False)
         ctx.exit(EXIT_FAILED)
 
@@ -283,7 +284,7 @@ def _read_article(source: str, config: Config | None) -> ArticleText:
         data = sys.stdin.buffer.read()
         return _article_from_bytes(data, url=None)
     if source.startswith(("http://", "https://")):
-        with Fetcher(fetch_limits(config)) if config is not None else Fetcher() as fetcher:
+        with Fetcher(config.poll) if config is not None else Fetcher() as fetcher:
             # The user typed this URL: trust it as we trust a configured feed.
             result = fetcher.fetch_page(source, feed_url=source)
         if not isinstance(result, Fetched):

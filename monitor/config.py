@@ -48,21 +48,17 @@ from ruamel.yaml.events import (
 )
 from ruamel.yaml.reader import ReaderError
 
-from monitor import DEFAULT_USER_AGENT
-from monitor.match import Watchlist
-from monitor.models import FeedSpec
-from monitor.query import ListTermError, Node, QuerySyntaxError, from_lists, parse_query
+from monitor.errors import ConfigError, ListTermError, QuerySyntaxError
+from monitor.models import FeedSpec, FetchLimits, Watchlist
+from monitor.query import Node, from_lists, parse_query
 
 
 @dataclass(frozen=True)
-class PollSettings:
+class PollSettings(FetchLimits):
+    """The `poll:` section: the fetcher's limits (one set of defaults, in `FetchLimits`)
+    and the default interval between polls of a feed."""
+
     interval: timedelta = timedelta(minutes=15)  # default per feed
-    timeout: float = 60.0  # seconds for a whole request, headers and body included
-    connect_timeout: float = 10.0
-    max_bytes: int = 15 * 1024 * 1024  # decoded body cap for feeds and pages
-    concurrency: int = 8  # requests in flight across all hosts
-    per_host: int = 2  # requests in flight to one host
-    user_agent: str = DEFAULT_USER_AGENT
 
 
 @dataclass(frozen=True)
@@ -95,14 +91,6 @@ class Config:
     watchlists: tuple[Watchlist, ...]
     digest: DigestSettings
     sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-class ConfigError(Exception):
-    """The file cannot be used. `problems` holds one ``file:line:col: message`` per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 # =========================================================================== loading

@@ -38,7 +38,8 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Config, ConfigError
+from monitor.config import Config
+from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase
 from monitor.models import FeedSpec
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
@@ -53,14 +54,6 @@ RELOAD_CHECK_SECONDS = 2
 CHECKPOINT_SECONDS = 30 * 60
 DIGEST_RETRY_AFTER = timedelta(minutes=10)
 SHUTDOWN_GRACE_SECONDS = 10.0
-
-
-class AlreadyRunning(RuntimeError):
-    pass
-
-
-class DamagedDatabase(RuntimeError):
-    pass
 
 
 @contextmanager

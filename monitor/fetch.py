@@ -55,7 +55,6 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -70,6 +69,7 @@ from monitor.models import (
     Fetched,
     FetchErrorKind,
     FetchFailed,
+    FetchLimits,
     FetchResult,
     NotModified,
     Validators,
@@ -108,43 +108,11 @@ _DECODE_STEP = 64 * 1024
 _VALIDATOR_PATTERN = re.compile(r"[\x20-\x7e]{1,1024}")
 
 _NO_VALIDATORS = Validators()
+_DEFAULT_LIMITS = FetchLimits()
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 """Maps (host, port) to IP address strings; raises `socket.gaierror` when the name is unknown."""
-
-
-# --------------------------------------------------------------------------- limits
-
-
-@dataclass(frozen=True)
-class FetchLimits:
-    """Bounds applied to every request; defaults follow ../shared/RELIABILITY.md."""
-
-    timeout: float = 60.0  # whole request: connect + headers + body, all redirects
-    connect_timeout: float = 10.0  # DNS + TCP connect + TLS handshake, per connection
-    max_bytes: int = 15 * _MIB  # decoded body cap
-    max_redirects: int = 5
-    concurrency: int = 8  # requests in flight overall
-    per_host: int = 2  # requests in flight to one host
-    user_agent: str = DEFAULT_USER_AGENT
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("FetchLimits: timeout and connect_timeout must be positive")
-        if self.max_bytes <= 0:
-            raise ValueError("FetchLimits: max_bytes must be positive")
-        if self.max_redirects < 0:
-            raise ValueError("FetchLimits: max_redirects must be zero or more")
-        if self.concurrency < 1 or self.per_host < 1:
-            raise ValueError("FetchLimits: concurrency and per_host must be at least 1")
-        if not self.user_agent.strip():
-            raise ValueError("FetchLimits: user_agent must not be empty")
-
-    @property
-    def max_raw_bytes(self) -> int:
-        """Cap on the bytes on the wire: deflate adds at most a few bytes per 16 KiB block."""
-        return self.max_bytes + self.max_bytes // 100 + 64 * 1024
 
 
 # --------------------------------------------------------------------------- URLs
@@ -693,7 +661,7 @@ class Fetcher:
 
     def __init__(
         self,
-        limits: FetchLimits = FetchLimits(),
+        limits: FetchLimits = _DEFAULT_LIMITS,
         *,
         allow_private_hosts: Collection[str] = (),
         allow_private_networks: Collection[str] = (),

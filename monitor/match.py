@@ -50,7 +50,7 @@ from monitor.analysis import (
     stem_forms,
     term_variants,
 )
-from monitor.models import ArticleText, HitResult, MatchedClause
+from monitor.models import ArticleText, HitResult, MatchedClause, Watchlist
 from monitor.query import (
     And,
     FieldScope,
@@ -77,20 +77,6 @@ _COMMON_TEXT = (
     "have had not but"
 )
 _COMMON_WORDS = frozenset(_COMMON_TEXT.split())
-
-
-@dataclass(frozen=True)
-class Watchlist:
-    """A named query. ``language`` chooses the stemmer for its terms (an article in another
-    language is still matched, through that stemmer); None follows each article's language."""
-
-    name: str
-    query: Node
-    language: str | None = None  # stems the terms; None = the article's language
-    feeds: tuple[str, ...] = ()  # scope by feed name; () = all feeds
-    # Scope by article language (primary subtags such as "fr"); () = any. An article whose
-    # language is unknown (undeclared and not detected) stays in scope rather than be lost.
-    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from monitor import DEFAULT_USER_AGENT
+
+if TYPE_CHECKING:
+    from monitor.query import Node
 
 # --------------------------------------------------------------------------- feeds
 
@@ -27,6 +33,36 @@ class FeedSpec:
     name: str | None = None  # None: use the feed's own title
     interval: timedelta = timedelta(minutes=15)
     language: str | None = None  # overrides the feed's declared language
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Bounds applied to every request; defaults follow ../shared/RELIABILITY.md."""
+
+    timeout: float = 60.0  # whole request: connect + headers + body, all redirects
+    connect_timeout: float = 10.0  # DNS + TCP connect + TLS handshake, per connection
+    max_bytes: int = 15 * 1024 * 1024  # decoded body cap
+    max_redirects: int = 5
+    concurrency: int = 8  # requests in flight overall
+    per_host: int = 2  # requests in flight to one host
+    user_agent: str = DEFAULT_USER_AGENT
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("FetchLimits: timeout and connect_timeout must be positive")
+        if self.max_bytes <= 0:
+            raise ValueError("FetchLimits: max_bytes must be positive")
+        if self.max_redirects < 0:
+            raise ValueError("FetchLimits: max_redirects must be zero or more")
+        if self.concurrency < 1 or self.per_host < 1:
+            raise ValueError("FetchLimits: concurrency and per_host must be at least 1")
+        if not self.user_agent.strip():
+            raise ValueError("FetchLimits: user_agent must not be empty")
+
+    @property
+    def max_raw_bytes(self) -> int:
+        """Cap on the bytes on the wire: deflate adds at most a few bytes per 16 KiB block."""
+        return self.max_bytes + self.max_bytes // 100 + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -142,6 +178,21 @@ class ArticleText:
 
 
 # --------------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    """A named query. ``language`` chooses the stemmer for its terms (an article in another
+    language is still matched, through that stemmer); None follows each article's language."""
+
+    name: str
+    query: Node
+    language: str | None = None  # stems the terms; None = the article's language
+    feeds: tuple[str, ...] = ()  # scope by feed name; () = all feeds
+    # Scope by article language (primary subtags such as "fr"); () = any. An article whose
+    # language is unknown (undeclared and not detected) stays in scope rather than be lost.
+    languages: tuple[str, ...] = ()
+
 
 
 @dataclass(frozen=True)

@@ -29,19 +29,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monitor.errors import DeliveryError
+
 if TYPE_CHECKING:
     from monitor.config import DigestSettings, SmtpSettings
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryError(Exception):
-    """The message was not (or not certainly) delivered."""
-
-    def __init__(self, message: str, *, permanent: bool, maybe_delivered: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent  # 5xx or a configuration problem: retrying will not help
-        self.maybe_delivered = maybe_delivered  # broke after the data was sent: re-send as is
 
 
 def deliver(message: EmailMessage, settings: DigestSettings) -> str:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from monitor.extract import fallback_article
 from monitor.fetch import Fetcher
-from monitor.match import Matcher, Watchlist
+from monitor.match import Matcher
 from monitor.models import (
     ArticleText,
     Entry,
@@ -35,6 +35,7 @@ from monitor.models import (
     NotModified,
     ParseFailed,
     Validators,
+    Watchlist,
 )
 from monitor.parse import parse_feed
 from monitor.schedule import next_poll_after

@@ -50,6 +50,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from monitor.errors import ListTermError, QuerySyntaxError
+
 FIELDS = ("title", "text")
 MIN_PREFIX_LENGTH = 2
 
@@ -117,28 +119,6 @@ class Or:
 
 
 Node = Term | SetRef | FieldScope | Near | Not | And | Or
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class QuerySyntaxError(ValueError):
-    """The query text cannot be used; ``offset`` is where (0-based) in the query text."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(f"{message} (column {offset + 1})")
-        self.message = message
-        self.offset = offset
-
-
-class ListTermError(ValueError):
-    """An item of an ``all``/``any``/``none`` list cannot be used."""
-
-    def __init__(self, list_name: str, index: int, message: str) -> None:
-        super().__init__(f"{list_name}[{index}]: {message}")
-        self.list_name = list_name
-        self.index = index
-        self.message = message
 
 
 # --------------------------------------------------------------------------- lexer

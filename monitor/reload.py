@@ -28,11 +28,11 @@ from pathlib import Path
 from monitor.config import (
     MAX_CONFIG_BYTES,
     Config,
-    ConfigError,
     check_config_size,
     decode_config_bytes,
     parse_config,
 )
+from monitor.errors import ConfigError
 
 DEFAULT_SETTLE_SECONDS = 0.2
 DEFAULT_MAX_SETTLE_SECONDS = 2.0

@@ -16,26 +16,16 @@ from email.message import EmailMessage
 
 from monitor.config import Config
 from monitor.digest import build_digest, render_message
-from monitor.fetch import Fetcher, FetchLimits
-from monitor.match import Matcher, Watchlist
-from monitor.notify import DeliveryError, deliver
+from monitor.errors import DeliveryError
+from monitor.fetch import Fetcher
+from monitor.match import Matcher
+from monitor.models import Watchlist
+from monitor.notify import deliver
 from monitor.pipeline import Pipeline
 from monitor.store import ClaimedDigest, Store
 from monitor.workers import ExtractionPool
 
 log = logging.getLogger(__name__)
-
-
-def fetch_limits(config: Config) -> FetchLimits:
-    poll = config.poll
-    return FetchLimits(
-        timeout=poll.timeout,
-        connect_timeout=poll.connect_timeout,
-        max_bytes=poll.max_bytes,
-        concurrency=poll.concurrency,
-        per_host=poll.per_host,
-        user_agent=poll.user_agent,
-    )
 
 
 @contextmanager
@@ -46,7 +36,7 @@ def open_pipeline(
     extract_workers: int | None = None,
 ) -> Iterator[Pipeline]:
     """The fetcher, extraction workers and matcher for `config`, closed on exit."""
-    fetcher = Fetcher(fetch_limits(config))
+    fetcher = Fetcher(config.poll)
     extractor = ExtractionPool(extract_workers)
     pipeline = Pipeline(
         store=store,

@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from monitor.errors import StorageError
 from monitor.models import (
     ArticleText,
     Entry,
@@ -57,10 +58,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a write waits for another connection's lock
 _ARTICLE_PAGE = 200  # rows per query when streaming articles for a backfill
-
-
-class StorageError(Exception):
-    """A database operation failed; the message says what was being done, on which file."""
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from monitor.extract import extract_article, fallback_article
-from monitor.match import Matcher, Watchlist
-from monitor.models import ArticleText, Entry, HitResult, TextSource
+from monitor.match import Matcher
+from monitor.models import ArticleText, Entry, HitResult, TextSource, Watchlist
 
 log = logging.getLogger(__name__)
 

@@ -469,7 +469,8 @@ def gzip_bomb() -> bytes:
 # peak RSS of the test process itself is already high and would hide a spike.
 MEASURE_FETCH = """
 import resource, sys
-from monitor.fetch import Fetcher, FetchLimits
+from monitor.fetch import Fetcher
+from monitor.models import FetchLimits
 with Fetcher(FetchLimits(timeout=20.0)) as fetcher:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = fetcher.fetch_feed(sys.argv[1])

@@ -13,8 +13,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from monitor.analysis import analyze
-from monitor.match import Matcher, Watchlist, explain
-from monitor.models import ArticleText, HitResult, TextSource
+from monitor.match import Matcher, explain
+from monitor.models import ArticleText, HitResult, TextSource, Watchlist
 from monitor.query import And, Near, Node, Not, Term, from_lists, parse_query
 from tests.corpus import require_corpus
 

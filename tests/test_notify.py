@@ -15,8 +15,9 @@ import pytest
 
 from monitor.config import DigestSettings, SmtpSettings
 from monitor.digest import build_digest, render_message
+from monitor.errors import DeliveryError
 from monitor.models import StoredHit
-from monitor.notify import DeliveryError, deliver, send_smtp, write_outbox
+from monitor.notify import deliver, send_smtp, write_outbox
 from monitor.store import ClaimedDigest
 from tests.smtp_server import SmtpSink, make_certificate, server_tls_context, smtp_sink
 

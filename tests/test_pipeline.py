@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.fetch import Fetcher, FetchLimits
-from monitor.match import Matcher, Watchlist
-from monitor.models import Entry, FeedSpec, TextSource
+from monitor.fetch import Fetcher
+from monitor.match import Matcher
+from monitor.models import Entry, FeedSpec, FetchLimits, TextSource, Watchlist
 from monitor.pipeline import Pipeline
 from monitor.query import from_lists, parse_query
 from monitor.store import Store

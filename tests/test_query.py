@@ -6,15 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.errors import ListTermError, QuerySyntaxError
 from monitor.query import (
     And,
     FieldScope,
-    ListTermError,
     Near,
     Node,
     Not,
     Or,
-    QuerySyntaxError,
     SetRef,
     Term,
     from_lists,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import ConfigError
+from monitor.errors import ConfigError
 from monitor.reload import ConfigWatcher
 
 
