@@ -51,8 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.analysis import AnalyzedText, analyze, normalize
-from monitor.match import Matcher
+from monitor.matching import AnalyzedText, Matcher, analyze, normalize
 from monitor.models import Watchlist
 from monitor.query import (
     And,

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from monitor.config import Config, load_config, parse_duration
 from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
-from monitor.match import explain as explain_match
-from monitor.models import ArticleText, Fetched, StoredHit, TextSource
+from monitor.matching import explain as explain_match
+from monitor.models import ArticleText, Fetched, StoredHit, TextSource, utc_now
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
 from monitor.service import compose_digest, open_pipeline, run_digest
@@ -63,15 +63,11 @@ def _load(ctx: click.Context) -> Config:
         raise AssertionError("unreachable") from error
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return _now() - parse_duration(value)
+        return utc_now() - parse_duration(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
 
@@ -127,7 +123,7 @@ def check(ctx: click.Context) -> None:
 def poll(ctx: click.Context) -> None:
     """Poll every feed once now: fetch, extract, match, store; print a summary."""
     config = _load(ctx)
-    with Store(config.database) as store, open_pipeline(config, store) as pipeline:
+    with Store(config.database) as store, open_pipeline(config, store, clock=utc_now) as pipeline:
         if stderr.is_terminal:
             with Progress(
                 TextColumn("{task.description}"),
@@ -218,9 +214,16 @@ def hits(ctx: click.Context, since: str | None, watchlist: str | None, output: s
 def digest(ctx: click.Context, dry_run: bool) -> None:
     """Build and deliver the digest of every hit not yet sent, now."""
     config = _load(ctx)
-    now = _now()
+    now = utc_now()
     with Store(config.database) as store:
         if dry_run:
+            stuck = store.pending_digest()
+            if stuck is not None:
+                stdout.print(
+                    f"digest {stuck.key} ({len(stuck.hits)} hits) was interrupted before its "
+                    "delivery was confirmed: a real run sends it again first, unchanged",
+                    markup=False,
+                )
             preview = store.preview_digest(now=now)
             if preview is None:
                 stdout.print("no unsent hits: a digest now would send nothing", markup=False)
@@ -366,7 +369,7 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     if chosen is None:
         raise click.ClickException(f"no watchlist named {watchlist!r} in {config.path}")
     with Store(config.database) as store:
-        scanned, added = run_backfill(store, chosen, since=_since(since), now=_now(), quiet=quiet)
+        scanned, added = run_backfill(store, chosen, since=_since(since), now=utc_now(), quiet=quiet)
     where = "left out of digests" if quiet else "listed in the next digest"
     stdout.print(
         f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where})", markup=False

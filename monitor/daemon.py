@@ -3,8 +3,9 @@
 Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
 
 * ``feed:<url>``: one interval job per feed. After each poll the job's next
-  run is set to the feed's `next_poll` from the store, so back-off and
-  Retry-After survive restarts and a feed is never disabled.
+  run is set to the `next_poll` the poll's report carries (the same value
+  the store recorded, so back-off and Retry-After survive restarts and a
+  feed is never disabled).
 * ``digest``: every minute, send the digest whose key is due and not done
   (a digest missed while the daemon was down is sent on start).
 * ``reload``: every 2 seconds, re-read feeds.yaml if it changed; an invalid
@@ -15,6 +16,18 @@ Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
 No job is ever dropped for running late (``misfire_grace_time=None``), runs
 that piled up are merged (``coalesce``), and one feed is never polled twice at
 once (``max_instances=1``).
+
+Why one job per feed rather than one timer that picks due feeds from the
+database: the schedule's durable copy is already in the database
+(``feeds.next_poll``, written by `Store.record` in the same transaction as the
+poll, and read once per feed when the daemon starts), so a restart resumes
+back-off and Retry-After either way. Between restarts APScheduler's in-memory
+job store gives, for free, what a polling timer would have to rebuild: one run
+at a time per feed, merged late runs, and a wake-up exactly at the next due
+time instead of a database query every tick. The daemon takes each feed's next
+time from the poll's report, never by reading the row back. Whether a job per
+feed stays cheap at tens of thousands of feeds is to be measured; the decider
+(`schedule.decide_update`) and `Store.record` do not depend on the choice.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -40,7 +53,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config
 from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase
-from monitor.models import FeedSpec
+from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
 from monitor.schedule import due_digest_key, next_digest_time
@@ -84,10 +97,6 @@ def single_instance(database: Path) -> Iterator[None]:
         handle.close()
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Daemon:
     def __init__(
         self,
@@ -96,7 +105,7 @@ class Daemon:
         store: Store,
         pipeline: Pipeline,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utc_now,
     ) -> None:
         self.config = config
         self.watcher = watcher
@@ -148,11 +157,10 @@ class Daemon:
         if spec is None:
             return
         report = self.pipeline.poll_feed(spec)
-        (log.warning if report.outcome == "failed" else log.info)(report.log_line())
-        next_poll = self.store.feed_state(url).next_poll
-        if next_poll is not None and not self.stopping.is_set():
+        (log.warning if report.outcome is PollOutcome.FAILED else log.info)(report.log_line())
+        if report.next_poll is not None and not self.stopping.is_set():
             with contextlib.suppress(JobLookupError):
-                self.scheduler.modify_job("feed:" + url, next_run_time=next_poll)
+                self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)
 
     def _spec(self, url: str) -> FeedSpec | None:
         for spec in self.config.feeds:
@@ -257,7 +265,9 @@ class Daemon:
         self.scheduler.shutdown(wait=True)
 
 
-def run_daemon(config_path: Path, environ: Mapping[str, str] | None = None) -> int:
+def run_daemon(
+    config_path: Path, environ: Mapping[str, str] | None = None, *, clock: Clock = utc_now
+) -> int:
     """Load the config, take the lock, run until SIGINT/SIGTERM. Returns the exit status."""
     watcher = ConfigWatcher(config_path, environ=environ)
     config = watcher.current
@@ -268,8 +278,8 @@ def run_daemon(config_path: Path, environ: Mapping[str, str] | None = None) -> i
                 f"{config.database} is damaged ({'; '.join(problems[:5])}); stopping rather "
                 "than losing more: restore a backup, or move the file aside to start afresh"
             )
-        with open_pipeline(config, store) as pipeline:
-            _run_until_signalled(Daemon(config, watcher, store, pipeline))
+        with open_pipeline(config, store, clock=clock) as pipeline:
+            _run_until_signalled(Daemon(config, watcher, store, pipeline, clock=clock))
     log.info("monitor stopped")
     return 0
 

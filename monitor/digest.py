@@ -11,7 +11,7 @@ snippets, even watchlist names from the config) is treated as hostile:
   escaped, so a mark can never carry markup;
 * a link is emitted only for an absolute http(s) URL;
 * header values lose every control character, so a CR/LF in a title can
-  neither inject a header nor crash the digest (RELIABILITY.md §0.12).
+  neither inject a header nor crash the digest.
 """
 
 from __future__ import annotations
@@ -24,26 +24,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
 from markupsafe import Markup, escape
 
-from monitor.models import DigestContent, StoredHit
-
-if TYPE_CHECKING:
-    from monitor.store import ClaimedDigest
+from monitor.matching import MAX_SNIPPET_CHARS, MAX_SNIPPETS
+from monitor.models import ClaimedDigest, DigestContent, StoredHit
+from monitor.text import one_line
 
 MAX_TITLE_CHARS = 300
-MAX_SNIPPET_CHARS = 600
-MAX_SNIPPETS = 3
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MARK = re.compile(r"\[\[(.+?)\]\]", re.DOTALL)
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators some mail clients honour.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SPACES = re.compile(r"\s+")
 
 
 def build_digest(
@@ -124,7 +119,7 @@ def render_message(
 
 def clean_header(value: str) -> str:
     """A header value with control characters turned into spaces and whitespace collapsed."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+    return one_line(value)
 
 
 # --------------------------------------------------------------------------- views
@@ -156,7 +151,7 @@ def _hit_view(hit: StoredHit, tz: ZoneInfo) -> _HitView:
         date = _short_date(hit.published.astimezone(tz))
     else:
         date = f"seen {_short_date(hit.found_at.astimezone(tz))}"
-    snippets = [_truncate(_one_line(snippet), MAX_SNIPPET_CHARS) for snippet in hit.snippets]
+    snippets = [_truncate_snippet(_one_line(snippet)) for snippet in hit.snippets]
     snippets = [snippet for snippet in snippets if snippet][:MAX_SNIPPETS]
     return _HitView(
         title=_truncate(_one_line(hit.title), MAX_TITLE_CHARS) or "(untitled)",
@@ -192,7 +187,7 @@ def _safe_link(url: str | None) -> str | None:
 
 def _one_line(text: str) -> str:
     """Feed text on one line: controls and line breaks become spaces, NFC-normalised."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", unicodedata.normalize("NFC", text))).strip()
+    return one_line(unicodedata.normalize("NFC", text))
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -203,6 +198,25 @@ def _truncate(text: str, limit: int) -> str:
     if cut.rfind("[[") > cut.rfind("]]"):
         cut = cut[: cut.rfind("[[")]
     return cut.rstrip() + "…"
+
+
+def _truncate_snippet(snippet: str) -> str:
+    """A stored snippet cut to what the matcher writes: `MAX_SNIPPET_CHARS` of text and
+    the two ellipses around it, the marks not counted. A mark past the cut is dropped
+    whole, never left half open."""
+    budget = MAX_SNIPPET_CHARS + 2
+    kept: list[str] = []
+    # Split with the mark's group: even pieces are plain text, odd ones marked words.
+    for index, piece in enumerate(_MARK.split(snippet)):
+        if len(piece) > budget:
+            if index % 2 == 0:
+                kept.append(piece[: max(0, budget - 1)].rstrip() + "…")
+            else:
+                kept.append("…")
+            break
+        kept.append(f"[[{piece}]]" if index % 2 else piece)
+        budget -= len(piece)
+    return "".join(kept)
 
 
 def _newest_first(hit: StoredHit) -> tuple[float, int]:

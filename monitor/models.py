@@ -5,15 +5,19 @@ returns these frozen dataclasses, so a stage can be tested with literal values::
 
     FeedSpec ─► fetch ─► Fetched | NotModified | FetchFailed
     Fetched  ─► parse ─► ParsedFeed(entries=[Entry, ...]) | ParseFailed
-    Entry + page bytes ─► extract ─► ArticleText
-    ArticleText ─► match ─► [HitResult, ...]
-    stored hits ─► digest ─► DigestContent ─► notify
+    ArticleJob (entry + page bytes) ─► articles ─► ArticleText + [HitResult, ...]
+    FeedState + PollResult + now ─► schedule.decide_update ─► FeedUpdate ─► store.record
+    stored hits ─► ClaimedDigest ─► digest ─► DigestContent ─► notify
+
+`Clock` is the one way code below the CLI and the daemon learns the time: they
+pass theirs down, so tests drive every stage with literal times.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -21,6 +25,14 @@ from monitor import DEFAULT_USER_AGENT
 
 if TYPE_CHECKING:
     from monitor.query import Node
+
+Clock = Callable[[], datetime]  # returns an aware datetime
+
+
+def utc_now() -> datetime:
+    """The system clock: what the CLI and the daemon pass down as their `Clock`."""
+    return datetime.now(UTC)
+
 
 # --------------------------------------------------------------------------- feeds
 
@@ -37,7 +49,11 @@ class FeedSpec:
 
 @dataclass(frozen=True)
 class FetchLimits:
-    """Bounds applied to every request; defaults follow ../shared/RELIABILITY.md."""
+    """Bounds applied to every request: what one slow, huge or hostile server can cost.
+
+    `PollSettings` (the `poll:` section of feeds.yaml) is this with an interval, so
+    these are the one set of poll defaults.
+    """
 
     timeout: float = 60.0  # whole request: connect + headers + body, all redirects
     connect_timeout: float = 10.0  # DNS + TCP connect + TLS handshake, per connection
@@ -74,7 +90,7 @@ class Validators:
 
 
 class FetchErrorKind(StrEnum):
-    """Why a fetch failed; stored with the feed and shown by `monitor status`."""
+    """Why a fetch failed, for callers to branch on; not stored (only the message is)."""
 
     HTTP_STATUS = "http_status"  # 4xx/5xx
     TIMEOUT = "timeout"  # total deadline or connect timeout exceeded
@@ -156,6 +172,112 @@ class ParseFailed:
 ParseResult = ParsedFeed | ParseFailed
 
 
+# --------------------------------------------------------------------------- feed state and updates
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the database remembers about one feed between polls."""
+
+    feed_id: int
+    url: str
+    title: str | None
+    validators: Validators
+    body_hash: str | None
+    last_poll: datetime | None
+    last_success: datetime | None
+    http_status: int | None
+    entries: int  # entries stored for this feed so far
+    last_error: str | None
+    error_count: int
+    next_poll: datetime | None
+    last_full_fetch: datetime | None = None  # last 200 with a whole body
+
+
+class PollOutcome(StrEnum):
+    """How one poll of one feed ended."""
+
+    UPDATED = "updated"  # a new body was parsed and its new entries stored
+    NOT_MODIFIED = "not_modified"  # 304
+    UNCHANGED = "unchanged"  # 200 with the body already stored: not parsed again
+    FAILED = "failed"  # fetch failed, or the body is not a feed
+    ABANDONED = "abandoned"  # the daemon stopped mid-poll: nothing recorded
+
+    @property
+    def words(self) -> str:
+        return self.value.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class BodyUnchanged:
+    """A 200 whose body is byte for byte the one stored: nothing to parse."""
+
+    fetched: Fetched
+
+
+@dataclass(frozen=True)
+class NotAFeed:
+    """A 200 whose body could not be read as a feed."""
+
+    fetched: Fetched
+    failure: ParseFailed
+
+
+@dataclass(frozen=True)
+class NewBody:
+    """A 200 with a new body, parsed, and its unseen entries turned into articles."""
+
+    fetched: Fetched
+    body_hash: str
+    feed_title: str | None  # the configured name, else the feed's own title
+    entries: int  # entries in the body, seen or not
+    new: tuple[NewArticle, ...]
+
+
+@dataclass(frozen=True)
+class PollError:
+    """A poll that broke on a bug of ours; recorded as a failure of that feed alone."""
+
+    message: str
+
+
+# Everything a poll can find, as the decider sees it.
+PollResult = FetchFailed | NotModified | BodyUnchanged | NotAFeed | NewBody | PollError
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    """Every change one poll makes to a feed, decided by `schedule.decide_update`
+    with no I/O and written by `Store.record` in one transaction.
+
+    The fields are the feed's new values, not instructions: the store writes
+    them as they are, so no rule lives in SQL.
+    """
+
+    feed_id: int
+    outcome: PollOutcome
+    polled_at: datetime
+    next_poll: datetime
+    http_status: int | None
+    title: str | None
+    validators: Validators
+    body_hash: str | None
+    last_success: datetime | None
+    last_full_fetch: datetime | None
+    error: str | None  # the last error in words; None after a success
+    error_count: int  # consecutive failed polls
+    new: tuple[NewArticle, ...] = ()
+
+
+@dataclass(frozen=True)
+class PollCounts:
+    """What `Store.record` added: duplicates (another feed, a re-poll) are not counted."""
+
+    new_entries: int = 0
+    new_articles: int = 0
+    new_hits: int = 0
+
+
 # --------------------------------------------------------------------------- extraction
 
 
@@ -175,6 +297,32 @@ class ArticleText:
     note: str | None = None  # why we fell back to the feed text, if we did
     language: str | None = None  # declared by page or feed; None = detect
     published: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ArticleJob:
+    """One new entry and what is known of its page: the input of the article step.
+
+    Exactly one of `known`, `page` and `no_page_reason` says where the text comes
+    from: the article already stored under this URL, the fetched page, or (with
+    the reason) the feed's own text.
+    """
+
+    entry: Entry
+    feed_name: str | None
+    feed_language: str | None
+    page: Fetched | None = None
+    known: ArticleText | None = None
+    no_page_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NewArticle:
+    """One new entry, processed, ready to store."""
+
+    entry: Entry
+    article: ArticleText
+    hits: tuple[HitResult, ...]
 
 
 # --------------------------------------------------------------------------- matching
@@ -232,6 +380,17 @@ class StoredHit:
     matched: tuple[str, ...]
     snippets: tuple[str, ...]
     backfilled: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimedDigest:
+    """A digest reserved for sending: its hits belong to it until finished or released."""
+
+    key: str
+    message_id: str  # deterministic: a re-send after a crash carries the same one
+    hits: tuple[StoredHit, ...]  # oldest first
+    created_at: datetime
+    attempts: int  # 1 on the first claim; more when re-sent after a crash or failure
 
 
 @dataclass(frozen=True)

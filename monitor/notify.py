@@ -8,8 +8,8 @@ such a digest claimed and re-sends it with the same Message-ID rather than
 releasing its hits into a second, different message.
 
 TLS always verifies the server certificate and host name with
-`ssl.create_default_context()` (smtplib's default does neither,
-RELIABILITY.md §0.9), and ``security: starttls`` fails when the server does
+`ssl.create_default_context()` (smtplib's default does neither, so a
+man in the middle could read the digest and the password), and ``security: starttls`` fails when the server does
 not offer STARTTLS instead of silently sending in clear.
 """
 
@@ -54,8 +54,8 @@ def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
     recipients = [address for _, address in _addresses(message, "To")]
     if not sender or not recipients:
         raise DeliveryError(
-            "the digest has no sender or no recipients: set digest.sender and "
-            "digest.recipients in feeds.yaml",
+            "the digest has no sender or no recipients: set digest.from and "
+            "digest.to in feeds.yaml",
             permanent=True,
         )
     payload = _as_smtp_bytes(message)

@@ -12,8 +12,8 @@ URL or a file). JSON Feed, which feedparser 6 does not read, is parsed here with
     raw entries ─► one Entry each (a bad one is skipped with a warning)
                 ─► unique keys ─► ParsedFeed
 
-Decoding is done here rather than by feedparser (RELIABILITY §0.5, B9): a byte
-order mark wins, then a body that is valid UTF-8, then the declared charset (HTTP
+Decoding is done here rather than by feedparser (`monitor.text.decode_certain`): a
+byte order mark wins, then a body that is valid UTF-8, then the declared charset (HTTP
 header, then XML declaration), and last UTF-8 with each invalid byte read as
 windows-1252. feedparser's own rule decodes the whole document as windows-1252
 when one byte is not UTF-8, which turns every "Café" into "CafÃ©".
@@ -22,7 +22,6 @@ when one byte is not UTF-8, which turns every "Café" into "CafÃ©".
 from __future__ import annotations
 
 import calendar
-import codecs
 import contextlib
 import hashlib
 import html
@@ -40,6 +39,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from monitor.models import Entry, ParsedFeed, ParseFailed, ParseResult
+from monitor.text import CP1252_FALLBACK, decode_certain, one_line, paragraphs, primary_language
 
 __all__ = ["parse_feed"]
 
@@ -48,7 +48,7 @@ __all__ = ["parse_feed"]
 MIN_PLAUSIBLE_YEAR = 1970
 MAX_PLAUSIBLE_YEAR = 2100
 
-# Entity-expansion guard (RELIABILITY §0.3, B2): feedparser keeps "safe" text-only entities
+# Entity-expansion guard (a "quadratic blowup" document): feedparser keeps "safe" text-only entities
 # and its lenient parser expands them without limit, so one 20 KB entity referenced 20,000
 # times becomes a 400-million-character string. Declarations beyond these limits are removed
 # before feedparser sees the document; their references then stay as literal text.
@@ -60,48 +60,12 @@ _HTML_HINT = "check the feed URL (the site's feed may have moved)"
 
 # --------------------------------------------------------------------------- decoding
 
-_CP1252_FALLBACK = "monitor-cp1252-fallback"
-
-
-def _read_invalid_bytes_as_cp1252(error: UnicodeError) -> tuple[str, int]:
-    if not isinstance(error, UnicodeDecodeError):
-        raise error
-    bad = error.object[error.start : error.end]
-    # cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined: read those as Latin-1.
-    return "".join(_cp1252_char(byte) for byte in bad), error.end
-
-
-def _cp1252_char(byte: int) -> str:
-    try:
-        return bytes([byte]).decode("cp1252")
-    except UnicodeDecodeError:
-        return chr(byte)
-
-
-codecs.register_error(_CP1252_FALLBACK, _read_invalid_bytes_as_cp1252)
-
-_BOMS = (
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: it starts with the same two bytes
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-)
-# XML 1.0 appendix F: how "<?" or "<" looks in the wide encodings when there is no BOM.
-_WIDE_PREFIXES = (
-    (b"\x00\x00\x00<", "utf-32-be"),
-    (b"<\x00\x00\x00", "utf-32-le"),
-    (b"\x00<\x00?", "utf-16-be"),
-    (b"<\x00?\x00", "utf-16-le"),
-)
 _XML_DECLARED_ENCODING = re.compile(
     rb"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z][\w.:-]*)["']"""
 )
 _HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 # Characters XML 1.0 forbids; one of them makes expat give up on the whole document.
 _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-# WHATWG: documents labelled Latin-1 or ASCII are decoded as windows-1252.
-_LATIN1_LABELS = frozenset({"latin-1", "iso8859-1", "ascii", "cp1252"})
 
 
 def _declared_charset(content: bytes, headers: Mapping[str, str]) -> str | None:
@@ -112,40 +76,18 @@ def _declared_charset(content: bytes, headers: Mapping[str, str]) -> str | None:
     return declaration.group(1).decode("ascii") if declaration else None
 
 
-def _codec_name(label: str) -> str | None:
-    try:
-        return codecs.lookup(label).name
-    except LookupError:
-        return None
-
-
 def _decode(content: bytes, headers: Mapping[str, str]) -> tuple[str, str | None]:
     """Return the document as text, and a warning when bytes had to be guessed."""
-    for bom, encoding in _BOMS:
-        if content.startswith(bom):
-            return content[len(bom) :].decode(encoding, errors="replace"), None
-    for prefix, encoding in _WIDE_PREFIXES:
-        if content.startswith(prefix):
-            return content.decode(encoding, errors="replace"), None
-    try:
-        return content.decode("utf-8"), None
-    except UnicodeDecodeError:
-        pass
     declared = _declared_charset(content, headers)
-    codec = _codec_name(declared) if declared else None
-    if codec is not None and codec != "utf-8" and not codec.startswith(("utf-16", "utf-32")):
-        if codec in _LATIN1_LABELS:
-            return content.decode("cp1252", errors=_CP1252_FALLBACK), None
-        try:
-            return content.decode(codec), None
-        except UnicodeDecodeError:
-            pass
+    text = decode_certain(content, declared)
+    if text is not None:
+        return text, None
     invalid = content.decode("utf-8", errors="replace").count("\ufffd") - content.count(
         "\ufffd".encode()
     )
     label = f"declared {declared}" if declared else "no charset declared"
     warning = f"{invalid} byte(s) are not valid UTF-8 ({label}); read them as windows-1252"
-    return content.decode("utf-8", errors=_CP1252_FALLBACK), warning
+    return content.decode("utf-8", errors=CP1252_FALLBACK), warning
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -262,9 +204,6 @@ class _HTMLText(HTMLParser):
 
 
 _TAG = re.compile(r"<[^>]*>")
-_CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_LINE_BREAKING = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
-_SPACES = re.compile(r"[^\S\n]+")
 _URL_FORBIDDEN = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -276,32 +215,17 @@ def _html_to_text(markup: str) -> str:
         text = "".join(parser.parts)
     except Exception:  # html.parser can still fail on some malformed markup
         text = html.unescape(_TAG.sub(" ", markup))
-    return _normalise_text(text)
-
-
-def _normalise_text(text: str) -> str:
-    """Plain text with one paragraph per line and single spaces inside lines."""
-    text = _LINE_BREAKING.sub("\n", text.replace("\r\n", "\n"))
-    text = _CONTROL_CHARS.sub(" ", text)
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    return paragraphs(text)
 
 
 def _single_line(text: str) -> str:
-    return " ".join(_normalise_text(text).split())
+    return one_line(paragraphs(text))
 
 
 def _detail_text(value: str, content_type: str | None) -> str:
     if content_type and ("html" in content_type or "xml" in content_type):
         return _html_to_text(value)
-    return _normalise_text(value)
-
-
-def _primary_language(tag: object) -> str | None:
-    if not isinstance(tag, str):
-        return None
-    primary = re.split(r"[-_]", tag.strip(), maxsplit=1)[0].lower()
-    return primary if re.fullmatch(r"[a-z]{2,3}", primary) else None
+    return paragraphs(value)
 
 
 def _http_url(candidate: object, base: str) -> str | None:
@@ -500,7 +424,7 @@ def _feedparser_candidate(raw: Any, feed_url: str, feed_language: str | None) ->
     declared_languages = [item.get("language") for item in raw.get("content") or ()]
     declared_languages += [summary_detail.get("language"), title_detail.get("language")]
     language = next(
-        (code for code in map(_primary_language, declared_languages) if code), feed_language
+        (code for code in map(primary_language, declared_languages) if code), feed_language
     )
     return _Candidate(
         identity=_clean_identity(raw.get("id")),
@@ -566,7 +490,7 @@ def _parse_xml(text: str, url: str, headers: Mapping[str, str], warnings: list[s
         )
     feed = result.get("feed") or {}
     title_detail = feed.get("title_detail") or {}
-    feed_language = _primary_language(feed.get("language")) or _primary_language(
+    feed_language = primary_language(feed.get("language")) or primary_language(
         title_detail.get("language")
     )
     candidates: list[tuple[int, _Candidate]] = []
@@ -608,7 +532,7 @@ def _json_string(mapping: Mapping[str, Any], key: str) -> str:
 
 def _json_candidate(item: Mapping[str, Any], url: str, feed_language: str | None) -> _Candidate:
     html_text = _html_to_text(_json_string(item, "content_html"))
-    plain_text = _normalise_text(_json_string(item, "content_text"))
+    plain_text = paragraphs(_json_string(item, "content_text"))
     published = _datetime_from_iso(item.get("date_published")) or _datetime_from_iso(
         item.get("date_modified")
     )
@@ -616,10 +540,10 @@ def _json_candidate(item: Mapping[str, Any], url: str, feed_language: str | None
         identity=_clean_identity(item.get("id")),
         link=_http_url(item.get("url"), url) or _http_url(item.get("external_url"), url),
         title=_single_line(_json_string(item, "title")),
-        summary=_normalise_text(_json_string(item, "summary")),
+        summary=paragraphs(_json_string(item, "summary")),
         content=max(html_text, plain_text, key=len),
         published=published,
-        language=_primary_language(item.get("language")) or feed_language,
+        language=primary_language(item.get("language")) or feed_language,
     )
 
 
@@ -640,7 +564,7 @@ def _parse_json_feed(text: str, url: str, warnings: list[str]) -> ParseResult:
     version = document.get("version")
     if not (isinstance(version, str) and version.startswith("https://jsonfeed.org/version/")):
         warnings.append(f"unknown JSON Feed version {version!r}; read it as JSON Feed 1.1")
-    feed_language = _primary_language(document.get("language"))
+    feed_language = primary_language(document.get("language"))
     candidates: list[tuple[int, _Candidate]] = []
     for position, item in enumerate(document["items"], start=1):
         if not isinstance(item, dict):

@@ -3,16 +3,20 @@
 This module only moves data between the stages; each decision lives in the
 stage that owns it::
 
-    store.feed_state ─► fetch.fetch_feed ─► (unchanged body? stop) ─► parse.parse_feed
-    ─► store.unseen_entries ─► fetch.fetch_page ─► workers.extract ─► match.Matcher
-    ─► store.save_poll            (one transaction per feed: entries, articles, hits, validators)
+    store.feed_state ─► schedule.validators_to_send ─► fetcher.fetch_feed
+      ├─ FetchFailed, NotModified, a known body (schedule.is_known_body) ──────────┐
+      └─ parse.parse_feed ─► store.unseen_entries ─► fetcher.fetch_page (threads)   │
+           ─► articles.process (extraction and matching, in the workers) ─► NewBody │
+    schedule.decide_update(state, spec, result, now) ─► FeedUpdate ◄───────────────┘
+    ─► store.record(update)       (one transaction per feed: entries, articles, hits, state)
 
 A failure at any step is recorded for that feed alone; the other feeds carry on.
+The report of each poll carries the feed's next poll time, which the daemon
+schedules without reading it back from the database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -20,31 +24,56 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Protocol
 
-from monitor.extract import fallback_article
-from monitor.fetch import Fetcher
-from monitor.match import Matcher
 from monitor.models import (
+    ArticleJob,
     ArticleText,
-    Entry,
+    BodyUnchanged,
+    Clock,
     FeedSpec,
+    FeedState,
+    FeedUpdate,
     Fetched,
     FetchFailed,
+    FetchResult,
     HitResult,
-    NotModified,
+    NewArticle,
+    NewBody,
+    NotAFeed,
     ParseFailed,
+    PollCounts,
+    PollError,
+    PollOutcome,
+    PollResult,
     Validators,
     Watchlist,
 )
 from monitor.parse import parse_feed
-from monitor.schedule import next_poll_after
-from monitor.store import FeedState, NewArticle, Store
-from monitor.workers import ExtractionPool
+from monitor.schedule import body_hash, decide_update, is_known_body, validators_to_send
+from monitor.store import Store
 
 log = logging.getLogger(__name__)
 
-UNCONDITIONAL_GET_EVERY = timedelta(hours=24)
+
+class FeedFetcher(Protocol):
+    """What a poll needs of HTTP; `monitor.fetch.Fetcher` is the real one."""
+
+    def fetch_feed(self, url: str, validators: Validators = ...) -> FetchResult: ...
+
+    def fetch_page(self, url: str, *, feed_url: str) -> FetchResult: ...
+
+    def close(self) -> None: ...
+
+
+class ArticleProcessor(Protocol):
+    """Runs the article step; `monitor.workers.ExtractionPool` runs it in worker processes,
+    `monitor.articles.InlineArticles` in the calling thread."""
+
+    def process(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]: ...
+
+    def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None: ...
 
 
 @dataclass
@@ -78,7 +107,7 @@ class FeedReport:
 
     url: str
     name: str
-    outcome: str  # "updated" | "not_modified" | "unchanged" | "failed" | "abandoned"
+    outcome: PollOutcome
     status: int | None = None
     entries: int = 0
     new_entries: int = 0
@@ -86,15 +115,16 @@ class FeedReport:
     new_hits: int = 0
     fallbacks: int = 0
     error: str | None = None
+    next_poll: datetime | None = None  # None: nothing was recorded
     times: StageTimes = field(default_factory=StageTimes)
 
     def log_line(self) -> str:
-        if self.outcome == "failed":
+        if self.outcome is PollOutcome.FAILED:
             return f"{self.name}: FAILED {self.error}"
-        if self.outcome == "abandoned":
+        if self.outcome is PollOutcome.ABANDONED:
             return f"{self.name}: abandoned, the daemon is stopping (nothing recorded)"
-        if self.outcome in ("not_modified", "unchanged"):
-            return f"{self.name}: {self.outcome.replace('_', ' ')} (HTTP {self.status})"
+        if self.outcome in (PollOutcome.NOT_MODIFIED, PollOutcome.UNCHANGED):
+            return f"{self.name}: {self.outcome.words} (HTTP {self.status})"
         return (
             f"{self.name}: {self.entries} entries, {self.new_entries} new, "
             f"{self.new_hits} hits, {self.fallbacks} from feed text (HTTP {self.status})"
@@ -103,27 +133,33 @@ class FeedReport:
 
 @dataclass
 class Pipeline:
-    """The long-lived parts a poll needs. `matcher` may be swapped on config reload."""
+    """The long-lived parts a poll needs.
+
+    `articles` holds the watchlists (swapped on a configuration reload through
+    `set_watchlists`); the pipeline itself never matches. `clock` is the
+    caller's: the daemon's or the CLI's.
+    """
 
     store: Store
-    fetcher: Fetcher
-    extractor: ExtractionPool
-    matcher: Matcher
+    fetcher: FeedFetcher
+    articles: ArticleProcessor
+    clock: Clock
     page_threads: int = 8
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
     # Set by the daemon when it stops: a poll in flight then records nothing, because
     # its fetches fail only because the client is being closed.
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        # Workers match pages themselves: they must use the same watchlists as `matcher`.
-        self.extractor.set_watchlists(self.matcher.watchlists)
         self._page_pool = ThreadPoolExecutor(
             max_workers=self.page_threads, thread_name_prefix="page"
         )
 
     def close(self) -> None:
         self._page_pool.shutdown(wait=False, cancel_futures=True)
+
+    def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
+        """Match new articles with `watchlists` from now on (after a configuration reload)."""
+        self.articles.set_watchlists(watchlists)
 
     # ------------------------------------------------------------------ one feed
 
@@ -133,50 +169,37 @@ class Pipeline:
             return self._poll_feed(spec)
         except Exception as error:  # one feed's bug must never stop the others
             if self.stopping.is_set():
-                return FeedReport(url=spec.url, name=name, outcome="abandoned")
+                return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED)
             log.exception("%s: unexpected error while polling", name)
             message = f"{spec.url}: unexpected error ({type(error).__name__}: {error})"
+            failure = PollError(message)
             try:
                 state = self.store.feed_state(spec.url)
-                return self._record_failure(spec, name, state, self.clock(), message)
+                return self._record(spec, name, state, failure, self.clock(), StageTimes())
             except Exception:
                 log.exception("%s: could not record the failure either", name)
-            return FeedReport(url=spec.url, name=name, outcome="failed", error=message)
+            return FeedReport(
+                url=spec.url, name=name, outcome=PollOutcome.FAILED, error=message
+            )
 
     def _poll_feed(self, spec: FeedSpec) -> FeedReport:
         times = StageTimes()
         state = self.store.feed_state(spec.url)
         name = spec.name or state.title or spec.url
-
         with times.timing("fetch"):
-            result = self.fetcher.fetch_feed(spec.url, self._validators_for(state))
+            fetched = self.fetcher.fetch_feed(spec.url, validators_to_send(state, self.clock()))
         now = self.clock()
         if self.stopping.is_set():
-            return FeedReport(url=spec.url, name=name, outcome="abandoned", times=times)
-
-        if isinstance(result, FetchFailed):
-            return self._record_failure(
-                spec, name, state, now, result.message, result.status, result.retry_after, times
-            )
-        if isinstance(result, NotModified):
-            return self._record_unchanged(
-                spec, name, state, now, "not_modified", 304, result.validators, times
-            )
-
-        assert isinstance(result, Fetched)
-        body_hash = hashlib.sha256(result.content).hexdigest()
-        if body_hash == state.body_hash:
-            # Many servers ignore conditional requests; an identical body is not parsed again.
-            return self._record_unchanged(
-                spec, name, state, now, "unchanged", result.status, result.validators, times
-            )
+            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
+        if not isinstance(fetched, Fetched):
+            return self._record(spec, name, state, fetched, now, times)
+        if is_known_body(state, fetched):
+            return self._record(spec, name, state, BodyUnchanged(fetched), now, times)
 
         with times.timing("parse"):
-            parsed = parse_feed(result.content, url=result.url, headers=result.headers)
+            parsed = parse_feed(fetched.content, url=fetched.url, headers=fetched.headers)
         if isinstance(parsed, ParseFailed):
-            return self._record_failure(
-                spec, name, state, now, parsed.message, result.status, None, times
-            )
+            return self._record(spec, name, state, NotAFeed(fetched, parsed), now, times)
         for warning in parsed.warnings:
             log.info("%s: %s", name, warning)
         name = spec.name or parsed.title or spec.url
@@ -184,159 +207,76 @@ class Pipeline:
 
         fresh = self.store.unseen_entries(state.feed_id, parsed.entries)
         # Looked up here so that page threads never open a database connection.
-        stored = {
-            entry.key: known
+        known = {
+            entry.key: article
             for entry in fresh
             if entry.link is not None
-            and (known := self.store.known_article(entry.link)) is not None
+            and (article := self.store.known_article(entry.link)) is not None
         }
         processed = list(
             self._page_pool.map(
-                lambda entry: self._article_for(
-                    entry, stored.get(entry.key), spec.url, name, feed_language, times
+                lambda entry: self._process(
+                    ArticleJob(
+                        entry=entry,
+                        feed_name=name,
+                        feed_language=feed_language,
+                        known=known.get(entry.key),
+                    ),
+                    spec.url,
+                    times,
                 ),
                 fresh,
             )
         )
-
-        new = [
-            NewArticle(entry=entry, article=article, hits=hits)
-            for entry, (article, hits) in zip(fresh, processed, strict=True)
-        ]
-
         if self.stopping.is_set():
             # Pages fetched while stopping fell back to feed text; storing them would mark
             # the entries seen and never extract them. The next start redoes this feed.
-            return FeedReport(url=spec.url, name=name, outcome="abandoned", times=times)
-        with times.timing("store"):
-            outcome = self.store.save_poll(
-                state.feed_id,
-                now=now,
-                status=result.status,
-                validators=result.validators,
-                body_hash=body_hash,
-                feed_title=spec.name or parsed.title,
-                new=new,
-                next_poll=next_poll_after(now, spec.interval),
-            )
-        return FeedReport(
-            url=spec.url,
-            name=name,
-            outcome="updated",
-            status=result.status,
+            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
+        new = tuple(
+            NewArticle(entry=entry, article=article, hits=hits)
+            for entry, (article, hits) in zip(fresh, processed, strict=True)
+        )
+        result = NewBody(
+            fetched=fetched,
+            body_hash=body_hash(fetched.content),
+            feed_title=spec.name or parsed.title,
             entries=len(parsed.entries),
-            new_entries=outcome.new_entries,
-            new_articles=outcome.new_articles,
-            new_hits=outcome.new_hits,
-            fallbacks=sum(1 for item in new if item.article.note),
-            times=times,
+            new=new,
         )
+        return self._record(spec, name, state, result, now, times)
 
-    def _validators_for(self, state: FeedState) -> Validators:
-        """The stored validators, unless no whole body came back for a day: some servers
-        answer 304 forever to a bogus future Last-Modified (RELIABILITY A10), so at least
-        one request a day is unconditional."""
-        last_full = state.last_full_fetch
-        if last_full is None or self.clock() - last_full > UNCONDITIONAL_GET_EVERY:
-            return Validators()
-        return state.validators
-
-    def _record_failure(
-        self,
-        spec: FeedSpec,
-        name: str,
-        state: FeedState,
-        now: datetime,
-        message: str,
-        status: int | None = None,
-        retry_after: timedelta | None = None,
-        times: StageTimes | None = None,
-    ) -> FeedReport:
-        self.store.save_failure(
-            state.feed_id,
-            now=now,
-            message=message,
-            status=status,
-            next_poll=next_poll_after(
-                now, spec.interval, consecutive_errors=state.error_count + 1,
-                retry_after=retry_after,
-            ),
-        )
-        return FeedReport(
-            url=spec.url, name=name, outcome="failed", status=status, error=message,
-            times=times or StageTimes(),
-        )
-
-    def _record_unchanged(
-        self,
-        spec: FeedSpec,
-        name: str,
-        state: FeedState,
-        now: datetime,
-        outcome: str,
-        status: int,
-        validators: Validators,
-        times: StageTimes,
-    ) -> FeedReport:
-        self.store.save_not_modified(
-            state.feed_id, now=now, status=status, validators=validators,
-            next_poll=next_poll_after(now, spec.interval),
-        )
-        return FeedReport(url=spec.url, name=name, outcome=outcome, status=status, times=times)
-
-    def _article_for(
-        self,
-        entry: Entry,
-        stored: ArticleText | None,
-        feed_url: str,
-        feed_name: str,
-        feed_language: str | None,
-        times: StageTimes,
+    def _process(
+        self, job: ArticleJob, feed_url: str, times: StageTimes
     ) -> tuple[ArticleText, tuple[HitResult, ...]]:
-        """The full text of one new entry (the stored article, the page, or the feed's own
-        text) and its hits.
-
-        Matching happens in the extraction workers, pages right after extraction;
-        the main process matches only when the workers could not."""
-        article, hits = self._text_for(entry, stored, feed_url, feed_name, feed_language, times)
-        if hits is None:
-            hits = self.extractor.match(article, feed_name=feed_name, feed_language=feed_language)
-        if hits is None:
-            hits = tuple(self.matcher.match(article, feed_name=feed_name,
-                                            feed_language=feed_language))
-        return article, hits
-
-    def _text_for(
-        self,
-        entry: Entry,
-        stored: ArticleText | None,
-        feed_url: str,
-        feed_name: str,
-        feed_language: str | None,
-        times: StageTimes,
-    ) -> tuple[ArticleText, tuple[HitResult, ...] | None]:
-        if entry.link is None:
-            reason = "the entry has no web link"
-            return fallback_article(entry, url=None, reason=reason,
-                                    feed_language=feed_language), None
-        if stored is not None:
-            return stored, None
-        with times.timing("page_fetch"):
-            page = self.fetcher.fetch_page(entry.link, feed_url=feed_url)
-        if not isinstance(page, Fetched):
-            reason = page.message if isinstance(page, FetchFailed) else "the page was not modified"
-            return fallback_article(entry, url=entry.link, reason=reason,
-                                    feed_language=feed_language), None
+        """Fetch the entry's page when it is needed, then run the article step."""
+        job = self._with_page(job, feed_url, times)
         with times.timing("extract"):
-            return self.extractor.process(
-                page.content, url=page.url, entry=entry, feed_name=feed_name,
-                feed_language=feed_language,
-            )
+            return self.articles.process(job)
 
-    def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
-        """Match new articles with `watchlists` from now on (after a configuration reload)."""
-        self.matcher = Matcher(watchlists)
-        self.extractor.set_watchlists(watchlists)
+    def _with_page(self, job: ArticleJob, feed_url: str, times: StageTimes) -> ArticleJob:
+        link = job.entry.link
+        if job.known is not None or link is None:
+            return job
+        with times.timing("page_fetch"):
+            page = self.fetcher.fetch_page(link, feed_url=feed_url)
+        if isinstance(page, Fetched):
+            return ArticleJob(job.entry, job.feed_name, job.feed_language, page=page)
+        reason = page.message if isinstance(page, FetchFailed) else "the page was not modified"
+        return ArticleJob(job.entry, job.feed_name, job.feed_language, no_page_reason=reason)
+
+    def _record(
+        self,
+        spec: FeedSpec,
+        name: str,
+        state: FeedState,
+        result: PollResult,
+        now: datetime,
+        times: StageTimes,
+    ) -> FeedReport:
+        update = decide_update(state, spec, result, now)
+        with times.timing("store"):
+            counts = self.store.record(update)
+        return _report(spec, name, update, result, counts, times)
 
     # ------------------------------------------------------------------ many feeds
 
@@ -358,3 +298,27 @@ class Pipeline:
                     on_done(report)
         order = {spec.url: index for index, spec in enumerate(specs)}
         return sorted(reports, key=lambda report: order[report.url])
+
+
+def _report(
+    spec: FeedSpec,
+    name: str,
+    update: FeedUpdate,
+    result: PollResult,
+    counts: PollCounts,
+    times: StageTimes,
+) -> FeedReport:
+    return FeedReport(
+        url=spec.url,
+        name=name,
+        outcome=update.outcome,
+        status=update.http_status,
+        entries=result.entries if isinstance(result, NewBody) else 0,
+        new_entries=counts.new_entries,
+        new_articles=counts.new_articles,
+        new_hits=counts.new_hits,
+        fallbacks=sum(1 for item in update.new if item.article.note),
+        error=update.error,
+        next_poll=update.next_poll,
+        times=times,
+    )

@@ -1,6 +1,6 @@
 """The watchlist query language: syntax tree, parser, list builder and canonical rendering.
 
-Pure Python, no third-party imports, no I/O. The matcher (`monitor.match`) compiles the tree
+Pure Python, no third-party imports, no I/O. The matcher (`monitor.matching`) compiles the tree
 produced here; this module knows nothing about stemming or articles.
 
 Grammar (operators are upper case; lower-case ``and``/``or``/``not``/``near`` are ordinary words)::

@@ -1,24 +1,149 @@
-"""Pure time policy: when to poll a feed next, and which digest is due.
+"""Pure policy: what one poll changes, when to poll a feed next, which digest is due.
 
-Nothing here reads the clock; `now` is always passed in (aware datetimes), so
-the policy is tested with literal times, DST transitions included.
+Nothing here reads the clock or does I/O; `now` is always passed in (aware
+datetimes), so the policy is tested with literal values, DST transitions
+included.
+
+One poll of one feed ends in a `FeedUpdate`, decided here by `decide_update`
+from the stored `FeedState`, what the poll found (`PollResult`), the feed's
+spec and `now`, and written by `Store.record` in one transaction::
+
+    FetchFailed, NotAFeed, PollError   failed: error counted, validators and body kept, backed off
+    NotModified (304)                  healthy: validators the server repeated replace ours
+    BodyUnchanged (200)                healthy, and a whole body came: the daily unconditional
+                                       GET is done
+    NewBody (200)                      healthy: new validators, body hash and title; its new
+                                       entries, articles and hits
 
 Digests are keyed by the local calendar date of their scheduled time. The
 daemon asks every minute for `due_digest_key(now)`; a key that the store has
 not completed is sent. Keying by date instead of using a local-time cron
-trigger means that a DST change can neither skip nor double a day (see
-RELIABILITY.md §0.6), a daemon that was down at the scheduled time sends the
-missed digest as soon as it starts, and a clock that jumps back never sends
-the same day twice.
+trigger means that a DST change can neither skip nor double a day (a local
+02:30 happens twice in autumn and never in spring), a daemon that was down at
+the scheduled time sends the missed digest as soon as it starts, and a clock
+that jumps back never sends the same day twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from monitor.models import (
+    FeedSpec,
+    FeedState,
+    FeedUpdate,
+    Fetched,
+    FetchFailed,
+    NewBody,
+    NotAFeed,
+    NotModified,
+    PollError,
+    PollOutcome,
+    PollResult,
+    Validators,
+)
+
 MAX_BACKOFF = timedelta(hours=24)
 MAX_RETRY_AFTER = timedelta(hours=24)
+# Some servers answer 304 forever to validators that no longer mean anything (a
+# Last-Modified in the future, an ETag shared by every version): a day after the
+# last whole body, the request goes out without validators.
+UNCONDITIONAL_GET_EVERY = timedelta(hours=24)
+
+# --------------------------------------------------------------------------- polls
+
+
+def validators_to_send(state: FeedState, now: datetime) -> Validators:
+    """The validators for the next request of this feed: the stored ones, unless no
+    whole body came back for `UNCONDITIONAL_GET_EVERY`."""
+    last_full = state.last_full_fetch
+    if last_full is None or now - last_full > UNCONDITIONAL_GET_EVERY:
+        return Validators()
+    return state.validators
+
+
+def body_hash(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def is_known_body(state: FeedState, fetched: Fetched) -> bool:
+    """True when the body is the one stored: many servers ignore conditional requests,
+    and an identical body is not parsed again."""
+    return state.body_hash is not None and body_hash(fetched.content) == state.body_hash
+
+
+def decide_update(
+    state: FeedState, spec: FeedSpec, result: PollResult, now: datetime
+) -> FeedUpdate:
+    """Every change one poll makes to a feed, as the feed's new values."""
+    if isinstance(result, FetchFailed | NotAFeed | PollError):
+        if isinstance(result, FetchFailed):
+            message, status, retry_after = result.message, result.status, result.retry_after
+        elif isinstance(result, NotAFeed):
+            message, status, retry_after = result.failure.message, result.fetched.status, None
+        else:
+            message, status, retry_after = result.message, None, None
+        errors = state.error_count + 1
+        return FeedUpdate(
+            feed_id=state.feed_id,
+            outcome=PollOutcome.FAILED,
+            polled_at=now,
+            next_poll=next_poll_after(
+                now, spec.interval, consecutive_errors=errors, retry_after=retry_after
+            ),
+            http_status=status,
+            title=state.title,
+            validators=state.validators,
+            body_hash=state.body_hash,
+            last_success=state.last_success,
+            last_full_fetch=state.last_full_fetch,
+            error=message,
+            error_count=errors,
+        )
+    next_poll = next_poll_after(now, spec.interval)
+    if isinstance(result, NewBody):
+        return FeedUpdate(
+            feed_id=state.feed_id,
+            outcome=PollOutcome.UPDATED,
+            polled_at=now,
+            next_poll=next_poll,
+            http_status=result.fetched.status,
+            title=result.feed_title or state.title,
+            validators=result.fetched.validators,
+            body_hash=result.body_hash,
+            last_success=now,
+            last_full_fetch=now,
+            error=None,
+            error_count=0,
+            new=result.new,
+        )
+    if isinstance(result, NotModified):
+        outcome, status, sent = PollOutcome.NOT_MODIFIED, 304, result.validators
+        last_full_fetch = state.last_full_fetch
+    else:
+        outcome, status, sent = PollOutcome.UNCHANGED, result.fetched.status, result.fetched.validators
+        last_full_fetch = now
+    # A validator the server did not repeat keeps its stored value, so a 304
+    # without an ETag does not turn the next poll into an unconditional GET.
+    return FeedUpdate(
+        feed_id=state.feed_id,
+        outcome=outcome,
+        polled_at=now,
+        next_poll=next_poll,
+        http_status=status,
+        title=state.title,
+        validators=Validators(
+            etag=sent.etag or state.validators.etag,
+            last_modified=sent.last_modified or state.validators.last_modified,
+        ),
+        body_hash=state.body_hash,
+        last_success=now,
+        last_full_fetch=last_full_fetch,
+        error=None,
+        error_count=0,
+    )
 
 
 def next_poll_after(

@@ -18,11 +18,11 @@ from monitor.config import Config
 from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
-from monitor.match import Matcher
-from monitor.models import Watchlist
+from monitor.matching import Matcher
+from monitor.models import ClaimedDigest, Clock, Watchlist
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
-from monitor.store import ClaimedDigest, Store
+from monitor.store import Store
 from monitor.workers import ExtractionPool
 
 log = logging.getLogger(__name__)
@@ -33,16 +33,18 @@ def open_pipeline(
     config: Config,
     store: Store,
     *,
+    clock: Clock,
     extract_workers: int | None = None,
 ) -> Iterator[Pipeline]:
-    """The fetcher, extraction workers and matcher for `config`, closed on exit."""
-    fetcher = Fetcher(config.poll)
-    extractor = ExtractionPool(extract_workers)
+    """The fetcher and the extraction workers (which hold the watchlists) for `config`,
+    closed on exit."""
+    fetcher = Fetcher(config.poll, wall_clock=clock)
+    extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
     pipeline = Pipeline(
         store=store,
         fetcher=fetcher,
-        extractor=extractor,
-        matcher=Matcher(config.watchlists),
+        articles=extractor,
+        clock=clock,
         # A page thread spends most of its time waiting: for its host's slot (pages of
         # one feed usually share a host, and the first queued pages would otherwise hold
         # every thread while other hosts sit idle), then for a worker to extract it.
@@ -110,24 +112,29 @@ def run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list
     Hits are claimed by the digest before sending and only marked sent once
     the SMTP server accepted the message (or the .eml was written); a crash
     in between re-sends the same message with the same Message-ID.
+
+    Which digest goes first is `Store.claim_digest`'s rule alone (a stuck one,
+    whatever its key). Here: each run makes at most one delivery attempt per
+    digest, and stops at the first that is not confirmed, so a server that
+    drops the link after the data never gets the same message twice in one run.
     """
     runs: list[DigestRun] = []
-    stuck = store.pending_digest()
-    if stuck is not None:
-        log.warning(
-            "digest %s was interrupted before it was confirmed; sending it again", stuck.key
-        )
-        runs.append(_deliver_claimed(store, config, stuck, now=now))
-        if stuck.key == key:
+    done_before = store.digest_done_for(key)
+    while True:
+        claimed = store.claim_digest(key, now=now)
+        if claimed is None:
+            if not runs and not done_before:
+                runs.append(DigestRun(key, 0, False, "no new hits: nothing sent"))
             return runs
-    if store.digest_done_for(key):
-        return runs
-    claimed = store.claim_digest(key, now=now)
-    if claimed is None:
-        runs.append(DigestRun(key, 0, False, "no new hits: nothing sent"))
-        return runs
-    runs.append(_deliver_claimed(store, config, claimed, now=now))
-    return runs
+        if claimed.key != key:
+            log.warning(
+                "digest %s was interrupted before it was confirmed; sending it again",
+                claimed.key,
+            )
+        run = _deliver_claimed(store, config, claimed, now=now)
+        runs.append(run)
+        if not run.delivered or claimed.key == key:
+            return runs
 
 
 def backfill(

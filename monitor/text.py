@@ -14,6 +14,8 @@ import codecs
 import re
 
 __all__ = [
+    "CP1252_FALLBACK",
+    "codec_for",
     "decode_certain",
     "one_line",
     "paragraphs",

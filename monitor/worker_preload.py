@@ -5,6 +5,6 @@ it copy-on-write instead of each loading its own: the language-identification
 model (about 100 MB while loading) and the extraction code.
 """
 
-from monitor.analysis import detect_language
+from monitor.matching import detect_language
 
 detect_language("Le Togo et le Bénin signent un accord de coopération.")

@@ -1,18 +1,19 @@
-"""Article extraction and matching in worker processes.
+"""The article step (`monitor.articles.process_article`) in worker processes.
 
 trafilatura is CPU-bound pure Python with no timeout of its own, and a
-pathological page can take tens of seconds and hundreds of megabytes
-(RELIABILITY.md §0.11). Running it in a process pool gives three things at
-once: every core is used, a page that takes too long is abandoned (the pool is
-recycled, the entry falls back to its feed text), and each worker runs under
-an address-space limit so one page cannot take the daemon's memory.
+pathological page can take tens of seconds and hundreds of megabytes.
+Running the article step in a process pool gives three things at once: every
+core is used, a page that takes too long is abandoned (the pool is recycled,
+the entry falls back to its feed text), and each worker runs under an
+address-space limit so one page cannot take the daemon's memory.
 
-Matching runs in the same worker, right after extraction: analysing an
-article (normalise, tokenise, stem, detect the language) is the second
-largest cost per article, and doing it where the text already is keeps the
-main process, which holds the GIL for fetching and storing, nearly idle.
-Each worker holds its own `Matcher`, built from the watchlists the pool was
-given; `set_watchlists` replaces the workers after a configuration reload.
+Matching runs in the same call, right after extraction: analysing an article
+(normalise, tokenise, stem, detect the language) is the second largest cost
+per article, and doing it where the text already is keeps the main process,
+which holds the GIL for fetching and storing, nearly idle. Each worker holds
+its own `Matcher`, built from the watchlists the pool was given;
+`set_watchlists` replaces the workers after a configuration reload. The pool
+is the only holder of the watchlists during a poll.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 
-from monitor.extract import extract_article, fallback_article
-from monitor.match import Matcher
-from monitor.models import ArticleText, Entry, HitResult, TextSource, Watchlist
+from monitor.articles import process_article, step_failed
+from monitor.matching import Matcher
+from monitor.models import ArticleJob, ArticleText, HitResult, Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +55,9 @@ def _start_worker(memory_limit: int, watchlists: tuple[Watchlist, ...]) -> None:
     _worker_matcher = Matcher(watchlists)
 
 
-def _process_in_worker(
-    html: bytes,
-    url: str,
-    entry: Entry | None,
-    feed_name: str | None,
-    feed_language: str | None,
-) -> tuple[ArticleText, tuple[HitResult, ...]]:
-    try:
-        article = extract_article(html, url=url, entry=entry, feed_language=feed_language)
-    except MemoryError:
-        if entry is None:
-            raise
-        article = fallback_article(
-            entry,
-            url=url,
-            reason="extraction ran out of memory on this page",
-            feed_language=feed_language,
-        )
+def _process_in_worker(job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]:
     matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
-    hits = matcher.match(article, feed_name=feed_name, feed_language=feed_language)
-    return article, tuple(hits)
+    return process_article(job, matcher)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -91,13 +75,6 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["monitor.workers", "monitor.worker_preload"])
     return context
-
-
-def _match_in_worker(
-    article: ArticleText, feed_name: str | None, feed_language: str | None
-) -> tuple[HitResult, ...]:
-    matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
-    return tuple(matcher.match(article, feed_name=feed_name, feed_language=feed_language))
 
 
 class ExtractionPool:
@@ -160,76 +137,48 @@ class ExtractionPool:
             process.kill()  # a hung trafilatura call never returns on its own
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def process(
-        self,
-        html: bytes,
-        *,
-        url: str,
-        entry: Entry | None,
-        feed_name: str | None = None,
-        feed_language: str | None = None,
-    ) -> tuple[ArticleText, tuple[HitResult, ...] | None]:
-        """Extract the article and match it in a worker.
+    def process(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]:
+        """The article step for one entry, in a worker.
 
-        Returns the article and its hits; hits are None when the worker could not
-        finish (timeout, crash) and the article is the feed's own text, which the
-        caller matches itself.
+        When the worker cannot finish (a timeout, a crash, the memory limit) the
+        pool is recycled and the step runs again on the feed's own text, the
+        page's failure as the reason. If that fails too, the entry keeps the
+        feed's text with no hits, and the note says so.
         """
+        outcome = self._run(job)
+        if isinstance(outcome, tuple):
+            return outcome
+        label = job.page.url if job.page is not None else (job.entry.link or job.entry.key)
+        log.warning("%s: %s; using the feed's text", label, outcome)
+        retry = replace(job, page=None, known=None, no_page_reason=outcome)
+        # A recycled pool starts its workers (and compiles the watchlists in each) on
+        # first use: that must not count against the retry's timeout.
+        self.start()
+        second = self._run(retry)
+        if isinstance(second, tuple):
+            return second
+        log.error("%s: matching the feed's text failed too (%s); stored without hits", label, second)
+        return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
+
+    def _run(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]] | str:
+        """The step's result, or why the worker could not give it."""
         pool = self._get_pool()
         try:
             future: Future[tuple[ArticleText, tuple[HitResult, ...]]] = pool.submit(
-                _process_in_worker, html, url, entry, feed_name, feed_language
+                _process_in_worker, job
             )
-            article, hits = future.result(timeout=self.timeout)
-            return article, hits
+            return future.result(timeout=self.timeout)
         except FutureTimeout:
-            log.warning("%s: extraction took over %.0f s; using the feed's text", url, self.timeout)
             self._recycle(pool)
-            reason = f"extraction took over {self.timeout:.0f} s and was abandoned"
+            return f"extraction took over {self.timeout:.0f} s and was abandoned"
         except BrokenProcessPool:
-            log.warning(
-                "%s: the extraction worker died (memory limit?); using the feed's text", url
-            )
             self._recycle(pool)
-            reason = "the extraction worker died on this page (memory limit or crash)"
+            return "the extraction worker died on this page (memory limit or crash)"
         except MemoryError:
-            reason = "extraction ran out of memory on this page"
-        if entry is None:
-            return ArticleText(url=url, title="", text="", source=TextSource.FEED, note=reason), None
-        return fallback_article(entry, url=url, reason=reason, feed_language=feed_language), None
-
-    def match(
-        self,
-        article: ArticleText,
-        *,
-        feed_name: str | None = None,
-        feed_language: str | None = None,
-    ) -> tuple[HitResult, ...] | None:
-        """Match an article that needs no extraction (the feed's own text) in a worker,
-        so the language model and the analysis stay out of the polling process.
-        None when the pool could not do it; the caller then matches it itself."""
-        pool = self._get_pool()
-        try:
-            return pool.submit(_match_in_worker, article, feed_name, feed_language).result(
-                timeout=self.timeout
-            )
-        except FutureTimeout:
-            self._recycle(pool)
-        except BrokenProcessPool:
-            self._recycle(pool)
-        return None
-
-    def extract(
-        self,
-        html: bytes,
-        *,
-        url: str,
-        entry: Entry | None,
-        feed_language: str | None = None,
-    ) -> ArticleText:
-        """The article alone, as `process` extracts it."""
-        article, _hits = self.process(html, url=url, entry=entry, feed_language=feed_language)
-        return article
+            return "extraction ran out of memory on this page"
+        except Exception as error:  # a bug on one article must not fail its whole feed
+            log.exception("the article step raised")
+            return f"the article step failed ({type(error).__name__}: {error})"
 
     def close(self) -> None:
         with self._lock:

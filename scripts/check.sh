@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The one check developers and CI run: lint, types, then the test suite.
+# The one check developers and CI run: lint, formatting, types, then the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ruff"
 ruff check monitor tests bench
+ruff format --check monitor tests bench
 echo "== mypy"
 mypy
 echo "== pytest"

@@ -8,21 +8,19 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from monitor.analysis import (
-    _COMPOUND,
+from monitor.matching import (
     ELISIONS,
     AnalyzedField,
-    _sentence_span_at,
-    _sentence_spans,
-    _split_compound,
     analyze,
     detect_language,
     fold,
     normalize,
-    primary_language,
     stem_forms,
     term_variants,
 )
+from monitor.matching.analysis import _sentence_span_at, _sentence_spans
+from monitor.matching.tokens import _COMPOUND, _split_compound
+from monitor.text import primary_language
 
 
 def forms(field: AnalyzedField) -> list[str]:
@@ -302,7 +300,7 @@ def test_indexes_agree_with_the_tokens(text: str, language: str | None) -> None:
 @given(st.one_of(_tricky_text, st.text()), st.integers(min_value=1, max_value=64))
 @settings(max_examples=300, deadline=None)
 def test_a_tokens_sentence_found_locally_is_the_one_found_globally(text: str, window: int) -> None:
-    import monitor.analysis as analysis
+    import monitor.matching.analysis as analysis
 
     field = analyze("", text, None).text
     expected = [field.sentences[field.sentence_of(index)] for index in range(len(field.forms))]

@@ -16,9 +16,10 @@ from click.testing import CliRunner, Result
 
 from monitor.cli import main
 from monitor.config import load_config
-from monitor.match import Matcher
-from monitor.models import ArticleText, Entry, TextSource, Validators
-from monitor.store import NewArticle, Store
+from monitor.matching import Matcher
+from monitor.models import ArticleText, Entry, Fetched, NewArticle, NewBody, TextSource, Validators
+from monitor.schedule import decide_update
+from monitor.store import Store
 
 CONFIG = """
 database: monitor.db
@@ -65,10 +66,13 @@ def config(tmp_path: Path) -> Path:
                               language="fr", published=now)
         new.append(NewArticle(entry=entry, article=article,
                               hits=tuple(matcher.match(article, feed_name="Afrique Exemple"))))
+    spec = loaded.feeds[0]
+    fetched = Fetched(url=spec.url, status=200, headers={}, content=b"",
+                      validators=Validators(etag='"1"'))
+    body = NewBody(fetched=fetched, body_hash="h", feed_title="Afrique Exemple",
+                   entries=len(new), new=tuple(new))
     with Store(loaded.database) as store:
-        feed = store.feed_state(loaded.feeds[0].url)
-        store.save_poll(feed.feed_id, now=now, status=200, validators=Validators(etag='"1"'),
-                        body_hash="h", feed_title="Afrique Exemple", new=new, next_poll=None)
+        store.record(decide_update(store.feed_state(spec.url), spec, body, now))
     return path
 
 

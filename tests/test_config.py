@@ -12,13 +12,13 @@ import pytest
 
 from monitor.config import (
     MAX_CONFIG_BYTES,
-    ConfigError,
     load_config,
     parse_config,
     parse_duration,
     parse_size,
 )
-from monitor.match import Matcher
+from monitor.errors import ConfigError
+from monitor.matching import Matcher
 from monitor.models import ArticleText, TextSource
 from monitor.query import from_lists, parse_query
 from tests.corpus import REPO_ROOT, require_corpus

@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.digest import build_digest, clean_header, render_message
-from monitor.models import StoredHit
-from monitor.store import ClaimedDigest
+from monitor.models import ClaimedDigest, StoredHit
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import click
 import pytest
 from pydantic import BaseModel
 
-from monitor import config as config_module
+import monitor.config.schema as config_module
 from monitor.cli import main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

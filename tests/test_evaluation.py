@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from monitor.match import Matcher
+from monitor.matching import Matcher
 from monitor.models import ArticleText, TextSource, Watchlist
 from monitor.query import Node, from_lists, parse_query
 from tests.corpus import require_corpus

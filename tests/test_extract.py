@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import trafilatura
 
-from monitor.extract import MAX_HTML_BYTES, extract_article, fallback_article
+from monitor.articles import article_from_page, fallback_article
+from monitor.extract import MAX_HTML_BYTES, extract_article
 from monitor.models import Entry, TextSource
 from tests.corpus import require_corpus
 
@@ -226,7 +227,7 @@ def test_latin1_french_page_is_decoded_from_its_meta_charset(prefix: str) -> Non
 
 def test_page_language_wins_over_the_entry_and_feed() -> None:
     entry = make_entry(language="en")
-    article = extract_article(
+    article = article_from_page(
         FRENCH_ARTICLE.encode("utf-8"), url=None, entry=entry, feed_language="de"
     )
     assert article.language == "fr"
@@ -238,7 +239,7 @@ def test_entry_title_is_used_when_the_page_has_none() -> None:
     page = FRENCH_ARTICLE.replace(
         "<title>Accord de coopération militaire signé à Dakar</title>", ""
     ).replace("<h1>Accord de coopération militaire signé à Dakar</h1>", "")
-    article = extract_article(page.encode("utf-8"), url=None, entry=make_entry())
+    article = article_from_page(page.encode("utf-8"), url=None, entry=make_entry())
     assert article.source is TextSource.PAGE
     assert article.title == "Feed title"
 
@@ -246,7 +247,7 @@ def test_entry_title_is_used_when_the_page_has_none() -> None:
 def test_page_without_article_text_falls_back_to_the_feed() -> None:
     page = b"<html><head><title>Consent</title></head><body><nav><a href='/'>Home</a></nav></body></html>"
     entry = make_entry(content="Full content carried by the feed.")
-    article = extract_article(
+    article = article_from_page(
         page, url="https://example.org/article", entry=entry, feed_language="fr"
     )
     assert article.source is TextSource.FEED
@@ -260,7 +261,7 @@ def test_feed_content_much_longer_than_the_page_is_preferred() -> None:
     content = "\n".join(
         f"Paragraph {number} of the full story as the feed carries it." for number in range(40)
     )
-    article = extract_article(
+    article = article_from_page(
         FRENCH_ARTICLE.encode("utf-8"), url=None, entry=make_entry(content=content)
     )
     assert article.source is TextSource.FEED
@@ -269,7 +270,7 @@ def test_feed_content_much_longer_than_the_page_is_preferred() -> None:
 
 
 def test_empty_page_falls_back() -> None:
-    article = extract_article(b"", url="https://example.org/a", entry=make_entry())
+    article = article_from_page(b"", url="https://example.org/a", entry=make_entry())
     assert article.source is TextSource.FEED
     assert article.text == "The feed's summary of the story."
     assert article.note == "the page is empty; using the feed's text"
@@ -278,7 +279,7 @@ def test_empty_page_falls_back() -> None:
 def test_page_over_the_limit_is_not_parsed() -> None:
     page = b"<html><body>" + b"<p>word</p>" * (MAX_HTML_BYTES // 11 + 1) + b"</body></html>"
     assert len(page) > MAX_HTML_BYTES
-    article = extract_article(page, url=None, entry=make_entry())
+    article = article_from_page(page, url=None, entry=make_entry())
     assert article.source is TextSource.FEED
     assert (
         article.note
@@ -299,7 +300,7 @@ def test_page_over_the_limit_is_not_parsed() -> None:
     ids=["all-bytes", "png", "pdf", "angles", "html-tags", "deep-nesting"],
 )
 def test_junk_never_raises(junk: bytes) -> None:
-    with_entry = extract_article(junk, url=None, entry=make_entry())
+    with_entry = article_from_page(junk, url=None, entry=make_entry())
     assert with_entry.source in (TextSource.PAGE, TextSource.FEED)
     if with_entry.source is TextSource.FEED:
         assert with_entry.text == "The feed's summary of the story."

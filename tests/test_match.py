@@ -12,8 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from monitor.analysis import analyze
-from monitor.match import Matcher, explain
+from monitor.matching import Matcher, analyze, explain
 from monitor.models import ArticleText, HitResult, TextSource, Watchlist
 from monitor.query import And, Near, Node, Not, Term, from_lists, parse_query
 from tests.corpus import require_corpus

@@ -16,9 +16,8 @@ import pytest
 from monitor.config import DigestSettings, SmtpSettings
 from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
-from monitor.models import StoredHit
+from monitor.models import ClaimedDigest, StoredHit
 from monitor.notify import deliver, send_smtp, write_outbox
-from monitor.store import ClaimedDigest
 from tests.smtp_server import SmtpSink, make_certificate, server_tls_context, smtp_sink
 
 __all__ = ["smtp_sink"]  # the fixture, used by name
@@ -192,7 +191,7 @@ def test_credentials_without_auth_offered_is_a_clear_error(smtp_sink: SmtpSink) 
 def test_no_recipients_is_a_configuration_error(smtp_sink: SmtpSink) -> None:
     message = digest_message()
     del message["To"]
-    with pytest.raises(DeliveryError, match=r"digest\.recipients") as raised:
+    with pytest.raises(DeliveryError, match=r"digest\.to") as raised:
         send_smtp(message, plain_settings(smtp_sink))
     assert raised.value.permanent is True
 

@@ -174,7 +174,7 @@ def test_corpus_feed_matches_upstream_expectations(expected_path: Path | None) -
 
 
 def test_parse_never_opens_files_or_urls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """feedparser given a str may fetch it or open() it (RELIABILITY B3); we pass bytes."""
+    """feedparser given a str may fetch it as a URL or open() it as a file; we pass bytes."""
     parse_fixture("relative_links.xml")  # finish any lazy imports before the trap is set
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -263,7 +263,7 @@ def test_billion_laughs_keeps_entries_with_literal_references() -> None:
 
 
 def test_quadratic_blowup_is_defused() -> None:
-    """RELIABILITY §0.3: one 20 KB entity × 20,000 references made feedparser build a
+    """A quadratic blowup: one 20 KB entity × 20,000 references made feedparser build a
     400-million-character description (1.17 GB). The declaration must be dropped."""
     entity = "A" * 20_000
     body = (

@@ -19,8 +19,17 @@ from pathlib import Path
 import pytest
 
 from monitor.fetch import Fetcher
-from monitor.match import Matcher
-from monitor.models import Entry, FeedSpec, FetchLimits, TextSource, Watchlist
+from monitor.matching import Matcher
+from monitor.models import (
+    ArticleJob,
+    Entry,
+    FeedSpec,
+    Fetched,
+    FetchLimits,
+    TextSource,
+    Watchlist,
+    utc_now,
+)
 from monitor.pipeline import Pipeline
 from monitor.query import from_lists, parse_query
 from monitor.store import Store
@@ -64,9 +73,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def pipeline(store: Store) -> Iterator[Pipeline]:
     limits = FetchLimits(timeout=1.5, connect_timeout=1.0, max_bytes=64 * 1024)
-    with Fetcher(limits) as fetcher, ExtractionPool(1) as extractor:
-        built = Pipeline(store=store, fetcher=fetcher, extractor=extractor,
-                         matcher=Matcher(WATCHLISTS))
+    with Fetcher(limits) as fetcher, ExtractionPool(1, watchlists=WATCHLISTS) as extractor:
+        built = Pipeline(store=store, fetcher=fetcher, articles=extractor, clock=utc_now)
         yield built
         built.close()
 
@@ -211,27 +219,38 @@ def test_hung_extraction_is_abandoned_and_the_pool_recovers(tmp_path: Path) -> N
     huge = b"<html><body>" + b"<div><p>bloc</p></div>" * 60_000 + b"</body></html>"
     entry = Entry(key="k", link="http://example.org/a", title="Lomé", summary="Résumé de Lomé",
                   content="", published=None)
-    with ExtractionPool(1, timeout=0.05) as pool:
-        abandoned = pool.extract(huge, url="http://example.org/a", entry=entry)
+    def job(page: bytes, url: str) -> ArticleJob:
+        fetched = Fetched(url=url, status=200, headers={}, content=page)
+        return ArticleJob(entry=entry, feed_name="F", feed_language="fr", page=fetched)
+
+    with ExtractionPool(1, timeout=0.05, watchlists=WATCHLISTS) as pool:
+        abandoned, hits = pool.process(job(huge, "http://example.org/a"))
         assert abandoned.source is TextSource.FEED
         assert abandoned.note is not None and "abandoned" in abandoned.note
         assert abandoned.text == "Résumé de Lomé"
+        assert [hit.watchlist for hit in hits] == ["Lomé"]  # the feed's text is still matched
         pool.timeout = 30
-        recovered = pool.extract(ARTICLE, url="http://example.org/b", entry=entry)
+        recovered, _ = pool.process(job(ARTICLE, "http://example.org/b"))
     assert recovered.source is TextSource.PAGE
     assert "Parlement" in recovered.text
 
 
 def test_gzip_corpus_page_is_identical_through_the_pool() -> None:
-    from monitor.extract import extract_article
+    from monitor.articles import article_from_page
     from tests.corpus import require_corpus
 
     page = gzip.decompress(
         require_corpus("articles", "aeb-scrapinghub", "374ac9a59a85196c.html.gz").read_bytes()
     )
-    with ExtractionPool(1) as pool:
-        pooled = pool.extract(page, url="http://example.org/p", entry=None)
-    assert pooled == extract_article(page, url="http://example.org/p")
+    entry = Entry(key="k", link="http://example.org/p", title="", summary="", content="",
+                  published=None)
+    fetched = Fetched(url="http://example.org/p", status=200, headers={}, content=page)
+    with ExtractionPool(1, watchlists=WATCHLISTS) as pool:
+        pooled, hits = pool.process(
+            ArticleJob(entry=entry, feed_name=None, feed_language=None, page=fetched)
+        )
+    assert pooled == article_from_page(page, url="http://example.org/p", entry=entry)
+    assert hits == tuple(Matcher(WATCHLISTS).match(pooled))
 
 
 def test_a_poll_cut_off_by_shutdown_records_nothing(pipeline: Pipeline, store: Store) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,12 +11,38 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.models import (
+    ArticleText,
+    BodyUnchanged,
+    Entry,
+    FeedSpec,
+    FeedState,
+    FeedUpdate,
+    Fetched,
+    FetchErrorKind,
+    FetchFailed,
+    NewArticle,
+    NewBody,
+    NotAFeed,
+    NotModified,
+    ParseFailed,
+    PollError,
+    PollOutcome,
+    PollResult,
+    TextSource,
+    Validators,
+)
 from monitor.schedule import (
     MAX_BACKOFF,
+    UNCONDITIONAL_GET_EVERY,
+    body_hash,
+    decide_update,
     due_digest_key,
+    is_known_body,
     manual_digest_key,
     next_digest_time,
     next_poll_after,
+    validators_to_send,
 )
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -119,3 +146,262 @@ def test_manual_keys_never_look_like_a_date() -> None:
     assert key == "manual-20261128T060000000000Z"
     with pytest.raises(ValueError):
         date.fromisoformat(key)
+
+
+# --------------------------------------------------------------------------- decide_update
+
+FEED = "https://a.example/feed.xml"
+SPEC = FeedSpec(url=FEED)  # polled every QUARTER
+STORED = Validators(etag='"v1"', last_modified="Fri, 27 Nov 2026 05:00:00 GMT")
+OLD_BODY = b"<rss>old</rss>"
+NO_VALIDATORS = Validators()
+
+
+def feed_state(**changes: object) -> FeedState:
+    """A healthy feed polled a quarter ago, whose last whole body came an hour ago."""
+    healthy = FeedState(
+        feed_id=7,
+        url=FEED,
+        title="Stored title",
+        validators=STORED,
+        body_hash=body_hash(OLD_BODY),
+        last_poll=NOW - QUARTER,
+        last_success=NOW - QUARTER,
+        http_status=200,
+        entries=3,
+        last_error=None,
+        error_count=0,
+        next_poll=NOW,
+        last_full_fetch=NOW - timedelta(hours=1),
+    )
+    return replace(healthy, **changes)  # type: ignore[arg-type]
+
+
+def fetched(
+    content: bytes = b"<rss>new</rss>", validators: Validators = NO_VALIDATORS, status: int = 200
+) -> Fetched:
+    return Fetched(url=FEED, status=status, headers={}, content=content, validators=validators)
+
+
+def failed(status: int | None = 503, retry_after: timedelta | None = None) -> FetchFailed:
+    return FetchFailed(
+        url=FEED,
+        kind=FetchErrorKind.HTTP_STATUS if status else FetchErrorKind.TIMEOUT,
+        message=f"{FEED}: HTTP {status}",
+        status=status,
+        retry_after=retry_after,
+    )
+
+
+def new_article(key: str) -> NewArticle:
+    entry = Entry(key=key, link=f"https://x.example/{key}", title="T", summary="", content="",
+                  published=None)
+    article = ArticleText(url=entry.link, title="T", text="Texte.", source=TextSource.FEED)
+    return NewArticle(entry=entry, article=article, hits=())
+
+
+def after(state: FeedState, update: FeedUpdate) -> FeedState:
+    """The state the store reads back once `update` is written (what `Store.record` stores)."""
+    return replace(
+        state,
+        title=update.title,
+        validators=update.validators,
+        body_hash=update.body_hash,
+        last_poll=update.polled_at,
+        last_success=update.last_success,
+        http_status=update.http_status,
+        last_error=update.error,
+        error_count=update.error_count,
+        next_poll=update.next_poll,
+        last_full_fetch=update.last_full_fetch,
+        entries=state.entries + len(update.new),
+    )
+
+
+def test_a_failed_fetch_counts_the_error_and_keeps_what_was_known() -> None:
+    state = feed_state(error_count=2, last_error="earlier", http_status=503)
+    update = decide_update(state, SPEC, failed(503), NOW)
+    assert update.outcome is PollOutcome.FAILED
+    assert (update.feed_id, update.polled_at) == (7, NOW)
+    assert (update.error_count, update.error, update.http_status) == (3, f"{FEED}: HTTP 503", 503)
+    assert update.validators == STORED
+    assert update.body_hash == body_hash(OLD_BODY)
+    assert update.title == "Stored title"
+    assert update.last_success == NOW - QUARTER
+    assert update.last_full_fetch == NOW - timedelta(hours=1)
+    assert update.next_poll == NOW + QUARTER * 2**3
+    assert update.new == ()
+
+
+def test_consecutive_failures_back_off_longer_each_time() -> None:
+    state = feed_state()
+    delays = []
+    for _ in range(8):
+        update = decide_update(state, SPEC, failed(None), NOW)
+        delays.append(update.next_poll - NOW)
+        state = after(state, update)
+    assert state.error_count == 8
+    assert delays == [QUARTER * 2**n for n in range(1, 7)] + [MAX_BACKOFF, MAX_BACKOFF]
+
+
+def test_a_longer_retry_after_wins_over_the_back_off_and_a_shorter_one_does_not() -> None:
+    longer = decide_update(feed_state(), SPEC, failed(429, timedelta(hours=6)), NOW)
+    assert longer.next_poll == NOW + timedelta(hours=6)
+    assert longer.http_status == 429
+    shorter = decide_update(feed_state(), SPEC, failed(503, timedelta(minutes=1)), NOW)
+    assert shorter.next_poll == NOW + 2 * QUARTER  # the back-off after one failure
+
+
+def test_a_body_that_is_not_a_feed_is_a_failure_with_its_http_status() -> None:
+    page = fetched(b"<html>login</html>", Validators(etag='"page"'), status=203)
+    message = f"not a feed: {FEED} returned an HTML page"
+    update = decide_update(
+        feed_state(), SPEC, NotAFeed(fetched=page, failure=ParseFailed(url=FEED, message=message)), NOW
+    )
+    assert update.outcome is PollOutcome.FAILED
+    assert (update.http_status, update.error, update.error_count) == (203, message, 1)
+    # Nothing of the page replaces what a real feed body gave us.
+    assert update.validators == STORED
+    assert update.body_hash == body_hash(OLD_BODY)
+    assert update.last_success == NOW - QUARTER
+    assert update.last_full_fetch == NOW - timedelta(hours=1)
+    assert update.next_poll == NOW + 2 * QUARTER
+
+
+def test_a_poll_error_is_a_failure_without_status() -> None:
+    update = decide_update(feed_state(error_count=1), SPEC, PollError("KeyError: 'x'"), NOW)
+    assert update.outcome is PollOutcome.FAILED
+    assert (update.http_status, update.error, update.error_count) == (None, "KeyError: 'x'", 2)
+    assert (update.validators, update.last_success) == (STORED, NOW - QUARTER)
+    assert update.next_poll == NOW + 4 * QUARTER
+
+
+def test_not_modified_resets_the_errors_and_keeps_a_validator_not_repeated() -> None:
+    state = feed_state(error_count=4, last_error="HTTP 503", http_status=503)
+    update = decide_update(state, SPEC, NotModified(url=FEED, validators=Validators(etag='"v2"')), NOW)
+    assert update.outcome is PollOutcome.NOT_MODIFIED
+    assert (update.error_count, update.error, update.http_status) == (0, None, 304)
+    assert update.validators == Validators(etag='"v2"', last_modified=STORED.last_modified)
+    assert update.last_success == NOW
+    assert update.last_full_fetch == NOW - timedelta(hours=1)  # no body came
+    assert (update.body_hash, update.title) == (body_hash(OLD_BODY), "Stored title")
+    assert update.next_poll == NOW + QUARTER
+    bare = decide_update(state, SPEC, NotModified(url=FEED), NOW)
+    assert bare.validators == STORED
+
+
+def test_a_known_body_is_a_whole_fetch_that_changes_nothing_else() -> None:
+    state = feed_state(last_full_fetch=NOW - timedelta(days=2), error_count=1)
+    same = fetched(OLD_BODY, Validators(last_modified="Sat, 28 Nov 2026 05:00:00 GMT"))
+    update = decide_update(state, SPEC, BodyUnchanged(fetched=same), NOW)
+    assert update.outcome is PollOutcome.UNCHANGED
+    assert update.last_full_fetch == NOW
+    assert (update.last_success, update.http_status, update.error_count) == (NOW, 200, 0)
+    assert update.validators == Validators(
+        etag=STORED.etag, last_modified="Sat, 28 Nov 2026 05:00:00 GMT"
+    )
+    assert update.body_hash == body_hash(OLD_BODY)
+    assert update.new == ()
+
+
+def test_a_new_body_takes_its_validators_hash_and_articles() -> None:
+    items = (new_article("e1"), new_article("e2"))
+    body = NewBody(
+        fetched=fetched(validators=Validators(etag='"v9"')),
+        body_hash="hash-9",
+        feed_title=None,
+        entries=5,
+        new=items,
+    )
+    hourly = FeedSpec(url=FEED, interval=timedelta(hours=1))
+    update = decide_update(feed_state(error_count=2, last_error="x"), hourly, body, NOW)
+    assert update.outcome is PollOutcome.UPDATED
+    # The validators come as a pair with the body: an old Last-Modified is not kept.
+    assert update.validators == Validators(etag='"v9"')
+    assert update.body_hash == "hash-9"
+    assert update.title == "Stored title"  # the feed gave none
+    assert update.new == items
+    assert (update.last_success, update.last_full_fetch) == (NOW, NOW)
+    assert (update.error_count, update.error, update.http_status) == (0, None, 200)
+    assert update.next_poll == NOW + timedelta(hours=1)
+    titled = decide_update(feed_state(), SPEC, replace(body, feed_title="Le Fil"), NOW)
+    assert titled.title == "Le Fil"
+
+
+@pytest.mark.parametrize(
+    ("since_full_fetch", "expected"),
+    [
+        (timedelta(hours=23), STORED),
+        (UNCONDITIONAL_GET_EVERY, STORED),
+        (UNCONDITIONAL_GET_EVERY + timedelta(seconds=1), Validators()),
+        (timedelta(days=30), Validators()),
+    ],
+)
+def test_validators_are_dropped_a_day_after_the_last_whole_body(
+    since_full_fetch: timedelta, expected: Validators
+) -> None:
+    state = feed_state(last_full_fetch=NOW - since_full_fetch)
+    assert validators_to_send(state, NOW) == expected
+
+
+def test_a_feed_never_fetched_whole_sends_no_validators() -> None:
+    assert validators_to_send(feed_state(last_full_fetch=None), NOW) == Validators()
+
+
+def test_is_known_body_compares_with_the_stored_hash() -> None:
+    assert is_known_body(feed_state(), fetched(OLD_BODY)) is True
+    assert is_known_body(feed_state(), fetched(OLD_BODY + b" ")) is False
+    assert is_known_body(feed_state(body_hash=None), fetched(b"")) is False
+
+
+SUCCESSES: list[PollResult] = [
+    NotModified(url=FEED, validators=Validators(etag='"v2"')),
+    BodyUnchanged(fetched=fetched(OLD_BODY)),
+    NewBody(fetched=fetched(validators=Validators(etag='"v3"')), body_hash="h3",
+            feed_title="Le Fil", entries=1, new=(new_article("e1"),)),
+]
+FAILURES: list[PollResult] = [
+    failed(503),
+    failed(None),
+    failed(429, timedelta(days=3)),
+    NotAFeed(fetched=fetched(b"<html>"), failure=ParseFailed(url=FEED, message="not a feed")),
+    PollError("bug"),
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(SUCCESSES + FAILURES),
+            st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=2)),
+        ),
+        max_size=30,
+    ),
+    st.sampled_from([timedelta(minutes=5), QUARTER, timedelta(days=2)]),
+)
+def test_any_sequence_of_polls_counts_failures_since_the_last_success(
+    polls: list[tuple[PollResult, timedelta]], interval: timedelta
+) -> None:
+    spec = FeedSpec(url=FEED, interval=interval)
+    state = feed_state()
+    now = NOW
+    failures_in_a_row = 0
+    last_success = state.last_success
+    for result, wait in polls:
+        now += wait
+        update = decide_update(state, spec, result, now)
+        if result in FAILURES:
+            failures_in_a_row += 1
+            assert update.outcome is PollOutcome.FAILED
+            # A failure changes nothing of what the last good poll gave.
+            assert (update.validators, update.body_hash, update.last_full_fetch) == (
+                state.validators, state.body_hash, state.last_full_fetch
+            )
+        else:
+            failures_in_a_row = 0
+            last_success = now
+        assert update.error_count == failures_in_a_row
+        assert update.last_success == last_success
+        assert update.polled_at == now
+        assert now + interval <= update.next_poll <= now + max(interval, MAX_BACKOFF)
+        state = after(state, update)

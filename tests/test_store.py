@@ -12,19 +12,32 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from monitor.models import ArticleText, Entry, HitResult, MatchedClause, TextSource, Validators
-from monitor.store import (
-    MIGRATIONS,
+from monitor.errors import StorageError
+from monitor.models import (
+    ArticleText,
     ClaimedDigest,
+    Entry,
+    FeedSpec,
+    Fetched,
+    FetchErrorKind,
+    FetchFailed,
+    HitResult,
+    MatchedClause,
     NewArticle,
-    StorageError,
-    Store,
-    normalise_url,
+    NewBody,
+    NotModified,
+    PollCounts,
+    PollResult,
+    TextSource,
+    Validators,
 )
+from monitor.schedule import decide_update
+from monitor.store import MIGRATIONS, Store, normalise_url
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 FEED_A = "https://a.example/feed.xml"
 FEED_B = "https://b.example/rss"
+NO_VALIDATORS = Validators()
 
 
 def entry(key: str, link: str | None = None, title: str = "Titre") -> Entry:
@@ -57,20 +70,50 @@ def new(key: str, link: str | None, *hits: HitResult, title: str = "Titre") -> N
     return NewArticle(entry=entry(key, link, title), article=article(link, title), hits=hits)
 
 
+def record(store: Store, feed_url: str, result: PollResult, now: datetime = NOW) -> PollCounts:
+    """One poll the way the pipeline writes it: the decider's update, then `Store.record`."""
+    update = decide_update(store.feed_state(feed_url), FeedSpec(url=feed_url), result, now)
+    return store.record(update)
+
+
+def new_body(
+    feed_url: str,
+    items: list[NewArticle],
+    *,
+    validators: Validators = NO_VALIDATORS,
+    body_hash: str = "hash",
+    feed_title: str | None = None,
+) -> NewBody:
+    fetched = Fetched(url=feed_url, status=200, headers={}, content=b"", validators=validators)
+    return NewBody(
+        fetched=fetched,
+        body_hash=body_hash,
+        feed_title=feed_title,
+        entries=len(items),
+        new=tuple(items),
+    )
+
+
+def failed(feed_url: str, message: str = "x", status: int | None = None) -> FetchFailed:
+    kind = FetchErrorKind.HTTP_STATUS if status is not None else FetchErrorKind.CONNECTION
+    return FetchFailed(url=feed_url, kind=kind, message=message, status=status)
+
+
 def poll(store: Store, feed_url: str, items: list[NewArticle], now: datetime = NOW) -> int:
     """Save one successful poll with new validators; returns the number of new hits."""
-    state = store.feed_state(feed_url)
-    outcome = store.save_poll(
-        state.feed_id,
-        now=now,
-        status=200,
-        validators=Validators(etag='"v2"', last_modified="Sat, 28 Nov 2026 05:00:00 GMT"),
-        body_hash="hash-2",
-        feed_title="Feed title",
-        new=items,
-        next_poll=now + timedelta(minutes=15),
+    counts = record(
+        store,
+        feed_url,
+        new_body(
+            feed_url,
+            items,
+            validators=Validators(etag='"v2"', last_modified="Sat, 28 Nov 2026 05:00:00 GMT"),
+            body_hash="hash-2",
+            feed_title="Feed title",
+        ),
+        now,
     )
-    return outcome.new_hits
+    return counts.new_hits
 
 
 @pytest.fixture
@@ -150,15 +193,11 @@ def test_polling_the_same_entries_twice_adds_nothing(store: Store) -> None:
     assert poll(store, FEED_A, items) == 1
     state = store.feed_state(FEED_A)
     assert store.unseen_entries(state.feed_id, [item.entry for item in items]) == []
-    again = store.save_poll(
-        state.feed_id,
-        now=NOW + timedelta(minutes=15),
-        status=200,
-        validators=Validators(etag='"v3"'),
-        body_hash=None,
-        feed_title=None,
-        new=items,
-        next_poll=None,
+    again = record(
+        store,
+        FEED_A,
+        new_body(FEED_A, items, validators=Validators(etag='"v3"'), body_hash="hash-3"),
+        NOW + timedelta(minutes=15),
     )
     assert (again.new_entries, again.new_articles, again.new_hits) == (0, 0, 0)
     state = store.feed_state(FEED_A)
@@ -191,16 +230,8 @@ def test_same_url_in_two_feeds_is_one_article_with_two_entries(store: Store) -> 
     # Feed B links the same story with tracking parameters and different casing.
     link_b = "HTTPS://news.example:443/story?utm_source=rss&id=7&utm_medium=feed"
     assert store.known_article(link_b) is not None
-    state_b = store.feed_state(FEED_B)
-    outcome = store.save_poll(
-        state_b.feed_id,
-        now=NOW,
-        status=200,
-        validators=Validators(),
-        body_hash=None,
-        feed_title="B",
-        new=[new("b-1", link_b, hit("w", "x"))],
-        next_poll=None,
+    outcome = record(
+        store, FEED_B, new_body(FEED_B, [new("b-1", link_b, hit("w", "x"))], feed_title="B")
     )
     assert (outcome.new_entries, outcome.new_articles, outcome.new_hits) == (1, 0, 0)
     assert store.feed_state(FEED_A).entries == 1
@@ -239,14 +270,12 @@ def test_known_article_returns_the_stored_text(store: Store) -> None:
 
 def test_failure_keeps_validators_and_counts_errors(store: Store) -> None:
     poll(store, FEED_A, [new("e1", "https://x.example/1")])
-    feed_id = store.feed_state(FEED_A).feed_id
     for attempt in (1, 2):
-        store.save_failure(
-            feed_id,
-            now=NOW + timedelta(hours=attempt),
-            message="https://a.example/feed.xml: HTTP 503",
-            status=503,
-            next_poll=NOW + timedelta(hours=attempt + 1),
+        record(
+            store,
+            FEED_A,
+            failed(FEED_A, "https://a.example/feed.xml: HTTP 503", status=503),
+            NOW + timedelta(hours=attempt),
         )
     state = store.feed_state(FEED_A)
     assert state.validators == Validators(
@@ -257,12 +286,11 @@ def test_failure_keeps_validators_and_counts_errors(store: Store) -> None:
     assert state.last_error == "https://a.example/feed.xml: HTTP 503"
     assert state.last_success == NOW
     assert state.last_poll == NOW + timedelta(hours=2)
-    store.save_not_modified(
-        feed_id,
-        now=NOW + timedelta(hours=3),
-        status=304,
-        validators=Validators(etag='"v2"'),
-        next_poll=None,
+    record(
+        store,
+        FEED_A,
+        NotModified(url=FEED_A, validators=Validators(etag='"v2"')),
+        NOW + timedelta(hours=3),
     )
     state = store.feed_state(FEED_A)
     assert (state.error_count, state.last_error, state.http_status) == (0, None, 304)
@@ -271,7 +299,6 @@ def test_failure_keeps_validators_and_counts_errors(store: Store) -> None:
 
 
 def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
-    feed_id = store.feed_state(FEED_A).feed_id
     items = [new("e1", "https://x.example/1", hit("w", "x")), new("e2", "https://x.example/2")]
     naive = NewArticle(
         entry=Entry("e3", "https://x.example/3", "t", "", "", datetime(2026, 1, 1)),
@@ -279,15 +306,16 @@ def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
         hits=(),
     )
     with pytest.raises(ValueError, match="naive datetime"):
-        store.save_poll(
-            feed_id,
-            now=NOW,
-            status=200,
-            validators=Validators(etag='"new"'),
-            body_hash="h",
-            feed_title="T",
-            new=[*items, naive],
-            next_poll=None,
+        record(
+            store,
+            FEED_A,
+            new_body(
+                FEED_A,
+                [*items, naive],
+                validators=Validators(etag='"new"'),
+                body_hash="h",
+                feed_title="T",
+            ),
         )
     state = store.feed_state(FEED_A)
     assert (state.entries, state.validators, state.body_hash) == (0, Validators(), None)
@@ -341,7 +369,7 @@ def _hold_write_lock(path: Path, locked: threading.Event, release: threading.Eve
 def test_concurrent_writers_wait_for_the_lock_instead_of_failing(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
     store = Store(path, busy_timeout=20)
-    feeds = [store.feed_state(f"https://f{n}.example/feed").feed_id for n in range(2)]
+    feeds = [store.feed_state(f"https://f{n}.example/feed").url for n in range(2)]
     # Each writer reads before it writes, the pattern that fails at once under plain BEGIN.
     locked, release = threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_write_lock, args=(path, locked, release))
@@ -354,16 +382,8 @@ def test_concurrent_writers_wait_for_the_lock_instead_of_failing(tmp_path: Path)
         started.wait()
         try:
             for round_ in range(5):
-                store.save_poll(
-                    feeds[number],
-                    now=NOW,
-                    status=200,
-                    validators=Validators(),
-                    body_hash=None,
-                    feed_title=None,
-                    new=[new(f"{number}-{round_}", f"https://x.example/{number}/{round_}")],
-                    next_poll=None,
-                )
+                item = new(f"{number}-{round_}", f"https://x.example/{number}/{round_}")
+                record(store, feeds[number], new_body(feeds[number], [item]))
         except BaseException as error:
             errors.append(error)
 
@@ -379,31 +399,20 @@ def test_concurrent_writers_wait_for_the_lock_instead_of_failing(tmp_path: Path)
     store.close()
 
 
-WRITES: dict[str, Callable[[Store, int], object]] = {
+# Each write, given the URL of a feed that already has its row.
+WRITES: dict[str, Callable[[Store, str], object]] = {
     "feed_state": lambda store, _: store.feed_state("https://new.example/feed"),
-    "save_poll": lambda store, feed_id: store.save_poll(
-        feed_id,
-        now=NOW,
-        status=200,
-        validators=Validators(),
-        body_hash=None,
-        feed_title=None,
-        new=[new("e1", "https://x.example/1", hit("w", "x"))],
-        next_poll=None,
+    "record_new_body": lambda store, url: record(
+        store, url, new_body(url, [new("e1", "https://x.example/1", hit("w", "x"))])
     ),
-    "save_not_modified": lambda store, feed_id: store.save_not_modified(
-        feed_id, now=NOW, status=304, validators=Validators(), next_poll=None
-    ),
-    "save_failure": lambda store, feed_id: store.save_failure(
-        feed_id, now=NOW, message="x", status=None, next_poll=None
-    ),
+    "record_not_modified": lambda store, url: record(store, url, NotModified(url=url)),
+    "record_failure": lambda store, url: record(store, url, failed(url)),
     "add_backfill_hits": lambda store, _: store.add_backfill_hits(
         "w", [(1, hit("w", "x"))], now=NOW, quiet=False
     ),
     "claim_digest": lambda store, _: store.claim_digest("2026-11-28", now=NOW),
     "finish_digest": lambda store, _: store.finish_digest("2026-11-28", now=NOW),
     "release_digest": lambda store, _: store.release_digest("2026-11-28", now=NOW, error="x"),
-    "record_empty_digest": lambda store, _: store.record_empty_digest("2026-11-29", now=NOW),
 }
 
 
@@ -411,14 +420,14 @@ WRITES: dict[str, Callable[[Store, int], object]] = {
 def test_lock_held_beyond_the_timeout_is_a_storage_error(tmp_path: Path, operation: str) -> None:
     path = tmp_path / "monitor.db"
     store = Store(path, busy_timeout=0.05)
-    feed_id = store.feed_state(FEED_A).feed_id
+    store.feed_state(FEED_A)
     locked, release = threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_write_lock, args=(path, locked, release))
     holder.start()
     assert locked.wait(10)
     try:
         with pytest.raises(StorageError) as raised:
-            WRITES[operation](store, feed_id)
+            WRITES[operation](store, FEED_A)
         message = str(raised.value)
         assert str(path) in message
         assert "another process held a write lock for more than 0.05 s" in message
@@ -429,7 +438,7 @@ def test_lock_held_beyond_the_timeout_is_a_storage_error(tmp_path: Path, operati
         release.set()
         holder.join(10)
     # Once the lock is gone the same store works again: nothing was left half-open.
-    store.save_failure(feed_id, now=NOW, message="x", status=None, next_poll=None)
+    record(store, FEED_A, failed(FEED_A))
     assert store.feed_state(FEED_A).error_count == 1
     store.close()
 
@@ -444,7 +453,7 @@ def test_errors_name_the_operation(tmp_path: Path) -> None:
     assert locked.wait(10)
     try:
         with pytest.raises(StorageError, match=f"saving the failed poll of feed #{feed_id} failed"):
-            WRITES["save_failure"](store, feed_id)
+            WRITES["record_failure"](store, FEED_A)
     finally:
         release.set()
         holder.join(10)
@@ -454,26 +463,17 @@ def test_errors_name_the_operation(tmp_path: Path) -> None:
 def test_disk_full_rolls_back_and_says_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
     with Store(path) as store:
-        feed_id = store.feed_state(FEED_A).feed_id
-    # SQLite's page limit is the deterministic way to get SQLITE_FULL (RELIABILITY.md D5).
+        store.feed_state(FEED_A)
+    # SQLite's page limit is the deterministic way to get SQLITE_FULL (a full disk).
     conn = sqlite3.connect(path)
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.close()
     store = Store(path)
-    limited = store._connection()  # max_page_count is per connection: this thread's one
+    limited = store._db.connection()  # max_page_count is per connection: this thread's one
     limited.execute(f"PRAGMA max_page_count = {pages + 2}")
     big = [new(f"e{n}", f"https://x.example/{n}", hit("w", "x")) for n in range(200)]
     with pytest.raises(StorageError, match="free some disk space"):
-        store.save_poll(
-            feed_id,
-            now=NOW,
-            status=200,
-            validators=Validators(etag='"new"'),
-            body_hash=None,
-            feed_title=None,
-            new=big,
-            next_poll=None,
-        )
+        record(store, FEED_A, new_body(FEED_A, big, validators=Validators(etag='"new"')))
     state = store.feed_state(FEED_A)
     assert (state.entries, state.validators) == (0, Validators())
     assert store.hits() == []
@@ -529,9 +529,7 @@ def test_a_run_without_hits_records_an_empty_digest(store: Store) -> None:
     _two_hits(store)
     assert store.claim_digest("2026-11-28", now=NOW) is None
     assert store.digest_done_for("2026-11-29") is False
-    store.record_empty_digest("2026-11-29", now=NOW)
-    assert store.digest_done_for("2026-11-29") is True
-    nxt = store.claim_digest("2026-11-30", now=NOW)
+    nxt = store.claim_digest("2026-11-29", now=NOW)
     assert nxt is not None and len(nxt.hits) == 2
 
 

@@ -1,0 +1,183 @@
+"""The way in: a file's bytes → text → tree → validated model → `Config`.
+
+Owns the size limit and UTF-8 decoding, the order of the steps in
+`parse_config`, and building the frozen settings from the validated model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from monitor.config.environment import _substitute_environment
+from monitor.config.messages import _describe_error, _unmask
+from monitor.config.references import _check_references
+from monitor.config.schema import _ConfigModel, _sets_for_checking
+from monitor.config.settings import Config, DigestSettings, PollSettings, SmtpSettings
+from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _shown
+from monitor.errors import ConfigError
+from monitor.models import FeedSpec, Watchlist
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate `path`. Raises ConfigError listing every problem.
+
+    `environ` supplies ``${VAR}`` values (default: ``os.environ``).
+    """
+    try:
+        data = read_config_bytes(path)
+    except OSError as error:
+        raise ConfigError(
+            [f"{path}: cannot read the configuration: {error.strerror or error}"]
+        ) from error
+    text = decode_config_bytes(data, path=path)
+    return parse_config(text, path=path, environ=os.environ if environ is None else environ)
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing files over MAX_CONFIG_BYTES without reading them whole."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    check_config_size(data, path=path)
+    return data
+
+
+def check_config_size(data: bytes, *, path: Path) -> None:
+    """ConfigError if `data` (read with a cap of MAX_CONFIG_BYTES + 1) is too large."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [
+                f"{path}: the file is larger than {MAX_CONFIG_BYTES // 1024} KiB: "
+                "is it really feeds.yaml?"
+            ]
+        )
+
+
+def decode_config_bytes(data: bytes, *, path: Path) -> str:
+    """UTF-8 (an optional BOM is accepted) or a ConfigError pointing at the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        before = data[: error.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(
+            [
+                f"{path}:{line}:{column}: byte 0x{data[error.start]:02x} is not valid UTF-8: "
+                "save the file as UTF-8"
+            ]
+        ) from None
+
+
+def parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
+    """Validate the YAML `text` of `path` into a Config. Raises ConfigError listing every problem.
+
+    `path` is shown in messages as given and locates relative ``database``/``outbox``.
+    """
+    problems = _Problems(path)
+    document = _read_yaml(text, problems)
+    if document is None:
+        raise problems.error()
+    tree, positions = document
+    if tree is None:
+        problems.add(
+            (0, 0),
+            "the file has no settings: it needs at least feeds:, watchlists: and digest: "
+            "(see the bundled feeds.yaml)",
+        )
+        raise problems.error()
+    _substitute_environment(tree, positions, environ, problems)
+    model = _validate(tree, positions, problems)
+    _check_references(tree, positions, problems)
+    if problems or model is None:
+        raise problems.error()
+    return _build_config(model, path)
+
+
+def _validate(tree: Tree, positions: _Positions, problems: _Problems) -> _ConfigModel | None:
+    if not isinstance(tree, dict):
+        problems.add(
+            (0, 0),
+            f"expected settings such as feeds: and watchlists:, got {_shown(tree)} "
+            "(see the bundled feeds.yaml)",
+        )
+        return None
+    try:
+        return _ConfigModel.model_validate(
+            tree, context={"sets": _sets_for_checking(tree.get("sets"))}
+        )
+    except ValidationError as error:
+        for detail in error.errors():
+            position, message = _describe_error(detail, positions)
+            problems.add(position, _unmask(message, tuple(detail["loc"]), positions))
+        return None
+
+
+def _build_config(model: _ConfigModel, path: Path) -> Config:
+    base = path.absolute().parent
+
+    def resolve(written: str) -> Path:
+        candidate = Path(written).expanduser()
+        return candidate if candidate.is_absolute() else base / candidate
+
+    poll = PollSettings(
+        interval=model.poll.interval,
+        timeout=model.poll.timeout.total_seconds(),
+        connect_timeout=model.poll.connect_timeout.total_seconds(),
+        max_bytes=model.poll.max_bytes,
+        concurrency=model.poll.concurrency,
+        per_host=model.poll.per_host,
+        user_agent=model.poll.user_agent,
+    )
+    smtp_model = model.digest.smtp
+    smtp = None
+    if smtp_model is not None:
+        smtp = SmtpSettings(
+            host=smtp_model.host,
+            port=smtp_model.port or (465 if smtp_model.security == "ssl" else 587),
+            security=smtp_model.security,
+            username=smtp_model.username,
+            password=smtp_model.password,
+            timeout=smtp_model.timeout.total_seconds(),
+        )
+    return Config(
+        path=path.absolute(),
+        database=resolve(model.database),
+        timezone=ZoneInfo(model.timezone),
+        poll=poll,
+        feeds=tuple(
+            FeedSpec(
+                url=feed.url,
+                name=feed.name,
+                interval=feed.interval or poll.interval,
+                language=feed.language,
+            )
+            for feed in model.feeds
+        ),
+        watchlists=tuple(
+            Watchlist(
+                name=watchlist.name,
+                query=watchlist.compiled,
+                language=watchlist.language,
+                feeds=tuple(watchlist.feeds or ()),
+                languages=tuple(dict.fromkeys(watchlist.languages or ())),
+            )
+            for watchlist in model.watchlists
+        ),
+        digest=DigestSettings(
+            at=model.digest.at,
+            sender=model.digest.sender,
+            recipients=tuple(model.digest.to),
+            smtp=smtp,
+            outbox=resolve(model.digest.outbox),
+            subject=model.digest.subject,
+        ),
+        sets=MappingProxyType({name: tuple(terms) for name, terms in model.sets.items()}),
+    )

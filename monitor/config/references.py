@@ -1,0 +1,104 @@
+"""Checks across entries: unique feed URLs, feed names and watchlist names, and
+watchlists' ``feeds:`` naming configured feeds.
+
+Run on the raw tree, so these problems are reported together with any other.
+"""
+
+from __future__ import annotations
+
+import difflib
+from urllib.parse import urlsplit, urlunsplit
+
+from monitor.config.yaml_tree import Position, Tree, _Positions, _Problems
+
+
+def _check_references(tree: Tree, positions: _Positions, problems: _Problems) -> None:
+    """Uniqueness and feed-name references, checked on the raw tree so they are reported
+    together with any other problem."""
+    if not isinstance(tree, dict):
+        return
+    feed_names: dict[str, Position] = {}
+    feed_urls: dict[str, Position] = {}
+    for index, feed in _items(tree.get("feeds")):
+        url, name = feed.get("url"), feed.get("name")
+        if isinstance(url, str) and url.strip():
+            _claim(
+                _url_identity(url),
+                positions.of_value(("feeds", index, "url")),
+                feed_urls,
+                problems,
+                "this feed URL is already listed at line {line}: remove one of them",
+            )
+        if isinstance(name, str) and name.strip():
+            _claim(
+                name.strip(),
+                positions.of_value(("feeds", index, "name")),
+                feed_names,
+                problems,
+                'another feed is already named "' + name.strip() + '" (line {line}): '
+                "watchlists refer to feeds by name, so names must be unique",
+            )
+    watchlist_names: dict[str, Position] = {}
+    for index, watchlist in _items(tree.get("watchlists")):
+        name = watchlist.get("name")
+        if isinstance(name, str) and name.strip():
+            _claim(
+                name.strip().casefold(),
+                positions.of_value(("watchlists", index, "name")),
+                watchlist_names,
+                problems,
+                'the watchlist name "' + name.strip() + '" is already used at line {line}: '
+                "names must be unique (hits are filed under them)",
+            )
+        scope = watchlist.get("feeds")
+        if not isinstance(scope, list):
+            continue
+        for position_in_scope, feed_name in enumerate(scope):
+            if (
+                isinstance(feed_name, str)
+                and feed_name.strip()
+                and feed_name.strip() not in feed_names
+            ):
+                problems.add(
+                    positions.of_value(("watchlists", index, "feeds", position_in_scope)),
+                    _unknown_feed_message(feed_name.strip(), list(feed_names)),
+                )
+
+
+def _items(section: Tree) -> list[tuple[int, dict[str, Tree]]]:
+    if not isinstance(section, list):
+        return []
+    return [(index, item) for index, item in enumerate(section) if isinstance(item, dict)]
+
+
+def _claim(
+    identity: str,
+    position: Position,
+    seen: dict[str, Position],
+    problems: _Problems,
+    duplicate_message: str,
+) -> None:
+    first = seen.get(identity)
+    if first is None:
+        seen[identity] = position
+    else:
+        problems.add(position, duplicate_message.format(line=first[0] + 1))
+
+
+def _url_identity(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, "")
+    )
+
+
+def _unknown_feed_message(name: str, configured: list[str]) -> str:
+    by_folded = {known.casefold(): known for known in configured}
+    close = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+    message = f'no feed is named "{name}"'
+    if close:
+        message += f' (did you mean "{by_folded[close[0]]}"?)'
+    return message + (
+        ": a watchlist's feeds: must use names given with name: under feeds: "
+        "(a feed known only by its own title cannot be named here)"
+    )

@@ -1,0 +1,204 @@
+"""The network layer under httpx: whole-request deadline, connect-time address guard, pools.
+
+Limits. `FetchLimits.timeout` covers the whole request (slot wait excluded):
+connect, TLS, headers, every body read and every redirect hop; httpx itself
+only has per-read timeouts, so a 1 byte/s drip would otherwise never end.
+The `Fetcher` sets `request_deadline` for the request it runs; every stream
+operation here is bounded by it.
+
+Connect time (every hop, every new connection): resolver(host) ─► every
+address vetted by `AddressPolicy` ─► connect to exactly that IP ─► a stream
+whose every read/write is bounded by the request's deadline.
+
+Requests to the trusted site (the configured feed's) and to everything else
+go through two separate connection pools, so a kept-alive connection to a
+private host can never be reused by an untrusted request.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from contextvars import ContextVar
+from typing import Any
+
+import httpcore
+import httpx
+
+from monitor.fetch.addresses import AddressPolicy, IPAddress, Resolver
+from monitor.models import FetchLimits
+
+__all__ = [
+    "TRUSTED_HOP",
+    "AddressBlocked",
+    "GuardedBackend",
+    "PooledTransport",
+    "RoutingTransport",
+    "request_deadline",
+]
+
+# --------------------------------------------------------------------------- deadline
+
+# The monotonic deadline of the request running in this thread. Connections are
+# pooled and shared, so the deadline is looked up at each read, not stored on the stream.
+request_deadline: ContextVar[float | None] = ContextVar("monitor_fetch_deadline", default=None)
+
+
+def _bounded_timeout(timeout: float | None, on_expiry: type[Exception]) -> float | None:
+    deadline = request_deadline.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise on_expiry("the request deadline has passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation also ends at the current request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded_timeout(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded_timeout(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded_timeout(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+# --------------------------------------------------------------------------- connect-time guard
+
+
+class AddressBlocked(Exception):
+    """Raised inside httpcore's connect; passes through httpx unchanged (not an httpcore error)."""
+
+    def __init__(self, host: str, address: IPAddress, reason: str) -> None:
+        super().__init__(f"{host} resolves to {address}, a {reason} address")
+        self.address = address
+        self.reason = reason
+
+
+class GuardedBackend(httpcore.SyncBackend):
+    """Resolves with the injected resolver, vets every address, connects to exactly that IP.
+
+    Connecting to the vetted IP (rather than letting the socket layer resolve
+    the name again) closes the DNS-rebinding window. TLS still uses the host
+    name for SNI and certificate checks: httpcore passes it to start_tls.
+    `policy=None` is the trusted pool: any address.
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        policy: AddressPolicy | None,
+        lookups: concurrent.futures.ThreadPoolExecutor,
+    ) -> None:
+        self._resolver = resolver
+        self._policy = policy
+        self._lookups = lookups
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        budget = _bounded_timeout(timeout, httpcore.ConnectTimeout)
+        started = time.monotonic()
+        addresses = self._resolve(host, port, budget)
+        if self._policy is not None:
+            for address in addresses:
+                reason = self._policy.refusal(host, address)
+                if reason is not None:
+                    raise AddressBlocked(host, address, reason)
+        options = list(socket_options or ())
+        last_error: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:
+            remaining = None if budget is None else budget - (time.monotonic() - started)
+            if remaining is not None and remaining <= 0:
+                raise httpcore.ConnectTimeout(f"could not connect to {host} in time")
+            try:
+                stream = super().connect_tcp(str(address), port, remaining, local_address, options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                last_error = error
+                continue
+            return _DeadlineStream(stream)
+        raise last_error
+
+    def _resolve(self, host: str, port: int, budget: float | None) -> list[IPAddress]:
+        # getaddrinfo has no timeout of its own: run it aside and stop waiting at the budget.
+        lookup = self._lookups.submit(self._resolver, host, port)
+        try:
+            answers = lookup.result(timeout=budget)
+        except concurrent.futures.TimeoutError:
+            lookup.cancel()
+            raise httpcore.ConnectTimeout(
+                f"the DNS lookup of {host} did not answer in time"
+            ) from None
+        except (socket.gaierror, UnicodeError) as error:
+            raise httpcore.ConnectError(f"DNS lookup failed: {error}") from None
+        addresses = [ipaddress.ip_address(answer) for answer in answers]
+        if not addresses:
+            raise httpcore.ConnectError("DNS lookup failed: no address")
+        return addresses
+
+
+class PooledTransport(httpx.HTTPTransport):
+    """httpx's transport with its connection pool rebuilt around our network backend.
+
+    httpx 0.28 does not expose httpcore's `network_backend`; everything else
+    (request/response conversion, exception mapping) is httpx's own code.
+    """
+
+    def __init__(
+        self, backend: httpcore.NetworkBackend, limits: FetchLimits, ssl_context: ssl.SSLContext
+    ) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.concurrency,
+            max_keepalive_connections=limits.concurrency,
+            keepalive_expiry=30.0,
+            network_backend=backend,
+        )
+
+
+TRUSTED_HOP = "monitor.trusted_hop"
+
+
+class RoutingTransport(httpx.BaseTransport):
+    """Sends hops on the feed's own site through the trusted pool, all others through the guarded one."""
+
+    def __init__(self, guarded: httpx.BaseTransport, trusted: httpx.BaseTransport) -> None:
+        self._guarded = guarded
+        self._trusted = trusted
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        trusted = request.extensions.pop(TRUSTED_HOP, False) is True
+        return (self._trusted if trusted else self._guarded).handle_request(request)
+
+    def close(self) -> None:
+        self._guarded.close()
+        self._trusted.close()

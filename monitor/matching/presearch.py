@@ -1,0 +1,187 @@
+"""Presearch: watchlists compiled per stemming language and indexed by their key groups.
+
+A `_Partition` holds the watchlists stemmed in one language, each compiled once (`_Compiled`:
+plan, top-level clauses and checker), and a `_KeyIndex` from presearch key to watchlist slots.
+A watchlist is indexed under its two cheapest required key groups (`monitor.matching.plan`);
+an article is a candidate for it only when it holds a key of each (`_Partition.candidates`),
+and a watchlist with no required group (only ``NOT``) is a candidate for every article.
+Presearch may let through watchlists that do not match, never drop one that does:
+verification decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
+
+from monitor.matching.plan import (
+    _FORM,
+    _PREFIX,
+    _STEM,
+    _TITLE_FORM,
+    _TITLE_STEM,
+    _AllOf,
+    _AnyOf,
+    _compile,
+    _Key,
+    _Outline,
+    _Plan,
+    _required_groups,
+    _set_cost,
+)
+from monitor.matching.tokens import stem_forms
+from monitor.matching.verify import _Check, _checker
+from monitor.matching.views import _DocView
+from monitor.models import Watchlist
+from monitor.query import And, Or
+
+# --------------------------------------------------------------------------- compiled watchlists
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    order: int  # index of the watchlist in the configuration
+    watchlist: Watchlist
+    outline: _Outline
+    plan: _Plan
+    clauses: tuple[tuple[str, _Plan], ...]  # (rendered clause, plan) for the top-level clauses
+    check: _Check  # the compiled `plan`
+
+
+def _compile_watchlist(
+    order: int, watchlist: Watchlist, outline: _Outline, language: str | None
+) -> _Compiled:
+    plans = tuple(_compile(node, language) for node in outline.clauses)
+    plan: _Plan
+    if isinstance(watchlist.query, And):
+        plan = _AllOf(plans)
+    elif isinstance(watchlist.query, Or):
+        plan = _AnyOf(plans)
+    else:
+        plan = plans[0]
+    clauses = tuple(zip(outline.clause_texts, plans, strict=True))
+    return _Compiled(order, watchlist, outline, plan, clauses, _checker(plan))
+
+
+# --------------------------------------------------------------------------- key index
+
+
+@lru_cache(maxsize=262_144)
+def _stem_of_form(form: str, language: str | None) -> str:
+    return stem_forms([form], language)[0]
+
+
+_Postings = dict[str, tuple[tuple[int, ...], tuple[int, ...]]]  # key -> (first, second stage)
+
+
+class _KeyIndex:
+    """Watchlist slots by presearch key, for both stages, in a partition stemmed in ``language``.
+
+    Three tables: stems anywhere, stems in the title, form prefixes. An exact form is indexed
+    under its stem: an article holding the form holds its stem, so no watchlist is lost, and
+    presearch probes the article's stems only, not its forms as well (some 400 probes an
+    article less); verification still checks the form itself. Filled with `add`, then
+    `freeze` turns each key's slot lists into tuples, which presearch reads with one
+    indirection less.
+    """
+
+    def __init__(self, language: str | None) -> None:
+        self.language = language
+        self._adding: dict[int, dict[str, tuple[list[int], list[int]]]] = {
+            _STEM: {},
+            _TITLE_STEM: {},
+            _PREFIX: {},
+        }
+        self.by_stem: _Postings = {}
+        self.by_title_stem: _Postings = {}
+        self.by_prefix: _Postings = {}
+        self.prefix_lengths: tuple[int, ...] = ()
+
+    def add(self, keys: Iterable[_Key], slot: int, stage: int) -> None:
+        for kind, key in set(map(self._indexed_as, keys)):
+            self._adding[kind].setdefault(key, ([], []))[stage].append(slot)
+            if kind == _PREFIX and len(key) not in self.prefix_lengths:
+                self.prefix_lengths = tuple(sorted((*self.prefix_lengths, len(key))))
+
+    def _indexed_as(self, key: _Key) -> _Key:
+        kind, text = key
+        if kind == _FORM:
+            return (_STEM, _stem_of_form(text, self.language))
+        if kind == _TITLE_FORM:
+            return (_TITLE_STEM, _stem_of_form(text, self.language))
+        return key
+
+    def freeze(self) -> None:
+        frozen = {
+            kind: {key: (tuple(first), tuple(second)) for key, (first, second) in table.items()}
+            for kind, table in self._adding.items()
+        }
+        self.by_stem, self.by_title_stem = frozen[_STEM], frozen[_TITLE_STEM]
+        self.by_prefix = frozen[_PREFIX]
+        self._adding = {kind: {} for kind in self._adding}
+
+    def reached(self, doc: _DocView) -> set[int]:
+        """The slots ``doc`` reaches through a key it contains in both stages."""
+        by_stem, by_title_stem, by_prefix = self.by_stem, self.by_title_stem, self.by_prefix
+        # The key sets are intersected and the slot lists chained in C, no Python loop.
+        found = [
+            map(by_stem.__getitem__, by_stem.keys() & doc.stems_all),
+            map(by_title_stem.__getitem__, by_title_stem.keys() & doc.fields[0].stems),
+        ]
+        for length in self.prefix_lengths:
+            found.append(map(by_prefix.__getitem__, by_prefix.keys() & doc.prefixes(length)))
+        entries = list(itertools.chain.from_iterable(found))
+        first = set(itertools.chain.from_iterable(map(itemgetter(0), entries)))
+        # Only the second stage's slots that the first reached are kept: looked up, not stored.
+        return first.intersection(itertools.chain.from_iterable(map(itemgetter(1), entries)))
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+class _Partition:
+    """Watchlists stemmed in one language (None: forms only), with their inverted index.
+
+    Presearch has two stages: a watchlist is indexed under the keys of its cheapest required
+    key group for the first stage, and under those of its second cheapest (its only one
+    again, when it has one) for the second; it is a candidate only when the article reaches
+    it in both stages (see `_required_groups`).
+    """
+
+    def __init__(
+        self, language: str | None, entries: Iterable[tuple[int, Watchlist, _Outline]]
+    ) -> None:
+        self.compiled: list[_Compiled] = []
+        self.index = _KeyIndex(language)
+        unindexed: list[int] = []  # no required group: verified on every article
+        for order, watchlist, outline in entries:
+            slot = len(self.compiled)
+            compiled = _compile_watchlist(order, watchlist, outline, language)
+            self.compiled.append(compiled)
+            groups = sorted(_required_groups(compiled.plan), key=_set_cost)
+            if not groups:
+                unindexed.append(slot)
+                continue
+            self.index.add(groups[0], slot, 0)
+            # With a single group, the second stage is the first again.
+            self.index.add(groups[1] if len(groups) > 1 else groups[0], slot, 1)
+        self.index.freeze()
+        self.unindexed = frozenset(unindexed)
+        # Flat views of `compiled` for the per-candidate loop.
+        self.checks = [compiled.check for compiled in self.compiled]
+        self.scoped = {
+            slot: compiled.outline.feeds
+            for slot, compiled in enumerate(self.compiled)
+            if compiled.outline.feeds
+        }
+        self.language_scoped = {
+            slot: frozenset(compiled.watchlist.languages)
+            for slot, compiled in enumerate(self.compiled)
+            if compiled.watchlist.languages
+        }
+
+    def candidates(self, doc: _DocView) -> list[int]:
+        return sorted(self.index.reached(doc) | self.unindexed)

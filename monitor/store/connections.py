@@ -1,0 +1,139 @@
+"""SQLite plumbing: one connection per thread, WAL, write transactions that take
+the lock up front, and errors that say what was being done on which file.
+
+Connections are opened here rather than by sqlite-utils, which would open
+them with ``check_same_thread=True`` and a 5 s timeout. Every write runs
+inside ``BEGIN IMMEDIATE``: a transaction that reads and then writes under a
+plain ``BEGIN`` fails at once with "database is locked" when another
+connection wrote in between, instead of waiting for the lock; taking the
+write lock first makes it wait up to the busy timeout. sqlite-utils' own
+``atomic()`` issues a plain ``BEGIN``; called inside our transaction it only
+opens a savepoint, which is how the migrations run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a write waits for another connection's lock
+
+
+def explain_sqlite_error(error: sqlite3.Error, timeout: float) -> str:
+    """SQLite's message, with what the user can do about it."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return (
+            f"{text}: another process held a write lock for more than {timeout:g} s; "
+            "check that no other `monitor` is running and no sqlite3 shell has a transaction open"
+        )
+    if "disk is full" in text or "disk I/O" in text:
+        return f"{text}: free some disk space; nothing was half-written, the work will be redone"
+    if "malformed" in text or "not a database" in text:
+        return (
+            f"{text}: the file is damaged or is not a monitor database; "
+            "restore it from a backup or move it away to start afresh"
+        )
+    return text
+
+
+class Connections:
+    """The connections of one process to one database file. Safe to share between threads."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        if self._closed:
+            raise StorageError(f"the store for {self.path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                check_same_thread=False,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def enable_wal(self) -> None:
+        """Switch the file to WAL (a property of the file, kept once set).
+
+        While another connection converts a new file, SQLite answers "locked"
+        at once, without calling the busy handler, so that case is retried here
+        within the same busy timeout.
+        """
+        conn = self.connection()
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
+    @contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """Turn SQLite errors into a `StorageError` naming `action` and the file."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StorageError(
+                f"{action} failed in {self.path}: {explain_sqlite_error(error, self.busy_timeout)}"
+            ) from error
+
+    @contextmanager
+    def write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock up front."""
+        with self.errors(action):
+            conn = self.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    self._rollback(conn)
+                raise
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # The original error is the one worth reporting; SQLite rolls back on next open anyway.
+            log.exception("rolling back a failed transaction in %s also failed", self.path)
+
+    def read(self, action: str, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self.errors(action):
+            return self.connection().execute(sql, parameters).fetchall()
+
+    def close(self) -> None:
+        """Close every thread's connection; nothing can be used afterwards."""
+        self._closed = True
+        with self._all_lock:
+            connections, self._all = self._all, []
+        for conn in connections:
+            conn.close()

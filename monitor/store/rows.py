@@ -1,0 +1,160 @@
+"""Between Python values and SQLite rows: times, URLs as article identities, and
+the mapping of rows to the types in `monitor.models`.
+
+Times are stored as UTC ISO 8601 text with microseconds, so text order is
+time order; a naive datetime is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from monitor.errors import StorageError
+from monitor.models import (
+    ArticleText,
+    Entry,
+    FeedState,
+    HitResult,
+    StoredHit,
+    TextSource,
+    Validators,
+)
+
+
+def normalise_url(url: str) -> str:
+    """The identity of an article URL across feeds.
+
+    Lower-case scheme and host, default port dropped, empty path as "/",
+    fragment and utm_* tracking parameters removed; the rest (path case, other
+    parameters and their order) is kept because servers may depend on it.
+    """
+    stripped = url.strip()
+    try:
+        parts = urlsplit(stripped)
+        port = parts.port
+    except ValueError:  # an invalid port or IPv6 literal: keep the text as its own identity
+        return stripped
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and (scheme, port) not in {("http", 80), ("https", 443)}:
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not name.lower().startswith("utm_")
+    ]
+    path = parts.path or ("/" if netloc else "")
+    return urlunsplit((scheme, netloc, path, urlencode(query), ""))
+
+
+def to_db(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: the store only accepts aware datetimes")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_db(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def required_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def article_key(feed_id: int, entry: Entry, article: ArticleText) -> str:
+    link = entry.link or article.url
+    return normalise_url(link) if link else f"entry:{feed_id}:{entry.key}"
+
+
+def lastrowid(cursor: sqlite3.Cursor) -> int:
+    if cursor.lastrowid is None:  # pragma: no cover - INSERT always sets it
+        raise StorageError("SQLite did not report the id of an inserted row")
+    return cursor.lastrowid
+
+
+def insert_hit(
+    conn: sqlite3.Connection,
+    article_id: int,
+    hit: HitResult,
+    found_at: str | None,
+    *,
+    backfilled: bool,
+    quiet: bool,
+) -> int:
+    clauses = [
+        {"clause": clause.clause, "words": list(clause.words), "field": clause.field}
+        for clause in hit.clauses
+    ]
+    cursor = conn.execute(
+        """
+        INSERT OR IGNORE INTO hits (watchlist, article_id, matched, clauses, snippets, found_at,
+                                    backfilled, quiet)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            hit.watchlist,
+            article_id,
+            json.dumps(list(hit.matched), ensure_ascii=False),
+            json.dumps(clauses, ensure_ascii=False),
+            json.dumps(list(hit.snippets), ensure_ascii=False),
+            found_at,
+            int(backfilled),
+            int(quiet),
+        ],
+    )
+    return cursor.rowcount
+
+
+def feed_state(row: sqlite3.Row) -> FeedState:
+    return FeedState(
+        feed_id=row["id"],
+        url=row["url"],
+        title=row["title"],
+        validators=Validators(etag=row["etag"], last_modified=row["last_modified"]),
+        body_hash=row["body_hash"],
+        last_poll=from_db(row["last_poll"]),
+        last_success=from_db(row["last_success"]),
+        http_status=row["http_status"],
+        entries=row["entry_count"],
+        last_error=row["last_error"],
+        error_count=row["error_count"],
+        next_poll=from_db(row["next_poll"]),
+        last_full_fetch=from_db(row["last_full_fetch"]),
+    )
+
+
+def article_text(row: sqlite3.Row) -> ArticleText:
+    return ArticleText(
+        url=row["url"],
+        title=row["title"],
+        text=row["text"],
+        source=TextSource(row["text_source"]),
+        note=row["note"],
+        language=row["language"],
+        published=from_db(row["published"]),
+    )
+
+
+def stored_hit(row: sqlite3.Row) -> StoredHit:
+    return StoredHit(
+        hit_id=row["hit_id"],
+        watchlist=row["watchlist"],
+        article_id=row["article_id"],
+        title=row["title"],
+        url=row["url"],
+        feed=row["feed"],
+        published=from_db(row["published"]),
+        found_at=required_time(row["found_at"]),
+        matched=tuple(json.loads(row["matched"])),
+        snippets=tuple(json.loads(row["snippets"])),
+        backfilled=bool(row["backfilled"]),
+    )

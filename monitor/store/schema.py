@@ -1,0 +1,105 @@
+"""The database schema, as the ordered list of migrations that builds it.
+
+    feeds ──< entries >── articles ──< hits >── digests
+              (feed_id, entry_key) unique    (article_id, watchlist) unique
+
+sqlite-utils' `Migrations` records each applied step in ``_sqlite_migrations``;
+`Store` applies the pending ones inside its own write transaction, so two
+processes opening a new file at once migrate it once.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("monitor")
+
+
+@MIGRATIONS(name="0001_initial_schema")
+def _initial_schema(db: sqlite_utils.Database) -> None:
+    statements = [
+        """
+        CREATE TABLE feeds (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,
+            title TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            body_hash TEXT,
+            last_poll TEXT,
+            last_success TEXT,
+            http_status INTEGER,
+            last_error TEXT,
+            error_count INTEGER NOT NULL DEFAULT 0,
+            next_poll TEXT
+        )
+        """,
+        """
+        CREATE TABLE articles (
+            id INTEGER PRIMARY KEY,
+            url TEXT,
+            url_key TEXT NOT NULL UNIQUE,  -- normalised URL, or entry:<feed id>:<entry key>
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_source TEXT NOT NULL CHECK (text_source IN ('page', 'feed')),
+            note TEXT,
+            language TEXT,
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            first_feed_id INTEGER NOT NULL REFERENCES feeds (id)
+        )
+        """,
+        "CREATE INDEX articles_first_seen ON articles (first_seen)",
+        """
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            feed_id INTEGER NOT NULL REFERENCES feeds (id),
+            entry_key TEXT NOT NULL,
+            article_id INTEGER NOT NULL REFERENCES articles (id),
+            link TEXT,
+            title TEXT NOT NULL,
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            UNIQUE (feed_id, entry_key)
+        )
+        """,
+        "CREATE INDEX entries_article ON entries (article_id)",
+        """
+        CREATE TABLE digests (
+            key TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'empty', 'failed')),
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        )
+        """,
+        """
+        CREATE TABLE hits (
+            id INTEGER PRIMARY KEY,
+            watchlist TEXT NOT NULL,
+            article_id INTEGER NOT NULL REFERENCES articles (id),
+            matched TEXT NOT NULL,   -- JSON list of terms
+            clauses TEXT NOT NULL,   -- JSON list of {clause, words, field}
+            snippets TEXT NOT NULL,  -- JSON list of sentences with [[marks]]
+            found_at TEXT NOT NULL,
+            backfilled INTEGER NOT NULL DEFAULT 0,
+            quiet INTEGER NOT NULL DEFAULT 0,  -- a quiet backfill: never mailed
+            digest_key TEXT REFERENCES digests (key),
+            UNIQUE (article_id, watchlist)
+        )
+        """,
+        "CREATE INDEX hits_digest_key ON hits (digest_key)",
+        "CREATE INDEX hits_found_at ON hits (found_at)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+@MIGRATIONS(name="0002_feed_last_full_fetch")
+def _feed_last_full_fetch(db: sqlite_utils.Database) -> None:
+    # When a whole body last arrived (200, changed or not). A server can answer 304
+    # forever to bogus validators; the pipeline ignores validators older than a day.
+    db.execute("ALTER TABLE feeds ADD COLUMN last_full_fetch TEXT")

@@ -1,0 +1,135 @@
+"""`service.run_digest` against a real SMTP server on 127.0.0.1 and a real SQLite file:
+a stuck digest is sent again once per run, never twice, and new hits follow it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config, DigestSettings, SmtpSettings, load_config
+from monitor.models import (
+    ArticleText,
+    Entry,
+    FeedSpec,
+    Fetched,
+    HitResult,
+    MatchedClause,
+    NewArticle,
+    NewBody,
+    TextSource,
+)
+from monitor.schedule import decide_update
+from monitor.service import run_digest
+from monitor.store import Store
+from tests.smtp_server import SmtpSink, smtp_sink
+
+__all__ = ["smtp_sink"]  # the fixture, used by name
+
+NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+FEED = "https://news.example.org/feed.xml"
+
+
+def config_for(tmp_path: Path, sink: SmtpSink) -> Config:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        f"""
+feeds:
+  - url: {FEED}
+watchlists:
+  - name: accord
+    query: accord
+digest:
+  from: monitor@example.org
+  to: [analyste@example.org]
+""",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    smtp = SmtpSettings(host=sink.host, port=sink.port, security="none", timeout=10.0)
+    digest: DigestSettings = replace(config.digest, smtp=smtp)
+    return replace(config, digest=digest)
+
+
+def store_hit(store: Store, number: int, now: datetime) -> None:
+    link = f"https://news.example.org/{number}"
+    entry = Entry(key=link, link=link, title=f"Accord {number}", summary="", content="",
+                  published=now)
+    article = ArticleText(url=link, title=entry.title, text="L’accord est signé.",
+                          source=TextSource.PAGE, language="fr")
+    hit = HitResult(watchlist="accord", matched=("accord",),
+                    clauses=(MatchedClause("accord", ("accord",), "text"),),
+                    snippets=("L’[[accord]] est signé.",))
+    fetched = Fetched(url=FEED, status=200, headers={}, content=b"")
+    result = NewBody(fetched=fetched, body_hash=f"body-{number}", feed_title="News", entries=1,
+                     new=(NewArticle(entry=entry, article=article, hits=(hit,)),))
+    store.record(decide_update(store.feed_state(FEED), FeedSpec(url=FEED), result, now))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "monitor.db")
+
+
+def test_a_stuck_digest_whose_resend_is_uncertain_is_sent_once_per_run(
+    tmp_path: Path, store: Store, smtp_sink: SmtpSink
+) -> None:
+    config = config_for(tmp_path, smtp_sink)
+    store_hit(store, 1, NOW)
+    # A first run claims the digest; the link breaks after the data: it stays "sending".
+    smtp_sink.drop_after_data = True
+    [first] = run_digest(store, config, key="2026-11-28", now=NOW)
+    assert not first.delivered
+    assert len(smtp_sink.messages) == 1
+    stuck_id = smtp_sink.messages[0].message["Message-ID"]
+    # A new hit arrives; the next day's run re-sends the stuck digest, and the link breaks
+    # again. Before, the same run then claimed "any key" and got the stuck digest back,
+    # sending the same message a second time.
+    store_hit(store, 2, NOW + timedelta(hours=12))
+    later = NOW + timedelta(days=1)
+    runs = run_digest(store, config, key="2026-11-29", now=later)
+    assert [(run.key, run.delivered) for run in runs] == [("2026-11-28", False)]
+    assert [m.message["Message-ID"] for m in smtp_sink.messages] == [stuck_id, stuck_id]
+    # The server works again: the stuck digest goes once more, unchanged, then the new one.
+    smtp_sink.drop_after_data = False
+    runs = run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=10))
+    assert [(run.key, run.hits, run.delivered) for run in runs] == [
+        ("2026-11-28", 1, True),
+        ("2026-11-29", 1, True),
+    ]
+    ids = [m.message["Message-ID"] for m in smtp_sink.messages]
+    assert ids[:3] == [stuck_id] * 3 and ids[3] != stuck_id and len(ids) == 4
+    assert run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=20)) == []
+    assert len(smtp_sink.messages) == 4
+
+
+def test_a_stuck_digest_refused_for_good_releases_its_hits_to_the_next_run(
+    tmp_path: Path, store: Store, smtp_sink: SmtpSink
+) -> None:
+    config = config_for(tmp_path, smtp_sink)
+    store_hit(store, 1, NOW)
+    smtp_sink.drop_after_data = True
+    run_digest(store, config, key="2026-11-28", now=NOW)
+    smtp_sink.drop_after_data = False
+    smtp_sink.data_reply = "554 5.6.0 message refused"
+    later = NOW + timedelta(days=1)
+    runs = run_digest(store, config, key="2026-11-29", now=later)
+    # One attempt, refused: the run stops there rather than try a second message.
+    assert [(run.key, run.delivered) for run in runs] == [("2026-11-28", False)]
+    assert "permanently refused" in runs[0].description
+    smtp_sink.data_reply = None
+    runs = run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=10))
+    assert [(run.key, run.hits, run.delivered) for run in runs] == [("2026-11-29", 1, True)]
+    assert store.pending_digest() is None
+
+
+def test_a_day_without_hits_sends_nothing_and_says_so(
+    tmp_path: Path, store: Store, smtp_sink: SmtpSink
+) -> None:
+    config = config_for(tmp_path, smtp_sink)
+    [run] = run_digest(store, config, key="2026-11-28", now=NOW)
+    assert (run.hits, run.delivered, run.description) == (0, False, "no new hits: nothing sent")
+    assert run_digest(store, config, key="2026-11-28", now=NOW) == []
+    assert smtp_sink.messages == []
