@@ -49,7 +49,9 @@ from monitor.query import from_lists, parse_query
 from monitor.service import open_pipeline
 from monitor.store import Store
 
-CORPUS = Path(os.environ.get("MONITOR_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+CORPUS = Path(
+    os.environ.get("MONITOR_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
+)
 PUBLISHED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 FULL_TEXT_GROUPS = ("aeb-scrapinghub", "newspaper4k", "dragnet", "readability", "goose3")
 
@@ -72,7 +74,9 @@ def corpus_pages(limit: int) -> list[tuple[str, bytes]]:
 
 def rss(title: str, items: list[tuple[str, str | None, str]]) -> bytes:
     """An RSS 2.0 document with (title, link, description) items."""
-    parts = [f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>']
+    parts = [
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>'
+    ]
     for index, (item_title, link, description) in enumerate(items):
         parts.append("<item>")
         parts.append(f"<title>{escape(item_title)}</title>")
@@ -111,7 +115,9 @@ def serve(host: str, port: int, routes: dict[str, bytes], latency: float, ready:
                 self.end_headers()
                 return
             self.send_response(200)
-            content_type = "application/rss+xml" if self.path.endswith(".xml") else "text/html; charset=utf-8"
+            content_type = (
+                "application/rss+xml" if self.path.endswith(".xml") else "text/html; charset=utf-8"
+            )
             self.send_header("Content-Type", content_type)
             if honours_validators:
                 self.send_header("ETag", etag)
@@ -132,7 +138,9 @@ def serve(host: str, port: int, routes: dict[str, bytes], latency: float, ready:
 class Servers:
     """One server process per loopback address; routes decide what each host serves."""
 
-    def __init__(self, routes_by_host: dict[str, dict[str, bytes]], latency: float, port: int) -> None:
+    def __init__(
+        self, routes_by_host: dict[str, dict[str, bytes]], latency: float, port: int
+    ) -> None:
         self.processes: list[multiprocessing.Process] = []
         self.port = port
         for host, routes in routes_by_host.items():
@@ -171,12 +179,20 @@ def hosts(count: int) -> Iterator[str]:
 def watchlists() -> tuple[Watchlist, ...]:
     sets = {"russie": ["Russie", "Moscou", "Kremlin", "Fédération de Russie", "Wagner"]}
     specs = [
-        ("Togo — coopération militaire", from_lists(["Togo"], ["coopération militaire", "accord de défense"], ["football"], sets)),
+        (
+            "Togo — coopération militaire",
+            from_lists(
+                ["Togo"], ["coopération militaire", "accord de défense"], ["football"], sets
+            ),
+        ),
         ("Russie", parse_query("@russie AND (militaire OR défense OR sécurité)", sets)),
-        ("Elections", parse_query('(election OR élection OR vote) NEAR/8 (president OR président)', sets)),
-        ("Tech", parse_query('(Apple OR Google OR Microsoft) AND (antitrust OR regulator*)', sets)),
+        (
+            "Elections",
+            parse_query("(election OR élection OR vote) NEAR/8 (president OR président)", sets),
+        ),
+        ("Tech", parse_query("(Apple OR Google OR Microsoft) AND (antitrust OR regulator*)", sets)),
         ("Climate", parse_query('"climate change" OR "changement climatique" OR emissions', sets)),
-        ("Economy", parse_query("(inflation OR recession OR \"interest rates\") NOT sport*", sets)),
+        ("Economy", parse_query('(inflation OR recession OR "interest rates") NOT sport*', sets)),
     ]
     return tuple(Watchlist(name=name, query=query) for name, query in specs)
 
@@ -271,34 +287,50 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
             items.append((title, f"http://{host}:{port}{path}", title))
         feed_path = f"/feed/{feed_index}.xml"
         routes[host][feed_path] = rss(f"Feed {feed_index}", items)
-        feeds.append(FeedSpec(url=f"http://{host}:{port}{feed_path}", name=f"Feed {feed_index}",
-                              interval=timedelta(minutes=15)))
+        feeds.append(
+            FeedSpec(
+                url=f"http://{host}:{port}{feed_path}",
+                name=f"Feed {feed_index}",
+                interval=timedelta(minutes=15),
+            )
+        )
 
     servers = Servers(routes, args.latency, port)
     try:
-        print(f"pages: {len(pages)} real corpus pages; each poll: {args.feeds} feeds x {args.articles} "
-              f"new articles on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency per response")
+        print(
+            f"pages: {len(pages)} real corpus pages; each poll: {args.feeds} feeds x {args.articles} "
+            f"new articles on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency per response"
+        )
         sample = pages[: min(len(pages), args.bare_sample)]
         bare_rate = bare_trafilatura(sample)
-        print(f"bare trafilatura.extract, one core, {len(sample)} pages: {bare_rate:.1f} articles/s")
+        print(
+            f"bare trafilatura.extract, one core, {len(sample)} pages: {bare_rate:.1f} articles/s"
+        )
 
-        print(f"main process before the pipeline starts (the benchmark's own pages and routes): "
-              f"{vm_rss_mib(os.getpid()):.0f} MiB")
+        print(
+            f"main process before the pipeline starts (the benchmark's own pages and routes): "
+            f"{vm_rss_mib(os.getpid()):.0f} MiB"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             config = make_config(Path(tmp), feeds, args.concurrency)
             warm_up = time.perf_counter()
             with Store(config.database) as store, open_pipeline(config, store) as pipeline:
                 warm_up = time.perf_counter() - warm_up
-                print(f"starting the {pipeline.extractor.workers} extraction workers: {warm_up:.2f} s")
-                for label, batch in (("first poll after start", feeds[: args.feeds]),
-                                     ("second poll, warm workers", feeds[args.feeds:])):
+                print(
+                    f"starting the {pipeline.extractor.workers} extraction workers: {warm_up:.2f} s"
+                )
+                for label, batch in (
+                    ("first poll after start", feeds[: args.feeds]),
+                    ("second poll, warm workers", feeds[args.feeds :]),
+                ):
                     one_poll(label, pipeline, batch, args.concurrency, bare_rate)
     finally:
         servers.close()
 
 
-def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int,
-             bare_rate: float) -> None:
+def one_poll(
+    label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int, bare_rate: float
+) -> None:
     worker_pids = list(getattr(pipeline.extractor._pool, "_processes", {}) or {})
     workers_before = sum(cpu_seconds(pid) for pid in worker_pids)
     started = time.perf_counter()
@@ -306,7 +338,9 @@ def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int
     reports = pipeline.poll_all(feeds, threads=threads)
     elapsed = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    main_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    main_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+        cpu_after.ru_stime - cpu_before.ru_stime
+    )
     workers_cpu = sum(cpu_seconds(pid) for pid in worker_pids) - workers_before
     worker_peaks = [vm_hwm_mib(pid) for pid in worker_pids]
     worker_pss = [pss_mib(pid) for pid in worker_pids]
@@ -314,19 +348,30 @@ def one_poll(label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int
     failed = [report for report in reports if report.outcome == "failed"]
     fallbacks = sum(report.fallbacks for report in reports)
     hits = sum(report.new_hits for report in reports)
-    print(f"\n{label}: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
-          f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s")
+    print(
+        f"\n{label}: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
+        f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s"
+    )
     print(f"  feeds/s:    {len(reports) / elapsed:8.2f}")
-    print(f"  articles/s: {articles / elapsed:8.2f}   = {articles / elapsed / bare_rate:.2f}x bare "
-          f"trafilatura on one core ({os.cpu_count()} cores here)")
-    print(f"  CPU during the poll: main process {main_cpu:.2f} s ({main_cpu / elapsed:.0%} of one core), "
-          f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core)")
-    print(f"  peak memory so far: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
-          + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks)
-          + " (RSS, counting pages they share with the fork server; their proportional share now: "
-          + ", ".join(f"{pss:.0f} MiB" for pss in worker_pss) + ")")
-    totals = {name: sum(getattr(report.times, name) for report in reports)
-              for name in ("fetch", "parse", "page_fetch", "extract", "store")}
+    print(
+        f"  articles/s: {articles / elapsed:8.2f}   = {articles / elapsed / bare_rate:.2f}x bare "
+        f"trafilatura on one core ({os.cpu_count()} cores here)"
+    )
+    print(
+        f"  CPU during the poll: main process {main_cpu:.2f} s ({main_cpu / elapsed:.0%} of one core), "
+        f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core)"
+    )
+    print(
+        f"  peak memory so far: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
+        + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks)
+        + " (RSS, counting pages they share with the fork server; their proportional share now: "
+        + ", ".join(f"{pss:.0f} MiB" for pss in worker_pss)
+        + ")"
+    )
+    totals = {
+        name: sum(getattr(report.times, name) for report in reports)
+        for name in ("fetch", "parse", "page_fetch", "extract", "store")
+    }
     print("  where the time went (seconds summed over threads, so waits overlap; 'extract' is the")
     print("  wait for a worker to extract and match a page):")
     for name, seconds in totals.items():
@@ -343,8 +388,10 @@ def repoll(args: argparse.Namespace) -> None:
         host = host_list[index % len(host_list)]
         suffix = "-noetag.xml" if index % 2 else ".xml"
         path = f"/small/{index}{suffix}"
-        items = [(f"Item {index}-{n}", None, f"Summary {n} of feed {index}: Togo, Lomé, coopération.")
-                 for n in range(5)]
+        items = [
+            (f"Item {index}-{n}", None, f"Summary {n} of feed {index}: Togo, Lomé, coopération.")
+            for n in range(5)
+        ]
         routes[host][path] = rss(f"Small feed {index}", items)
         feeds.append(FeedSpec(url=f"http://{host}:{port}{path}", name=f"Small {index}"))
     servers = Servers(routes, args.latency, port)
@@ -361,9 +408,13 @@ def repoll(args: argparse.Namespace) -> None:
         outcomes: dict[str, int] = {}
         for report in second:
             outcomes[report.outcome] = outcomes.get(report.outcome, 0) + 1
-        print(f"\n{len(feeds)} small feeds on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency, "
-              f"concurrency {args.concurrency}, 2 per host")
-        print(f"  first poll:        {first_elapsed:6.2f} s ({sum(r.new_entries for r in first)} entries stored)")
+        print(
+            f"\n{len(feeds)} small feeds on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency, "
+            f"concurrency {args.concurrency}, 2 per host"
+        )
+        print(
+            f"  first poll:        {first_elapsed:6.2f} s ({sum(r.new_entries for r in first)} entries stored)"
+        )
         print(f"  unchanged re-poll: {elapsed:6.2f} s  {outcomes}")
         print(f"  peak memory (main process, whole run so far): {vm_hwm_mib(os.getpid()):.0f} MiB")
     finally:
@@ -371,15 +422,27 @@ def repoll(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--feeds", type=int, default=20)
     parser.add_argument("--articles", type=int, default=10, help="new articles per feed")
-    parser.add_argument("--hosts", type=int, default=10, help="loopback addresses to spread feeds over")
-    parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every response")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (poll.concurrency)")
+    parser.add_argument(
+        "--hosts", type=int, default=10, help="loopback addresses to spread feeds over"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.1, help="seconds added to every response"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="requests in flight (poll.concurrency)"
+    )
     parser.add_argument("--repoll-feeds", type=int, default=1000)
-    parser.add_argument("--bare-sample", type=int, default=200, help="pages timed with bare trafilatura")
-    parser.add_argument("--quick", action="store_true", help="5 feeds x 4 articles, 100-feed re-poll")
+    parser.add_argument(
+        "--bare-sample", type=int, default=200, help="pages timed with bare trafilatura"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="5 feeds x 4 articles, 100-feed re-poll"
+    )
     args = parser.parse_args()
     if args.quick:
         args.feeds, args.articles, args.repoll_feeds, args.bare_sample = 5, 4, 100, 20

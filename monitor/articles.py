@@ -35,9 +35,7 @@ __all__ = [
 ]
 
 
-def process_article(
-    job: ArticleJob, matcher: Matcher
-) -> tuple[ArticleText, tuple[HitResult, ...]]:
+def process_article(job: ArticleJob, matcher: Matcher) -> tuple[ArticleText, tuple[HitResult, ...]]:
     """The text of one new entry and the hits of `matcher`'s watchlists on it."""
     article = article_text(job)
     hits = matcher.match(article, feed_name=job.feed_name, feed_language=job.feed_language)

@@ -369,7 +369,9 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     if chosen is None:
         raise click.ClickException(f"no watchlist named {watchlist!r} in {config.path}")
     with Store(config.database) as store:
-        scanned, added = run_backfill(store, chosen, since=_since(since), now=utc_now(), quiet=quiet)
+        scanned, added = run_backfill(
+            store, chosen, since=_since(since), now=utc_now(), quiet=quiet
+        )
     where = "left out of digests" if quiet else "listed in the next digest"
     stdout.print(
         f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where})", markup=False

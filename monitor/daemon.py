@@ -309,8 +309,9 @@ def _exit_after(grace: float) -> None:
     """
 
     def abandon() -> None:
-        log.warning("some work did not finish within %.0f s of the stop request; abandoning it",
-                    grace)
+        log.warning(
+            "some work did not finish within %.0f s of the stop request; abandoning it", grace
+        )
         logging.shutdown()
         os._exit(0)
 

@@ -342,7 +342,6 @@ class Watchlist:
     languages: tuple[str, ...] = ()
 
 
-
 @dataclass(frozen=True)
 class MatchedClause:
     """One clause of a watchlist and what satisfied it."""

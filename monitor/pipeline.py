@@ -178,9 +178,7 @@ class Pipeline:
                 return self._record(spec, name, state, failure, self.clock(), StageTimes())
             except Exception:
                 log.exception("%s: could not record the failure either", name)
-            return FeedReport(
-                url=spec.url, name=name, outcome=PollOutcome.FAILED, error=message
-            )
+            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.FAILED, error=message)
 
     def _poll_feed(self, spec: FeedSpec) -> FeedReport:
         times = StageTimes()

@@ -123,7 +123,11 @@ def decide_update(
         outcome, status, sent = PollOutcome.NOT_MODIFIED, 304, result.validators
         last_full_fetch = state.last_full_fetch
     else:
-        outcome, status, sent = PollOutcome.UNCHANGED, result.fetched.status, result.fetched.validators
+        outcome, status, sent = (
+            PollOutcome.UNCHANGED,
+            result.fetched.status,
+            result.fetched.validators,
+        )
         last_full_fetch = now
     # A validator the server did not repeat keeps its stored value, so a 304
     # without an ETag does not turn the next poll into an unconditional GET.

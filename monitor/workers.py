@@ -157,7 +157,9 @@ class ExtractionPool:
         second = self._run(retry)
         if isinstance(second, tuple):
             return second
-        log.error("%s: matching the feed's text failed too (%s); stored without hits", label, second)
+        log.error(
+            "%s: matching the feed's text failed too (%s); stored without hits", label, second
+        )
         return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
 
     def _run(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]] | str:

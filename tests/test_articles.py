@@ -68,16 +68,27 @@ def test_a_page_without_article_text_falls_back_with_the_pages_reason() -> None:
 
 
 def test_a_stored_article_is_reused_as_it_is() -> None:
-    known = ArticleText(url=ENTRY.link, title="Stocké", text="Le Parlement togolais.",
-                        source=TextSource.PAGE, language="fr")
+    known = ArticleText(
+        url=ENTRY.link,
+        title="Stocké",
+        text="Le Parlement togolais.",
+        source=TextSource.PAGE,
+        language="fr",
+    )
     article, hits = process_article(job(known=known, page=page()), Matcher(WATCHLISTS))
     assert article is known
     assert [hit.watchlist for hit in hits] == ["Parlement"]
 
 
 def test_an_entry_without_link_uses_the_feed_text() -> None:
-    entry = Entry(key="k2", link=None, title="Togo", summary="La coopération militaire.",
-                  content="", published=None)
+    entry = Entry(
+        key="k2",
+        link=None,
+        title="Togo",
+        summary="La coopération militaire.",
+        content="",
+        published=None,
+    )
     article = article_text(job(entry=entry))
     assert (article.source, article.url) == (TextSource.FEED, None)
     assert article.note == "the entry has no web link; using the feed's text"

@@ -40,8 +40,14 @@ digest:
 """
 
 ARTICLES = [
-    ("Le Togo signe un accord de défense", "Lomé a signé mardi un accord de défense avec ses voisins."),
-    ("Élection au Ghana", "Le Ghana vote dans le calme ; le Togo observe la coopération militaire régionale."),
+    (
+        "Le Togo signe un accord de défense",
+        "Lomé a signé mardi un accord de défense avec ses voisins.",
+    ),
+    (
+        "Élection au Ghana",
+        "Le Ghana vote dans le calme ; le Togo observe la coopération militaire régionale.",
+    ),
     ("Marché du cacao", "Les cours du cacao montent à Abidjan."),
 ]
 
@@ -60,17 +66,40 @@ def config(tmp_path: Path) -> Path:
     now = datetime.now(UTC).replace(microsecond=0)
     new = []
     for index, (title, text) in enumerate(ARTICLES):
-        entry = Entry(key=f"e{index}", link=f"https://news.example.org/a/{index}", title=title,
-                      summary="", content="", published=now)
-        article = ArticleText(url=entry.link, title=title, text=text, source=TextSource.PAGE,
-                              language="fr", published=now)
-        new.append(NewArticle(entry=entry, article=article,
-                              hits=tuple(matcher.match(article, feed_name="Afrique Exemple"))))
+        entry = Entry(
+            key=f"e{index}",
+            link=f"https://news.example.org/a/{index}",
+            title=title,
+            summary="",
+            content="",
+            published=now,
+        )
+        article = ArticleText(
+            url=entry.link,
+            title=title,
+            text=text,
+            source=TextSource.PAGE,
+            language="fr",
+            published=now,
+        )
+        new.append(
+            NewArticle(
+                entry=entry,
+                article=article,
+                hits=tuple(matcher.match(article, feed_name="Afrique Exemple")),
+            )
+        )
     spec = loaded.feeds[0]
-    fetched = Fetched(url=spec.url, status=200, headers={}, content=b"",
-                      validators=Validators(etag='"1"'))
-    body = NewBody(fetched=fetched, body_hash="h", feed_title="Afrique Exemple",
-                   entries=len(new), new=tuple(new))
+    fetched = Fetched(
+        url=spec.url, status=200, headers={}, content=b"", validators=Validators(etag='"1"')
+    )
+    body = NewBody(
+        fetched=fetched,
+        body_hash="h",
+        feed_title="Afrique Exemple",
+        entries=len(new),
+        new=tuple(new),
+    )
     with Store(loaded.database) as store:
         store.record(decide_update(store.feed_state(spec.url), spec, body, now))
     return path
@@ -78,9 +107,12 @@ def config(tmp_path: Path) -> Path:
 
 def test_check_lists_every_problem_with_its_position(tmp_path: Path) -> None:
     path = tmp_path / "feeds.yaml"
-    path.write_text(CONFIG.replace("timezone: Africa/Lome", "timezone: Africa/Lomé")
-                    .replace("name: Afrique Exemple", "name: Afrique Exemple\n    interval: 15 minutes"),
-                    encoding="utf-8")
+    path.write_text(
+        CONFIG.replace("timezone: Africa/Lome", "timezone: Africa/Lomé").replace(
+            "name: Afrique Exemple", "name: Afrique Exemple\n    interval: 15 minutes"
+        ),
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(main, ["-c", str(path), "check"])
     assert result.exit_code == 1
     assert f"{path}:3:11:" in result.output  # the time zone
@@ -101,7 +133,9 @@ def test_hits_json_filters(config: Path) -> None:
     assert first["feed"] == "Afrique Exemple"
     assert first["matched"] == ["Togo", "accord de défense"]
     assert "[[accord de défense]]" in first["snippet"]
-    assert json.loads(invoke(config, "hits", "--format", "json", "--watchlist", "autre").output) == []
+    assert (
+        json.loads(invoke(config, "hits", "--format", "json", "--watchlist", "autre").output) == []
+    )
     # Hits were stored "now": a window of one second still holds them, and a bad window is refused.
     assert len(json.loads(invoke(config, "hits", "--format", "json", "--since", "1d").output)) == 2
     refused = CliRunner().invoke(main, ["-c", str(config), "hits", "--since", "yesterday"])
@@ -129,8 +163,9 @@ def test_digest_dry_run_marks_nothing_then_digest_writes_one_eml(config: Path) -
 
 
 def test_backfill_records_hits_for_a_new_watchlist(config: Path) -> None:
-    config.write_text(CONFIG.replace("digest:", "  - name: Cacao\n    query: cacao\ndigest:"),
-                      encoding="utf-8")
+    config.write_text(
+        CONFIG.replace("digest:", "  - name: Cacao\n    query: cacao\ndigest:"), encoding="utf-8"
+    )
     invoke(config, "digest")  # send the two ordinary hits first
 
     result = invoke(config, "backfill", "Cacao", "--since", "30d")
@@ -148,10 +183,13 @@ def test_backfill_records_hits_for_a_new_watchlist(config: Path) -> None:
 
 
 def test_quiet_backfill_stays_out_of_digests(config: Path) -> None:
-    config.write_text(CONFIG.replace("digest:", "  - name: Cacao\n    query: cacao\ndigest:"),
-                      encoding="utf-8")
+    config.write_text(
+        CONFIG.replace("digest:", "  - name: Cacao\n    query: cacao\ndigest:"), encoding="utf-8"
+    )
     invoke(config, "digest")
-    assert "1 new hits (left out of digests)" in invoke(config, "backfill", "Cacao", "--quiet").output
+    assert (
+        "1 new hits (left out of digests)" in invoke(config, "backfill", "Cacao", "--quiet").output
+    )
     assert "no unsent hits" in invoke(config, "digest", "--dry-run").output
 
 

@@ -864,7 +864,9 @@ digest:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
-    assert any(":9:17:" in problem and "language" in problem for problem in raised.value.problems), raised.value.problems
+    assert any(
+        ":9:17:" in problem and "language" in problem for problem in raised.value.problems
+    ), raised.value.problems
     path.write_text(text.replace("[français]", "[fr]"), encoding="utf-8")
     config = load_config(path, environ={})
     assert config.watchlists[0].languages == ("fr", "en")

@@ -60,5 +60,7 @@ def test_every_configuration_key_is_in_the_reference_table() -> None:
         first = re.match(r"\| `([a-z_\[\].]+)\.[a-z_]+`", row)
         if first:
             documented.update(f"{first.group(1)}.{key}" for key in re.findall(r"`([a-z_]+)`", row))
-    missing = [key for key in keys if key not in documented and key not in ("feeds", "watchlists", "sets")]
+    missing = [
+        key for key in keys if key not in documented and key not in ("feeds", "watchlists", "sets")
+    ]
     assert not missing, f"configuration keys missing from README's reference table: {missing}"

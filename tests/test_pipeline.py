@@ -83,19 +83,31 @@ def test_each_bad_feed_fails_alone_with_a_clear_error(pipeline: Pipeline, store:
     bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
     bomb_body = bomb.compress(b"\0" * (8 * 1024 * 1024)) + bomb.flush()
     with HTTPTestServer() as server, RawServer(stall_after_headers()) as staller:
-        server.routes.update({
-            "/good.xml": Reply(body=rss([("Accord", server.url("/article.html"))]),
-                               headers={"Content-Type": "application/rss+xml"}),
-            "/article.html": Reply(body=ARTICLE, headers={"Content-Type": "text/html"}),
-            "/html.xml": Reply(body=b"<!DOCTYPE html><html><body><h1>Log in</h1></body></html>",
-                               headers={"Content-Type": "text/html"}),
-            "/loop.xml": Reply(status=302, headers={"Location": "/loop.xml"}),
-            "/bomb.xml": Reply(body=bomb_body, headers={"Content-Encoding": "gzip"}),
-        })
-        specs = [FeedSpec(url=server.url(path), name=name) for name, path in [
-            ("good", "/good.xml"), ("html", "/html.xml"), ("missing", "/missing.xml"),
-            ("loop", "/loop.xml"), ("bomb", "/bomb.xml"),
-        ]] + [FeedSpec(url=staller.url("/feed.xml"), name="stall")]
+        server.routes.update(
+            {
+                "/good.xml": Reply(
+                    body=rss([("Accord", server.url("/article.html"))]),
+                    headers={"Content-Type": "application/rss+xml"},
+                ),
+                "/article.html": Reply(body=ARTICLE, headers={"Content-Type": "text/html"}),
+                "/html.xml": Reply(
+                    body=b"<!DOCTYPE html><html><body><h1>Log in</h1></body></html>",
+                    headers={"Content-Type": "text/html"},
+                ),
+                "/loop.xml": Reply(status=302, headers={"Location": "/loop.xml"}),
+                "/bomb.xml": Reply(body=bomb_body, headers={"Content-Encoding": "gzip"}),
+            }
+        )
+        specs = [
+            FeedSpec(url=server.url(path), name=name)
+            for name, path in [
+                ("good", "/good.xml"),
+                ("html", "/html.xml"),
+                ("missing", "/missing.xml"),
+                ("loop", "/loop.xml"),
+                ("bomb", "/bomb.xml"),
+            ]
+        ] + [FeedSpec(url=staller.url("/feed.xml"), name="stall")]
         reports = {report.name: report for report in pipeline.poll_all(specs, threads=6)}
 
     assert reports["good"].outcome == "updated"
@@ -116,7 +128,9 @@ def test_each_bad_feed_fails_alone_with_a_clear_error(pipeline: Pipeline, store:
     for spec in specs[1:]:
         state = states[spec.url]
         assert state.error_count == 1 and state.last_error
-        assert state.next_poll is not None and state.next_poll > datetime.now(UTC) + timedelta(minutes=20)
+        assert state.next_poll is not None and state.next_poll > datetime.now(UTC) + timedelta(
+            minutes=20
+        )
 
 
 def test_repolling_adds_nothing_and_two_feeds_share_one_article(
@@ -124,13 +138,17 @@ def test_repolling_adds_nothing_and_two_feeds_share_one_article(
 ) -> None:
     with HTTPTestServer() as server:
         article = server.url("/article.html")
-        server.routes.update({
-            "/a.xml": Reply(body=rss([("Accord", article)]), etag='"a"'),
-            "/b.xml": Reply(body=rss([("Accord (repris)", article + "?utm_source=rss")])),
-            "/article.html": Reply(body=ARTICLE),
-        })
-        specs = [FeedSpec(url=server.url("/a.xml"), name="A"),
-                 FeedSpec(url=server.url("/b.xml"), name="B")]
+        server.routes.update(
+            {
+                "/a.xml": Reply(body=rss([("Accord", article)]), etag='"a"'),
+                "/b.xml": Reply(body=rss([("Accord (repris)", article + "?utm_source=rss")])),
+                "/article.html": Reply(body=ARTICLE),
+            }
+        )
+        specs = [
+            FeedSpec(url=server.url("/a.xml"), name="A"),
+            FeedSpec(url=server.url("/b.xml"), name="B"),
+        ]
         first = pipeline.poll_all(specs)
         second = pipeline.poll_all(specs)
         page_requests = server.count("/article.html")
@@ -144,10 +162,14 @@ def test_page_that_cannot_be_fetched_falls_back_to_the_feed_text(
     pipeline: Pipeline, store: Store
 ) -> None:
     with HTTPTestServer() as server:
-        server.routes["/feed.xml"] = Reply(body=rss([
-            ("Lomé accueille un sommet", server.url("/gone.html")),
-            ("Lomé: lien local refusé", "http://10.0.0.1/private.html"),
-        ]))
+        server.routes["/feed.xml"] = Reply(
+            body=rss(
+                [
+                    ("Lomé accueille un sommet", server.url("/gone.html")),
+                    ("Lomé: lien local refusé", "http://10.0.0.1/private.html"),
+                ]
+            )
+        )
         [report] = pipeline.poll_all([FeedSpec(url=server.url("/feed.xml"), name="F")])
     assert report.new_entries == 2 and report.fallbacks == 2
     assert report.new_hits == 2
@@ -163,7 +185,9 @@ def test_kill_during_poll_loses_nothing(tmp_path: Path) -> None:
         server.routes["/feed.xml"] = Reply(body=rss(items[:6]))
         server.routes["/feed2.xml"] = Reply(body=rss(items[6:]))
         for n in range(12):
-            server.routes[f"/article/{n}.html"] = Reply(body=ARTICLE.replace(b"mardi", f"jour {n}".encode()), delay=0.4)
+            server.routes[f"/article/{n}.html"] = Reply(
+                body=ARTICLE.replace(b"mardi", f"jour {n}".encode()), delay=0.4
+            )
 
         def config(directory: Path) -> Path:
             directory.mkdir()
@@ -183,13 +207,18 @@ watchlists:
 digest:
   from: a@example.org
   to: [b@example.org]
-""", encoding="utf-8")
+""",
+                encoding="utf-8",
+            )
             return path
 
         def poll(path: Path) -> subprocess.Popen[bytes]:
-            return subprocess.Popen([sys.executable, "-m", "monitor", "-c", str(path), "poll"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+            return subprocess.Popen(
+                [sys.executable, "-m", "monitor", "-c", str(path), "poll"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
         reference = config(tmp_path / "reference")
         assert poll(reference).wait(120) == 0
@@ -205,7 +234,8 @@ digest:
         with sqlite3.connect(path.parent / "monitor.db") as db:
             hits = db.execute(
                 "SELECT hits.watchlist, articles.url FROM hits JOIN articles "
-                "ON articles.id = hits.article_id ORDER BY 1, 2").fetchall()
+                "ON articles.id = hits.article_id ORDER BY 1, 2"
+            ).fetchall()
             return hits, db.execute("PRAGMA integrity_check").fetchone()[0]
 
     expected, _ = rows(reference)
@@ -217,8 +247,15 @@ digest:
 
 def test_hung_extraction_is_abandoned_and_the_pool_recovers(tmp_path: Path) -> None:
     huge = b"<html><body>" + b"<div><p>bloc</p></div>" * 60_000 + b"</body></html>"
-    entry = Entry(key="k", link="http://example.org/a", title="Lomé", summary="Résumé de Lomé",
-                  content="", published=None)
+    entry = Entry(
+        key="k",
+        link="http://example.org/a",
+        title="Lomé",
+        summary="Résumé de Lomé",
+        content="",
+        published=None,
+    )
+
     def job(page: bytes, url: str) -> ArticleJob:
         fetched = Fetched(url=url, status=200, headers={}, content=page)
         return ArticleJob(entry=entry, feed_name="F", feed_language="fr", page=fetched)
@@ -242,8 +279,9 @@ def test_gzip_corpus_page_is_identical_through_the_pool() -> None:
     page = gzip.decompress(
         require_corpus("articles", "aeb-scrapinghub", "374ac9a59a85196c.html.gz").read_bytes()
     )
-    entry = Entry(key="k", link="http://example.org/p", title="", summary="", content="",
-                  published=None)
+    entry = Entry(
+        key="k", link="http://example.org/p", title="", summary="", content="", published=None
+    )
     fetched = Fetched(url="http://example.org/p", status=200, headers={}, content=page)
     with ExtractionPool(1, watchlists=WATCHLISTS) as pool:
         pooled, hits = pool.process(

@@ -76,8 +76,13 @@ class LiteralFetcher:
 
 
 def ok(url: str, content: bytes, etag: str | None = None) -> Fetched:
-    return Fetched(url=url, status=200, headers={"content-type": "text/xml"}, content=content,
-                   validators=Validators(etag=etag))
+    return Fetched(
+        url=url,
+        status=200,
+        headers={"content-type": "text/xml"},
+        content=content,
+        validators=Validators(etag=etag),
+    )
 
 
 @pytest.fixture
@@ -87,8 +92,13 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def pipeline_for(store: Store, fetcher: LiteralFetcher, now: list[datetime]) -> Pipeline:
-    return Pipeline(store=store, fetcher=fetcher, articles=InlineArticles(WATCHLISTS),
-                    clock=lambda: now[0], page_threads=2)
+    return Pipeline(
+        store=store,
+        fetcher=fetcher,
+        articles=InlineArticles(WATCHLISTS),
+        clock=lambda: now[0],
+        page_threads=2,
+    )
 
 
 def test_a_poll_stores_pages_and_fallbacks_and_reports_its_next_poll(store: Store) -> None:
@@ -97,8 +107,12 @@ def test_a_poll_stores_pages_and_fallbacks_and_reports_its_next_poll(store: Stor
         lambda url, _: ok(url, rss(page_ok, page_gone), etag='"v1"'),
         {
             page_ok: ok(page_ok, ARTICLE),
-            page_gone: FetchFailed(url=page_gone, kind=FetchErrorKind.HTTP_STATUS,
-                                   message=f"{page_gone}: HTTP 404", status=404),
+            page_gone: FetchFailed(
+                url=page_gone,
+                kind=FetchErrorKind.HTTP_STATUS,
+                message=f"{page_gone}: HTTP 404",
+                status=404,
+            ),
         },
     )
     now = [NOW]
@@ -123,8 +137,13 @@ def test_a_poll_stores_pages_and_fallbacks_and_reports_its_next_poll(store: Stor
 
 def test_failures_back_off_and_a_304_recovers(store: Store) -> None:
     answers: list[FetchResult] = [
-        FetchFailed(url=FEED, kind=FetchErrorKind.HTTP_STATUS, message=f"{FEED}: HTTP 503",
-                    status=503, retry_after=timedelta(hours=2)),
+        FetchFailed(
+            url=FEED,
+            kind=FetchErrorKind.HTTP_STATUS,
+            message=f"{FEED}: HTTP 503",
+            status=503,
+            retry_after=timedelta(hours=2),
+        ),
         FetchFailed(url=FEED, kind=FetchErrorKind.TIMEOUT, message=f"{FEED}: timed out"),
         NotModified(url=FEED),
     ]

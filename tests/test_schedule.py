@@ -55,8 +55,13 @@ def test_success_waits_one_interval() -> None:
 
 @pytest.mark.parametrize(
     ("errors", "expected"),
-    [(1, timedelta(minutes=30)), (2, timedelta(hours=1)), (3, timedelta(hours=2)),
-     (10, MAX_BACKOFF), (10**9, MAX_BACKOFF)],
+    [
+        (1, timedelta(minutes=30)),
+        (2, timedelta(hours=1)),
+        (3, timedelta(hours=2)),
+        (10, MAX_BACKOFF),
+        (10**9, MAX_BACKOFF),
+    ],
 )
 def test_failures_back_off_exponentially_up_to_a_day(errors: int, expected: timedelta) -> None:
     assert next_poll_after(NOW, QUARTER, consecutive_errors=errors) == NOW + expected
@@ -114,7 +119,12 @@ def test_every_local_day_of_a_year_gets_exactly_one_key(tz: ZoneInfo, at: time) 
 
 @pytest.mark.parametrize(
     ("tz", "day"),
-    [(BERLIN, "2026-03-29"), (BERLIN, "2026-10-25"), (PACIFIC, "2026-03-08"), (PACIFIC, "2026-11-01")],
+    [
+        (BERLIN, "2026-03-29"),
+        (BERLIN, "2026-10-25"),
+        (PACIFIC, "2026-03-08"),
+        (PACIFIC, "2026-11-01"),
+    ],
 )
 def test_dst_change_days_each_become_due_once(tz: ZoneInfo, day: str) -> None:
     at = time(2, 30)  # inside the spring gap / the autumn repeat
@@ -130,9 +140,13 @@ def test_dst_change_days_each_become_due_once(tz: ZoneInfo, day: str) -> None:
     assert became_due.count(day) == 1
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
-       st.sampled_from([LOME, BERLIN, PACIFIC]),
-       st.times())
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+    ),
+    st.sampled_from([LOME, BERLIN, PACIFIC]),
+    st.times(),
+)
 def test_next_digest_time_is_when_the_key_changes(now: datetime, tz: ZoneInfo, at: time) -> None:
     upcoming = next_digest_time(now, tz, at)
     assert now < upcoming <= now + timedelta(days=1, hours=2)
@@ -194,8 +208,9 @@ def failed(status: int | None = 503, retry_after: timedelta | None = None) -> Fe
 
 
 def new_article(key: str) -> NewArticle:
-    entry = Entry(key=key, link=f"https://x.example/{key}", title="T", summary="", content="",
-                  published=None)
+    entry = Entry(
+        key=key, link=f"https://x.example/{key}", title="T", summary="", content="", published=None
+    )
     article = ArticleText(url=entry.link, title="T", text="Texte.", source=TextSource.FEED)
     return NewArticle(entry=entry, article=article, hits=())
 
@@ -256,7 +271,10 @@ def test_a_body_that_is_not_a_feed_is_a_failure_with_its_http_status() -> None:
     page = fetched(b"<html>login</html>", Validators(etag='"page"'), status=203)
     message = f"not a feed: {FEED} returned an HTML page"
     update = decide_update(
-        feed_state(), SPEC, NotAFeed(fetched=page, failure=ParseFailed(url=FEED, message=message)), NOW
+        feed_state(),
+        SPEC,
+        NotAFeed(fetched=page, failure=ParseFailed(url=FEED, message=message)),
+        NOW,
     )
     assert update.outcome is PollOutcome.FAILED
     assert (update.http_status, update.error, update.error_count) == (203, message, 1)
@@ -278,7 +296,9 @@ def test_a_poll_error_is_a_failure_without_status() -> None:
 
 def test_not_modified_resets_the_errors_and_keeps_a_validator_not_repeated() -> None:
     state = feed_state(error_count=4, last_error="HTTP 503", http_status=503)
-    update = decide_update(state, SPEC, NotModified(url=FEED, validators=Validators(etag='"v2"')), NOW)
+    update = decide_update(
+        state, SPEC, NotModified(url=FEED, validators=Validators(etag='"v2"')), NOW
+    )
     assert update.outcome is PollOutcome.NOT_MODIFIED
     assert (update.error_count, update.error, update.http_status) == (0, None, 304)
     assert update.validators == Validators(etag='"v2"', last_modified=STORED.last_modified)
@@ -357,8 +377,13 @@ def test_is_known_body_compares_with_the_stored_hash() -> None:
 SUCCESSES: list[PollResult] = [
     NotModified(url=FEED, validators=Validators(etag='"v2"')),
     BodyUnchanged(fetched=fetched(OLD_BODY)),
-    NewBody(fetched=fetched(validators=Validators(etag='"v3"')), body_hash="h3",
-            feed_title="Le Fil", entries=1, new=(new_article("e1"),)),
+    NewBody(
+        fetched=fetched(validators=Validators(etag='"v3"')),
+        body_hash="h3",
+        feed_title="Le Fil",
+        entries=1,
+        new=(new_article("e1"),),
+    ),
 ]
 FAILURES: list[PollResult] = [
     failed(503),
@@ -395,7 +420,9 @@ def test_any_sequence_of_polls_counts_failures_since_the_last_success(
             assert update.outcome is PollOutcome.FAILED
             # A failure changes nothing of what the last good poll gave.
             assert (update.validators, update.body_hash, update.last_full_fetch) == (
-                state.validators, state.body_hash, state.last_full_fetch
+                state.validators,
+                state.body_hash,
+                state.last_full_fetch,
             )
         else:
             failures_in_a_row = 0

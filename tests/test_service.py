@@ -55,16 +55,30 @@ digest:
 
 def store_hit(store: Store, number: int, now: datetime) -> None:
     link = f"https://news.example.org/{number}"
-    entry = Entry(key=link, link=link, title=f"Accord {number}", summary="", content="",
-                  published=now)
-    article = ArticleText(url=link, title=entry.title, text="L’accord est signé.",
-                          source=TextSource.PAGE, language="fr")
-    hit = HitResult(watchlist="accord", matched=("accord",),
-                    clauses=(MatchedClause("accord", ("accord",), "text"),),
-                    snippets=("L’[[accord]] est signé.",))
+    entry = Entry(
+        key=link, link=link, title=f"Accord {number}", summary="", content="", published=now
+    )
+    article = ArticleText(
+        url=link,
+        title=entry.title,
+        text="L’accord est signé.",
+        source=TextSource.PAGE,
+        language="fr",
+    )
+    hit = HitResult(
+        watchlist="accord",
+        matched=("accord",),
+        clauses=(MatchedClause("accord", ("accord",), "text"),),
+        snippets=("L’[[accord]] est signé.",),
+    )
     fetched = Fetched(url=FEED, status=200, headers={}, content=b"")
-    result = NewBody(fetched=fetched, body_hash=f"body-{number}", feed_title="News", entries=1,
-                     new=(NewArticle(entry=entry, article=article, hits=(hit,)),))
+    result = NewBody(
+        fetched=fetched,
+        body_hash=f"body-{number}",
+        feed_title="News",
+        entries=1,
+        new=(NewArticle(entry=entry, article=article, hits=(hit,)),),
+    )
     store.record(decide_update(store.feed_state(FEED), FeedSpec(url=FEED), result, now))
 
 

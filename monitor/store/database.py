@@ -272,7 +272,9 @@ class Store:
             )
             new_entries += cursor.rowcount
             for hit in item.hits:
-                new_hits += insert_hit(conn, article_id, hit, found_at, backfilled=False, quiet=False)
+                new_hits += insert_hit(
+                    conn, article_id, hit, found_at, backfilled=False, quiet=False
+                )
         return PollCounts(new_entries=new_entries, new_articles=new_articles, new_hits=new_hits)
 
     # ------------------------------------------------------------------ hits and backfill
@@ -459,7 +461,9 @@ class Store:
 
     def digest_done_for(self, key: str) -> bool:
         """True when a digest with this key was sent, or ran with nothing to send."""
-        rows = self._db.read(f"reading digest {key}", "SELECT state FROM digests WHERE key = ?", [key])
+        rows = self._db.read(
+            f"reading digest {key}", "SELECT state FROM digests WHERE key = ?", [key]
+        )
         return bool(rows) and rows[0]["state"] in ("sent", "empty")
 
     def _digest_state(self, conn: sqlite3.Connection, key: str) -> str:
@@ -482,5 +486,3 @@ class Store:
             created_at=required_time(digest["created_at"]),
             attempts=digest["attempts"],
         )
-
-
