@@ -43,11 +43,12 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.config import Config, DigestSettings, PollSettings
-from monitor.models import FeedSpec, Watchlist
+from monitor.models import FeedSpec, Watchlist, utc_now
 from monitor.pipeline import Pipeline
 from monitor.query import from_lists, parse_query
 from monitor.service import open_pipeline
 from monitor.store import Store
+from monitor.workers import ExtractionPool
 
 CORPUS = Path(
     os.environ.get("MONITOR_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
@@ -314,10 +315,14 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             config = make_config(Path(tmp), feeds, args.concurrency)
             warm_up = time.perf_counter()
-            with Store(config.database) as store, open_pipeline(config, store) as pipeline:
+            with (
+                Store(config.database) as store,
+                open_pipeline(config, store, clock=utc_now) as pipeline,
+            ):
                 warm_up = time.perf_counter() - warm_up
+                assert isinstance(pipeline.articles, ExtractionPool)
                 print(
-                    f"starting the {pipeline.extractor.workers} extraction workers: {warm_up:.2f} s"
+                    f"starting the {pipeline.articles.workers} extraction workers: {warm_up:.2f} s"
                 )
                 for label, batch in (
                     ("first poll after start", feeds[: args.feeds]),
@@ -331,7 +336,8 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
 def one_poll(
     label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int, bare_rate: float
 ) -> None:
-    worker_pids = list(getattr(pipeline.extractor._pool, "_processes", {}) or {})
+    pool = getattr(pipeline.articles, "_pool", None)
+    worker_pids = list(getattr(pool, "_processes", {}) or {})
     workers_before = sum(cpu_seconds(pid) for pid in worker_pids)
     started = time.perf_counter()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -398,7 +404,10 @@ def repoll(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = make_config(Path(tmp), feeds, args.concurrency)
-            with Store(config.database) as store, open_pipeline(config, store) as pipeline:
+            with (
+                Store(config.database) as store,
+                open_pipeline(config, store, clock=utc_now) as pipeline,
+            ):
                 started = time.perf_counter()
                 first = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
                 first_elapsed = time.perf_counter() - started
@@ -407,7 +416,7 @@ def repoll(args: argparse.Namespace) -> None:
                 elapsed = time.perf_counter() - started
         outcomes: dict[str, int] = {}
         for report in second:
-            outcomes[report.outcome] = outcomes.get(report.outcome, 0) + 1
+            outcomes[report.outcome.value] = outcomes.get(report.outcome.value, 0) + 1
         print(
             f"\n{len(feeds)} small feeds on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency, "
             f"concurrency {args.concurrency}, 2 per host"
