@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor.config import Config, load_config, parse_duration
+from monitor.digest import by_relevance
 from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
@@ -24,7 +25,7 @@ from monitor.matching import explain as explain_match
 from monitor.models import ArticleText, Fetched, StoredHit, TextSource, utc_now
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
-from monitor.service import compose_digest, open_pipeline, run_digest
+from monitor.service import compose_digest, open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
 
 log = logging.getLogger("monitor")
@@ -124,6 +125,7 @@ def poll(ctx: click.Context) -> None:
     """Poll every feed once now: fetch, extract, match, store; print a summary."""
     config = _load(ctx)
     with Store(config.database) as store, open_pipeline(config, store, clock=utc_now) as pipeline:
+        rescore_hits(store, config.watchlists)
         if stderr.is_terminal:
             with Progress(
                 TextColumn("{task.description}"),
@@ -176,34 +178,55 @@ def _hit_json(hit: StoredHit) -> dict[str, Any]:
         "snippet": hit.snippets[0] if hit.snippets else "",
         "snippets": list(hit.snippets),
         "backfilled": hit.backfilled,
+        "relevance": hit.relevance,
+        "in_passing": hit.in_passing,
+        "evidence": hit.evidence,
     }
 
 
 @main.command()
 @click.option("--since", default=None, help="Only hits found within this duration, e.g. 1d, 12h.")
 @click.option("--watchlist", default=None, help="Only this watchlist's hits.")
+@click.option(
+    "--sort",
+    type=click.Choice(["relevance", "date"]),
+    default="relevance",
+    show_default=True,
+    help="Most relevant first (then newest), or newest first.",
+)
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
-def hits(ctx: click.Context, since: str | None, watchlist: str | None, output: str) -> None:
-    """List stored hits, newest first."""
+def hits(
+    ctx: click.Context, since: str | None, watchlist: str | None, sort: str, output: str
+) -> None:
+    """List stored hits, most relevant first; passing mentions are marked."""
     config = _load(ctx)
     with Store(config.database) as store:
         found = store.hits(since=_since(since), watchlist=watchlist)
+    if sort == "relevance":
+        found = sorted(found, key=by_relevance)
     if output == "json":
         click.echo(json.dumps([_hit_json(hit) for hit in found], ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{len(found)} hits")
-    for column in ("found", "watchlist", "title", "feed", "matched"):
+    for column in ("found", "watchlist", "relevance", "title", "feed", "matched"):
         table.add_column(column, overflow="fold")
     for hit in found:
         table.add_row(
             hit.found_at.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M"),
             hit.watchlist,
+            _relevance_cell(hit),
             hit.title,
             hit.feed,
             ", ".join(hit.matched),
         )
     stdout.print(table)
+
+
+def _relevance_cell(hit: StoredHit) -> str:
+    if hit.relevance is None:
+        return "?"
+    return f"{hit.relevance:.2f}" + (" in passing" if hit.in_passing else "")
 
 
 @main.command()
@@ -347,7 +370,10 @@ def explain(ctx: click.Context, watchlist: str, source: str) -> None:
     for line in result.lines:
         click.echo(f"  {line}")
     if result.hit is not None:
-        for snippet in result.hit.snippets:
+        hit = result.hit
+        judged = "in passing" if hit.in_passing else "a main hit"
+        click.echo(f"  relevance: {hit.relevance:.2f}, {judged}: {hit.evidence}")
+        for snippet in hit.snippets:
             click.echo(f"  > {snippet}")
     ctx.exit(EXIT_OK if result.matched else EXIT_FAILED)
 
@@ -369,6 +395,7 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     if chosen is None:
         raise click.ClickException(f"no watchlist named {watchlist!r} in {config.path}")
     with Store(config.database) as store:
+        rescore_hits(store, config.watchlists)
         scanned, added = run_backfill(
             store, chosen, since=_since(since), now=utc_now(), quiet=quiet
         )

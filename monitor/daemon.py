@@ -57,7 +57,7 @@ from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
 from monitor.schedule import due_digest_key, next_digest_time
-from monitor.service import open_pipeline, run_digest
+from monitor.service import open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,7 @@ def run_daemon(
                 f"{config.database} is damaged ({'; '.join(problems[:5])}); stopping rather "
                 "than losing more: restore a backup, or move the file aside to start afresh"
             )
+        rescore_hits(store, config.watchlists)
         with open_pipeline(config, store, clock=clock) as pipeline:
             _run_until_signalled(Daemon(config, watcher, store, pipeline, clock=clock))
     log.info("monitor stopped")

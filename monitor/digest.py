@@ -20,7 +20,7 @@ import email.policy
 import email.utils
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -35,6 +35,8 @@ from monitor.models import ClaimedDigest, DigestContent, StoredHit
 from monitor.text import one_line
 
 MAX_TITLE_CHARS = 300
+MAX_PASSING_SENTENCE_CHARS = 160  # a passing mention's sentence, shortened to one line
+UNSCORED_RELEVANCE = 0.5
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MARK = re.compile(r"\[\[(.+?)\]\]", re.DOTALL)
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators some mail clients honour.
@@ -47,21 +49,28 @@ def build_digest(
     watchlist_order: Sequence[str],
     tz: ZoneInfo,
     now: datetime,
+    topics: Mapping[str, str] | None = None,
+    hide_passing: Collection[str] = (),
 ) -> DigestContent:
-    """Group the claimed hits by watchlist, in configuration order, newest article first.
+    """Group the claimed hits by watchlist, in configuration order: in each, the main hits
+    most relevant first (then newest), then the passing mentions in the same order.
 
     Watchlists no longer in the configuration (renamed or removed since the
     hit was found) follow in alphabetical order: their hits are still sent.
-    Backfilled hits form their own groups, shown after the others.
+    Backfilled hits form their own groups, shown after the others. The passing
+    mentions of the watchlists in `hide_passing` are left out of the message,
+    though they belong to the digest (and so are marked sent) like the others.
     """
     rank = {name: position for position, name in enumerate(watchlist_order)}
 
     def group(hits: Sequence[StoredHit]) -> tuple[tuple[str, tuple[StoredHit, ...]], ...]:
         by_watchlist: dict[str, list[StoredHit]] = {}
         for hit in hits:
+            if hit.in_passing and hit.watchlist in hide_passing:
+                continue
             by_watchlist.setdefault(hit.watchlist, []).append(hit)
         names = sorted(by_watchlist, key=lambda name: (name not in rank, rank.get(name, 0), name))
-        return tuple((name, tuple(sorted(by_watchlist[name], key=_newest_first))) for name in names)
+        return tuple((name, tuple(sorted(by_watchlist[name], key=_main_first))) for name in names)
 
     fresh = [hit for hit in claimed.hits if not hit.backfilled]
     backfilled = [hit for hit in claimed.hits if hit.backfilled]
@@ -71,7 +80,20 @@ def build_digest(
         groups=group(fresh),
         backfilled=group(backfilled),
         hit_ids=tuple(hit.hit_id for hit in claimed.hits),
+        topics=dict(topics or {}),
     )
+
+
+def by_relevance(hit: StoredHit) -> tuple[float, float, int]:
+    """Sort key: most relevant first, then newest. A hit found before relevance existed
+    and not rescored counts as halfway."""
+    moment = hit.published or hit.found_at
+    relevance = UNSCORED_RELEVANCE if hit.relevance is None else hit.relevance
+    return (-relevance, -moment.timestamp(), -hit.hit_id)
+
+
+def _main_first(hit: StoredHit) -> tuple[bool, float, float, int]:
+    return (hit.in_passing, *by_relevance(hit))
 
 
 def render_message(
@@ -84,9 +106,12 @@ def render_message(
     tz: ZoneInfo,
 ) -> EmailMessage:
     """The digest as an email ready for `notify.deliver`."""
-    groups = [_group_view(name, hits, tz) for name, hits in content.groups]
-    backfilled = [_group_view(name, hits, tz) for name, hits in content.backfilled]
+    groups = [
+        _group_view(name, hits, tz, content.topics.get(name)) for name, hits in content.groups
+    ]
+    backfilled = [_group_view(name, hits, tz, None) for name, hits in content.backfilled]
     fresh_count = sum(len(hits) for _, hits in content.groups)
+    passing_count = sum(hit.in_passing for _, hits in content.groups for hit in hits)
     backfill_count = sum(len(hits) for _, hits in content.backfilled)
     date_line = _long_date(content.generated_at.astimezone(tz))
     values = {
@@ -95,7 +120,7 @@ def render_message(
         "fresh_count": fresh_count,
         "backfill_count": backfill_count,
         "date": date_line,
-        "summary": _summary(fresh_count, backfill_count, len(content.groups)),
+        "summary": _summary(fresh_count, backfill_count, len(content.groups), passing_count),
     }
     message = EmailMessage(policy=email.policy.SMTP)
     message["Subject"] = clean_header(f"{subject}: {values['summary']} — {date_line}")
@@ -137,13 +162,49 @@ class _HitView:
 
 
 @dataclass(frozen=True)
+class _PassingView:
+    """A passing mention: one line."""
+
+    title: str
+    url: str | None
+    feed: str
+    text_sentence: str  # the sentence that mentions the topic, shortened; "" when none
+    html_sentence: Markup
+
+
+@dataclass(frozen=True)
 class _GroupView:
     watchlist: str
-    hits: tuple[_HitView, ...]
+    topic: str | None
+    hits: tuple[_HitView, ...]  # the main hits, in full
+    passing: tuple[_PassingView, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.hits) + len(self.passing)
 
 
-def _group_view(name: str, hits: Sequence[StoredHit], tz: ZoneInfo) -> _GroupView:
-    return _GroupView(watchlist=_one_line(name), hits=tuple(_hit_view(hit, tz) for hit in hits))
+def _group_view(
+    name: str, hits: Sequence[StoredHit], tz: ZoneInfo, topic: str | None
+) -> _GroupView:
+    return _GroupView(
+        watchlist=_one_line(name),
+        topic=_truncate(_one_line(topic), MAX_TITLE_CHARS) if topic else None,
+        hits=tuple(_hit_view(hit, tz) for hit in hits if not hit.in_passing),
+        passing=tuple(_passing_view(hit) for hit in hits if hit.in_passing),
+    )
+
+
+def _passing_view(hit: StoredHit) -> _PassingView:
+    sentence = next((one for one in map(_one_line, hit.snippets) if one), "")
+    sentence = _truncate_snippet(sentence, MAX_PASSING_SENTENCE_CHARS)
+    return _PassingView(
+        title=_truncate(_one_line(hit.title), MAX_TITLE_CHARS) or "(untitled)",
+        url=_safe_link(hit.url),
+        feed=_truncate(_one_line(hit.feed), MAX_TITLE_CHARS),
+        text_sentence=_MARK.sub(r"*\1*", sentence),
+        html_sentence=_marked_html(sentence),
+    )
 
 
 def _hit_view(hit: StoredHit, tz: ZoneInfo) -> _HitView:
@@ -200,11 +261,11 @@ def _truncate(text: str, limit: int) -> str:
     return cut.rstrip() + "…"
 
 
-def _truncate_snippet(snippet: str) -> str:
-    """A stored snippet cut to what the matcher writes: `MAX_SNIPPET_CHARS` of text and
-    the two ellipses around it, the marks not counted. A mark past the cut is dropped
-    whole, never left half open."""
-    budget = MAX_SNIPPET_CHARS + 2
+def _truncate_snippet(snippet: str, limit: int = MAX_SNIPPET_CHARS) -> str:
+    """A stored snippet cut to `limit` characters of text (what the matcher writes, by
+    default) and the two ellipses around it, the marks not counted. A mark past the cut
+    is dropped whole, never left half open."""
+    budget = limit + 2
     kept: list[str] = []
     # Split with the mark's group: even pieces are plain text, odd ones marked words.
     for index, piece in enumerate(_MARK.split(snippet)):
@@ -219,11 +280,6 @@ def _truncate_snippet(snippet: str) -> str:
     return "".join(kept)
 
 
-def _newest_first(hit: StoredHit) -> tuple[float, int]:
-    moment = hit.published or hit.found_at
-    return (-moment.timestamp(), -hit.hit_id)
-
-
 def _short_date(moment: datetime) -> str:
     return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M}"
 
@@ -233,12 +289,13 @@ def _long_date(moment: datetime) -> str:
     return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
 
 
-def _summary(fresh: int, backfilled: int, watchlists: int) -> str:
+def _summary(fresh: int, backfilled: int, watchlists: int, passing: int = 0) -> str:
     parts = []
     if fresh or not backfilled:
-        parts.append(
-            f"{fresh} new {_plural(fresh, 'hit')} in {watchlists} {_plural(watchlists, 'watchlist')}"
-        )
+        new = f"{fresh} new {_plural(fresh, 'hit')} in {watchlists} {_plural(watchlists, 'watchlist')}"
+        if passing:
+            new += f" ({passing} in passing)"
+        parts.append(new)
     if backfilled:
         parts.append(f"{backfilled} found by backfill")
     return ", ".join(parts)

@@ -53,7 +53,7 @@ from trafilatura.metadata import extract_title
 from trafilatura.settings import use_config
 
 from monitor.models import ArticleText, TextSource
-from monitor.text import decode_certain, one_line, paragraphs, primary_language
+from monitor.text import decode_certain, drop_related_links, one_line, paragraphs, primary_language
 
 __all__ = [
     "MAX_HTML_BYTES",
@@ -157,7 +157,7 @@ def extract_page(html: bytes, *, url: str | None) -> PageExtraction:
     except Exception as error:  # lxml and trafilatura raise a wide variety on junk input
         reason = f"the page could not be extracted ({type(error).__name__}: {error})"
         return PageExtraction("", "", None, reason)
-    text = paragraphs(getattr(document, "text", None))
+    text = drop_related_links(paragraphs(getattr(document, "text", None)))
     if len(text) < MIN_ARTICLE_CHARS:
         return PageExtraction("", page_title, page_language, "the page yielded no article text")
     return PageExtraction(text, page_title, page_language)

@@ -15,7 +15,7 @@ pass theirs down, so tests drive every stage with literal times.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -340,6 +340,8 @@ class Watchlist:
     # Scope by article language (primary subtags such as "fr"); () = any. An article whose
     # language is unknown (undeclared and not detected) stays in scope rather than be lost.
     languages: tuple[str, ...] = ()
+    topic: str | None = None  # what the analyst wants, in a sentence: shown in the digest
+    hide_passing: bool = False  # passing mentions stay out of the digest (kept in the database)
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,9 @@ class HitResult:
     matched: tuple[str, ...]  # terms of the watchlist that matched, deduplicated, in query order
     clauses: tuple[MatchedClause, ...]
     snippets: tuple[str, ...]  # up to 3 sentences, matched words marked with [[...]]
+    relevance: float = 1.0  # 0-1: how much the article is about the watchlist's topic
+    in_passing: bool = False  # a passing mention: listed compactly after the main hits
+    evidence: str = ""  # the relevance in words: "in the title and in 6 of 30 sentences"
 
 
 # --------------------------------------------------------------------------- store / digest
@@ -379,6 +384,9 @@ class StoredHit:
     matched: tuple[str, ...]
     snippets: tuple[str, ...]
     backfilled: bool = False
+    relevance: float | None = None  # None: found before relevance was computed, not rescored
+    in_passing: bool = False
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -400,7 +408,8 @@ class DigestContent:
     generated_at: datetime
     groups: tuple[tuple[str, tuple[StoredHit, ...]], ...]  # (watchlist, hits) in config order
     backfilled: tuple[tuple[str, tuple[StoredHit, ...]], ...] = ()
-    hit_ids: tuple[int, ...] = field(default=())
+    hit_ids: tuple[int, ...] = field(default=())  # every hit the digest sends, shown or hidden
+    topics: Mapping[str, str] = field(default_factory=dict)  # watchlist -> its `topic:`
 
     @property
     def total(self) -> int:

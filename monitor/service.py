@@ -8,7 +8,7 @@ and every state change from `store`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +19,7 @@ from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
 from monitor.matching import Matcher
-from monitor.models import ClaimedDigest, Clock, Watchlist
+from monitor.models import ClaimedDigest, Clock, HitResult, Watchlist
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
 from monitor.store import Store
@@ -74,6 +74,8 @@ def compose_digest(config: Config, claimed: ClaimedDigest, *, now: datetime) -> 
         watchlist_order=[watchlist.name for watchlist in config.watchlists],
         tz=config.timezone,
         now=now,
+        topics={w.name: w.topic for w in config.watchlists if w.topic},
+        hide_passing=[w.name for w in config.watchlists if w.hide_passing],
     )
     return render_message(
         content,
@@ -135,6 +137,32 @@ def run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list
         runs.append(run)
         if not run.delivered or claimed.key == key:
             return runs
+
+
+def rescore_hits(store: Store, watchlists: Sequence[Watchlist]) -> int:
+    """Give a relevance to hits stored before relevance existed, by matching their stored
+    text again with their watchlist; returns how many were scored.
+
+    A hit whose watchlist is gone, or no longer matches its article as configured now,
+    keeps no score: it is listed with the main hits, never hidden.
+    """
+    by_name = {watchlist.name: watchlist for watchlist in watchlists}
+    matchers: dict[str, Matcher] = {}
+    scored: list[tuple[int, HitResult]] = []
+    for hit_id, name, article_id in store.unscored_hits():
+        watchlist = by_name.get(name)
+        stored = store.article(article_id) if watchlist is not None else None
+        if watchlist is None or stored is None:
+            continue
+        matcher = matchers.setdefault(name, Matcher([watchlist]))
+        article, feed = stored
+        found = matcher.match(article, feed_name=feed)
+        if found:
+            scored.append((hit_id, found[0]))
+    if scored:
+        store.set_relevance(scored)
+        log.info("relevance computed for %d hits stored before it existed", len(scored))
+    return len(scored)
 
 
 def backfill(

@@ -14,9 +14,12 @@ import codecs
 import re
 
 __all__ = [
+    "ASIDE_MARKER",
     "CP1252_FALLBACK",
+    "MAX_ASIDE_LINE_CHARS",
     "codec_for",
     "decode_certain",
+    "drop_related_links",
     "one_line",
     "paragraphs",
     "primary_language",
@@ -120,6 +123,53 @@ def decode_certain(content: bytes, declared: str | None) -> str | None:
         return content.decode(codec)
     except UnicodeDecodeError:
         return None
+
+
+# --------------------------------------------------------------------------- asides
+
+# What opens a related-link box ("Lire aussi : …", "À lire aussi sur BBC Afrique", "Read more:",
+# "Related:") or a photo caption or credit. A marker starts with a capital or is all capitals:
+# in running text "lire aussi" is just words.
+ASIDE_MARKER = re.compile(
+    r"(?:(?:À|A) (?:lire|LIRE) (?:aussi|AUSSI|également)|(?:Lire|LIRE) (?:aussi|AUSSI|également)"
+    r"|À LIRE AUSSI|A LIRE AUSSI|Voir aussi|VOIR AUSSI|À voir aussi|Sur le même sujet"
+    r"|Read (?:more|also|next)|READ MORE|See also|Also read|More on this story"
+    r"|Related(?= ?:|$)|Related (?:[Aa]rticles?|[Ss]tories|[Cc]ontent|[Cc]overage|[Pp]osts?)"
+    r"|Légende (?:image|photo|de l'image)|Source (?:de l'image|image)|Crédit(?:s)? photo"
+    r"|Image caption|Image source|Photo credit|Copyright de l'image)"
+    r"(?=[\s:,.»>\[]|$)"
+)
+# A related-link line is at most this long; a longer line starting with a marker is a
+# paragraph that opens with an inlined box.
+MAX_ASIDE_LINE_CHARS = 300
+_SENTENCE_PUNCTUATION = '.!?…»"”'
+_MARKER_TAIL = re.compile(r"^[\s:»>\-–—]+|\s*\[edit\]$|[\s:»>\-–—]+$")
+
+
+def drop_related_links(text: str) -> str:
+    """``text`` (one paragraph a line) without its related-link and caption lines.
+
+    A line that starts with a marker and is at most `MAX_ASIDE_LINE_CHARS` long goes;
+    a marker alone on its line ("À lire aussi :", "Related") takes with it the next
+    line when that one is short and reads as a title (no final punctuation).
+    """
+    lines = text.split("\n")
+    kept: list[str] = []
+    skip_title = False
+    for line in lines:
+        stripped = line.strip()
+        if skip_title:
+            skip_title = False
+            if len(stripped) <= 150 and not stripped.endswith(tuple(_SENTENCE_PUNCTUATION)):
+                continue
+        marker = ASIDE_MARKER.match(stripped)
+        if marker is not None and len(stripped) <= MAX_ASIDE_LINE_CHARS:
+            rest = _MARKER_TAIL.sub("", stripped[marker.end() :])
+            # A marker with nothing after it (or only "SUR REGARDS.FR") heads the title below.
+            skip_title = not rest or rest.upper() == rest
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 # --------------------------------------------------------------------------- line cleaning

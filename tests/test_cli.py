@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -213,3 +214,134 @@ def test_run_refuses_a_damaged_database(config: Path) -> None:
     assert result.exit_code == 1
     assert str(database) in result.output
     assert "damaged" in result.output or "malformed" in result.output
+
+
+# --------------------------------------------------------------------------- relevance
+
+FILLER = " ".join(
+    [
+        "Le marché central de Lomé a rouvert ses portes lundi matin.",
+        "Les commerçants attendaient cette décision depuis plusieurs semaines.",
+        "La pluie a ralenti la circulation dans le centre-ville.",
+        "Un nouveau pont doit relier les deux rives du fleuve.",
+        "Les écoles reprendront les cours après les congés.",
+        "Le prix du riz est resté stable sur les marchés.",
+    ]
+)
+RELEVANCE_CONFIG = """
+database: monitor.db
+timezone: Africa/Lome
+feeds:
+  - url: https://news.example.org/afrique.xml
+    name: Afrique Exemple
+watchlists:
+  - name: Togo défense
+    topic: La coopération militaire du Togo avec ses partenaires.
+    passing: {passing}
+    all: [Togo]
+    any: ["coopération militaire"]
+digest:
+  from: veille@example.org
+  to: [analyste@example.org]
+  outbox: digests/
+"""
+ABOUT = (
+    "Le Togo renforce sa coopération militaire avec le Ghana",
+    "Le Togo et le Ghana ont signé mardi un accord de coopération militaire.\n"
+    f"{FILLER}\nLa coopération militaire portera sur la formation, selon le Togo.",
+)
+IN_PASSING = (
+    "Le marché de Lomé rouvre",
+    f"{FILLER}\n{FILLER}\nLe Togo évoque aussi sa coopération militaire régionale.\n{FILLER}",
+)
+
+
+def relevance_config(tmp_path: Path, passing: str = "list") -> Path:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(RELEVANCE_CONFIG.format(passing=passing), encoding="utf-8")
+    loaded = load_config(path)
+    matcher = Matcher(loaded.watchlists)
+    now = datetime.now(UTC).replace(microsecond=0)
+    new = []
+    for index, (title, text) in enumerate([ABOUT, IN_PASSING]):
+        link = f"https://news.example.org/r/{index}"
+        entry = Entry(key=link, link=link, title=title, summary="", content="", published=now)
+        article = ArticleText(
+            url=link, title=title, text=text, source=TextSource.PAGE, language="fr", published=now
+        )
+        hits = tuple(matcher.match(article, feed_name="Afrique Exemple"))
+        new.append(NewArticle(entry=entry, article=article, hits=hits))
+    spec = loaded.feeds[0]
+    fetched = Fetched(url=spec.url, status=200, headers={}, content=b"")
+    body = NewBody(fetched=fetched, body_hash="h", feed_title=None, entries=2, new=tuple(new))
+    with Store(loaded.database) as store:
+        store.record(decide_update(store.feed_state(spec.url), spec, body, now))
+    return path
+
+
+def test_hits_carry_relevance_and_list_the_most_relevant_first(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path)
+    hits = json.loads(invoke(config, "hits", "--format", "json").output)
+    assert [hit["title"] for hit in hits] == [ABOUT[0], IN_PASSING[0]]
+    about, passing = hits
+    assert isinstance(about["relevance"], float) and about["relevance"] > passing["relevance"]
+    assert (about["in_passing"], passing["in_passing"]) == (False, True)
+    assert passing["evidence"].endswith(": in passing")
+    by_date = json.loads(invoke(config, "hits", "--format", "json", "--sort", "date").output)
+    assert [hit["title"] for hit in by_date] == [IN_PASSING[0], ABOUT[0]]  # newer id first
+    table = invoke(config, "hits").output
+    assert "in passing" in table
+
+
+def test_the_digest_lists_passing_mentions_after_the_main_hits(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path)
+    dry = invoke(config, "digest", "--dry-run").output
+    assert "La coopération militaire du Togo avec ses partenaires." in dry  # the topic
+    assert "(1 in passing)" in dry
+    main_at, passing_at = dry.index(ABOUT[0]), dry.index("Mentioned in passing (1):")
+    assert main_at < passing_at < dry.index(IN_PASSING[0])
+    assert "*coopération militaire*" in dry[passing_at:]  # the sentence that mentions it
+
+
+def test_passing_hide_leaves_passing_mentions_out_of_the_digest_only(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path, passing="hide")
+    dry = invoke(config, "digest", "--dry-run").output
+    assert ABOUT[0] in dry and IN_PASSING[0] not in dry
+    assert "Mentioned in passing" not in dry
+    assert len(json.loads(invoke(config, "hits", "--format", "json").output)) == 2
+    invoke(config, "digest")
+    # The hidden mention went with the digest: it never shows up in a later one.
+    assert "no unsent hits" in invoke(config, "digest", "--dry-run").output
+
+
+def test_a_bad_passing_value_is_a_positioned_error(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(RELEVANCE_CONFIG.format(passing="sometimes"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["-c", str(path), "check"])
+    assert result.exit_code == 1
+    assert f"{path}:10:" in result.output and "passing" in result.output
+
+
+def test_explain_prints_the_relevance_and_its_evidence(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path)
+    text = tmp_path / "article.txt"
+    text.write_text(IN_PASSING[1], encoding="utf-8")
+    result = CliRunner().invoke(main, ["-c", str(config), "explain", "Togo défense", str(text)])
+    assert result.exit_code == 0
+    assert "relevance: 0." in result.output
+    assert "in passing: once, in sentence 13 of 19: in passing" in result.output
+
+
+def test_hits_stored_before_relevance_are_scored_from_their_text(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path)
+    database = tmp_path / "monitor.db"
+    with sqlite3.connect(database) as db:  # as a database from before the migration had it
+        db.execute("UPDATE hits SET relevance = NULL, in_passing = 0, evidence = NULL")
+    before = json.loads(invoke(config, "hits", "--format", "json").output)
+    assert {hit["relevance"] for hit in before} == {None}
+    invoke(config, "backfill", "Togo défense")
+    after = json.loads(invoke(config, "hits", "--format", "json").output)
+    assert [(hit["title"], hit["in_passing"]) for hit in after] == [
+        (ABOUT[0], False),
+        (IN_PASSING[0], True),
+    ]

@@ -134,7 +134,11 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
     assert MIGRATIONS.pending(sqlite_utils.Database(conn)) == []
     applied = conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
     # Each once, although the file was opened twice.
-    assert applied == [("0001_initial_schema",), ("0002_feed_last_full_fetch",)]
+    assert applied == [
+        ("0001_initial_schema",),
+        ("0002_feed_last_full_fetch",),
+        ("0003_hit_relevance",),
+    ]
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"feeds", "articles", "entries", "hits", "digests"} <= tables

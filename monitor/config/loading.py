@@ -168,6 +168,8 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
                 language=watchlist.language,
                 feeds=tuple(watchlist.feeds or ()),
                 languages=tuple(dict.fromkeys(watchlist.languages or ())),
+                topic=watchlist.topic,
+                hide_passing=watchlist.passing == "hide",
             )
             for watchlist in model.watchlists
         ),

@@ -323,6 +323,8 @@ class _WatchlistModel(_Section):
     language: Language | None = None
     languages: Annotated[list[Language], Field(min_length=1, max_length=50)] | None = None
     feeds: Annotated[list[Text], Field(min_length=1, max_length=MAX_FEEDS)] | None = None
+    topic: Text | None = None
+    passing: Literal["list", "hide"] = "list"
 
     _compiled: Node | None = PrivateAttr(default=None)
 

@@ -27,7 +27,7 @@ from functools import cached_property
 from itertools import chain, compress
 
 from monitor.matching.tokens import Token, _tokenize, detect_language, stem_forms
-from monitor.text import primary_language
+from monitor.text import ASIDE_MARKER, primary_language
 
 # A boundary is a run of sentence-ending punctuation (then closing quotes) followed by white
 # space, or a line break with the white space around it. Each match starts on one of
@@ -104,6 +104,39 @@ class AnalyzedField:
     def _sentence_starts(self) -> list[int]:
         return [start for start, _ in self.sentences[1:]]
 
+    @cached_property
+    def sentence_starts(self) -> list[int]:
+        """Where each sentence starts: ``bisect_right(sentence_starts, offset) - 1`` is the
+        index of the sentence holding ``offset``."""
+        return [start for start, _ in self.sentences]
+
+    @cached_property
+    def paragraph_starts(self) -> list[int]:
+        """Where each paragraph (line) starts."""
+        starts = [0]
+        at = self.text.find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = self.text.find("\n", at + 1)
+        return starts
+
+    @cached_property
+    def aside_ranges(self) -> list[tuple[int, int]]:
+        """Related-link lines and captions (see `asides`)."""
+        return [] if self.one_sentence else asides(self.text)
+
+    def in_aside(self, offset: int) -> bool:
+        ranges = self.aside_ranges
+        index = bisect_right(ranges, (offset, len(self.text) + 1)) - 1
+        return index >= 0 and ranges[index][0] <= offset < ranges[index][1]
+
+    @cached_property
+    def counted_sentences(self) -> int:
+        """Sentences outside asides (at least 1)."""
+        if not self.aside_ranges:
+            return len(self.sentences)
+        return max(1, sum(1 for start, _ in self.sentences if not self.in_aside(start)))
+
     def sentence_of(self, index: int) -> int:
         """0-based sentence index of token ``index``."""
         return bisect_right(self._sentence_starts, self.starts[index])
@@ -151,6 +184,37 @@ class AnalyzedText:
     @property
     def fields(self) -> tuple[AnalyzedField, AnalyzedField]:
         return (self.title, self.text)
+
+
+_ASIDE_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
+
+
+# A line that starts with a marker is an aside as a whole when it is no longer than this;
+# a longer one is a paragraph that opens with an inlined box, an aside to its sentence's end.
+MAX_ASIDE_LINE_CHARS = 300
+
+
+def asides(text: str) -> list[tuple[int, int]]:
+    """Character ranges of related-link lines and captions in ``text`` (one paragraph a line):
+    from the marker to the end of its line when the line starts with it, else to the end of
+    its sentence, where pages that inline such boxes put the linked titles."""
+    ranges: list[tuple[int, int]] = []
+    line_start = 0
+    for line in text.split("\n"):
+        line_end = line_start + len(line)
+        for marker in ASIDE_MARKER.finditer(line):
+            start = line_start + marker.start()
+            if not line[: marker.start()].strip() and len(line) <= MAX_ASIDE_LINE_CHARS:
+                end = line_end
+            else:
+                stop = _ASIDE_SENTENCE_END.search(line, marker.end())
+                end = line_start + stop.end() if stop else line_end
+            if ranges and start <= ranges[-1][1]:
+                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+            else:
+                ranges.append((start, end))
+        line_start = line_end + 1
+    return ranges
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 
 from monitor.matching.analysis import AnalyzedField
 from monitor.matching.occurrences import _Chain, _occurrences
+from monitor.matching.plan import _AllOf, _AnyOf, _Plan, _Without
 from monitor.matching.presearch import _Compiled
+from monitor.matching.relevance import ClauseEvidence, all_of, assess, clause_strength
 from monitor.matching.views import _FieldView
 from monitor.models import HitResult, MatchedClause
 
@@ -25,14 +27,21 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
     clauses: list[MatchedClause] = []
     matched_labels: set[str] = set()
     chains_by_field: tuple[list[_Chain], list[_Chain]] = ([], [])
+    evidence: list[ClauseEvidence] = []
     for text, plan in compiled.clauses:
         found = _occurrences(plan, views)
         if not found:
-            continue
+            continue  # a NOT clause, satisfied by an absence
         in_field: tuple[list[_Chain], list[_Chain]] = ([], [])
         for field_index, _, _, occurrence_chains, labels in found:
             in_field[field_index].extend(occurrence_chains)
             matched_labels.update(labels)
+        evidence.append(
+            ClauseEvidence(
+                in_title=bool(in_field[0]),
+                text_spans=_chain_spans(views[1].field, in_field[1]),
+            )
+        )
         for field_index, field_chains in enumerate(in_field):
             if field_chains:
                 view = views[field_index]
@@ -41,7 +50,62 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
                 chains_by_field[field_index].extend(field_chains)
     matched = tuple(label for label in compiled.outline.labels if label in matched_labels)
     snippets = _snippets(views, chains_by_field)
-    return HitResult(compiled.watchlist.name, matched, tuple(clauses), snippets)
+    relevance = assess(views[1].field, _plan_strength(compiled.plan, views) or 0.0, evidence)
+    return HitResult(
+        compiled.watchlist.name,
+        matched,
+        tuple(clauses),
+        snippets,
+        relevance=relevance.score,
+        in_passing=relevance.in_passing,
+        evidence=relevance.evidence,
+    )
+
+
+def _plan_strength(plan: _Plan, views: Sequence[_FieldView]) -> float | None:
+    """How strongly the article holds ``plan``, following the query's structure: an AND is
+    as strong as its weakest part, an OR as its strongest alternative, where the plain words
+    and phrases of an OR count as one (synonyms spread over the text add up). None for a NOT,
+    which says nothing about what the article is about."""
+    if isinstance(plan, _Without):
+        return None
+    if isinstance(plan, _AllOf):
+        parts: list[float] = []
+        for child in plan.children:
+            strength = _plan_strength(child, views)
+            if strength is None:
+                continue
+            parts.append(strength)
+        return all_of(parts) if parts else None
+    if isinstance(plan, _AnyOf):
+        composite = [child for child in plan.children if isinstance(child, _AllOf | _AnyOf)]
+        simple = [child for child in plan.children if not isinstance(child, _AllOf | _AnyOf)]
+        strengths = [_plan_strength(child, views) for child in composite]
+        if simple:
+            strengths.append(_simple_strength(simple, views))
+        present = [strength for strength in strengths if strength is not None]
+        return max(present) if present else None
+    return _simple_strength([plan], views)
+
+
+def _simple_strength(plans: Sequence[_Plan], views: Sequence[_FieldView]) -> float | None:
+    """The strength of words, phrases and NEARs taken together (their matches pooled)."""
+    in_title = False
+    chains: list[_Chain] = []
+    positive = False
+    for plan in plans:
+        if isinstance(plan, _Without):
+            continue
+        positive = True
+        for field_index, _, _, occurrence_chains, _ in _occurrences(plan, views) or ():
+            if field_index == 0:
+                in_title = True
+            else:
+                chains.extend(occurrence_chains)
+    if not positive:
+        return None
+    text = views[1].field
+    return clause_strength(text, ClauseEvidence(in_title, _chain_spans(text, chains)))
 
 
 def _chain_spans(field: AnalyzedField, chains: Iterable[_Chain]) -> list[tuple[int, int]]:

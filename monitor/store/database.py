@@ -66,7 +66,8 @@ def _message_id(db_path: Path, key: str) -> str:
 
 _HIT_COLUMNS = """
     hits.id AS hit_id, hits.watchlist, hits.article_id, hits.matched, hits.snippets,
-    hits.found_at, hits.backfilled, articles.title, articles.url, articles.published,
+    hits.found_at, hits.backfilled, hits.relevance, hits.in_passing, hits.evidence,
+    articles.title, articles.url, articles.published,
     COALESCE(feeds.title, feeds.url) AS feed
 """
 _HIT_JOINS = """
@@ -322,6 +323,38 @@ class Store:
             for row in rows:
                 yield row["id"], article_text(row), row["feed"]
             last_id = rows[-1]["id"]
+
+    def unscored_hits(self) -> list[tuple[int, str, int]]:
+        """(hit id, watchlist, article id) of the hits stored before relevance existed."""
+        rows = self._db.read(
+            "listing hits without relevance",
+            "SELECT id, watchlist, article_id FROM hits WHERE relevance IS NULL ORDER BY id",
+        )
+        return [(row["id"], row["watchlist"], row["article_id"]) for row in rows]
+
+    def article(self, article_id: int) -> tuple[ArticleText, str] | None:
+        """A stored article and the name of the feed that brought it first."""
+        rows = self._db.read(
+            f"reading article #{article_id}",
+            """
+            SELECT articles.*, COALESCE(feeds.title, feeds.url) AS feed
+            FROM articles JOIN feeds ON feeds.id = articles.first_feed_id
+            WHERE articles.id = ?
+            """,
+            [article_id],
+        )
+        return (article_text(rows[0]), rows[0]["feed"]) if rows else None
+
+    def set_relevance(self, scores: Sequence[tuple[int, HitResult]]) -> None:
+        """Record the relevance computed again for stored hits: (hit id, the hit as matched now)."""
+        with self._db.write(f"recording the relevance of {len(scores)} hits") as conn:
+            conn.executemany(
+                "UPDATE hits SET relevance = ?, in_passing = ?, evidence = ? WHERE id = ?",
+                [
+                    (hit.relevance, int(hit.in_passing), hit.evidence, hit_id)
+                    for hit_id, hit in scores
+                ],
+            )
 
     def add_backfill_hits(
         self,

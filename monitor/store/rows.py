@@ -97,8 +97,8 @@ def insert_hit(
     cursor = conn.execute(
         """
         INSERT OR IGNORE INTO hits (watchlist, article_id, matched, clauses, snippets, found_at,
-                                    backfilled, quiet)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                    backfilled, quiet, relevance, in_passing, evidence)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [
             hit.watchlist,
@@ -109,6 +109,9 @@ def insert_hit(
             found_at,
             int(backfilled),
             int(quiet),
+            hit.relevance,
+            int(hit.in_passing),
+            hit.evidence,
         ],
     )
     return cursor.rowcount
@@ -157,4 +160,7 @@ def stored_hit(row: sqlite3.Row) -> StoredHit:
         matched=tuple(json.loads(row["matched"])),
         snippets=tuple(json.loads(row["snippets"])),
         backfilled=bool(row["backfilled"]),
+        relevance=row["relevance"],
+        in_passing=bool(row["in_passing"]),
+        evidence=row["evidence"],
     )

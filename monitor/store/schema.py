@@ -103,3 +103,13 @@ def _feed_last_full_fetch(db: sqlite_utils.Database) -> None:
     # When a whole body last arrived (200, changed or not). A server can answer 304
     # forever to bogus validators; the pipeline ignores validators older than a day.
     db.execute("ALTER TABLE feeds ADD COLUMN last_full_fetch TEXT")
+
+
+@MIGRATIONS(name="0003_hit_relevance")
+def _hit_relevance(db: sqlite_utils.Database) -> None:
+    # How much the article is about the watchlist's topic (0-1), whether it is a passing
+    # mention, and why in words. NULL for hits found before relevance existed, until
+    # `Store.unscored_hits` / `set_relevance` rescore them from the stored text.
+    db.execute("ALTER TABLE hits ADD COLUMN relevance REAL")
+    db.execute("ALTER TABLE hits ADD COLUMN in_passing INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE hits ADD COLUMN evidence TEXT")

@@ -1,0 +1,236 @@
+"""Relevance of a hit, on small texts: each feature of the score, asides, and the property
+that a paragraph without matches never raises a score."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.matching import Matcher
+from monitor.matching.analysis import asides
+from monitor.matching.relevance import PASSING_BELOW
+from monitor.models import ArticleText, HitResult, TextSource, Watchlist
+from monitor.query import parse_query
+from monitor.text import drop_related_links
+
+FILLER = [
+    "Le marché central de Lomé a rouvert ses portes lundi matin.",
+    "Les commerçants attendaient cette décision depuis plusieurs semaines.",
+    "La pluie a ralenti la circulation dans le centre-ville.",
+    "Un nouveau pont doit relier les deux rives du fleuve.",
+    "Les écoles reprendront les cours après les congés.",
+    "Le prix du riz est resté stable sur les marchés.",
+]
+
+
+def hit_for(query: str, title: str, *paragraphs: str) -> HitResult:
+    watchlist = Watchlist(name="w", query=parse_query(query, {}), language="fr")
+    article = ArticleText(
+        url=None, title=title, text="\n".join(paragraphs), source=TextSource.PAGE, language="fr"
+    )
+    [hit] = Matcher([watchlist]).match(article)
+    return hit
+
+
+def test_the_title_beats_the_body() -> None:
+    body = [*FILLER[:3], "La coopération militaire avec Moscou a été évoquée.", *FILLER[3:]]
+    in_title = hit_for('"coopération militaire"', "La coopération militaire en débat", *body)
+    in_body = hit_for('"coopération militaire"', "Lomé en bref", *body)
+    assert in_title.relevance > in_body.relevance
+    assert in_title.evidence.startswith("in the title")
+
+
+def test_many_paragraphs_beat_one_sentence() -> None:
+    spread = hit_for(
+        "inflation",
+        "Lomé en bref",
+        FILLER[0],
+        "L'inflation a atteint 9 % en octobre.",
+        FILLER[1],
+        "Les ménages subissent l'inflation depuis un an.",
+        FILLER[2],
+        "La banque centrale veut freiner l'inflation.",
+        FILLER[3],
+    )
+    once = hit_for(
+        "inflation",
+        "Lomé en bref",
+        *FILLER[:3],
+        "Les ménages subissent l'inflation depuis un an.",
+        *FILLER[3:],
+    )
+    assert spread.relevance > once.relevance
+    assert "in 3 of 7 sentences across 3 paragraphs" in spread.evidence
+    assert once.in_passing
+    assert once.evidence == "once, in sentence 4 of 7: in passing"
+
+
+def test_a_related_link_line_counts_for_nothing() -> None:
+    hit = hit_for(
+        "Wagner",
+        "Le marché de Lomé rouvre",
+        *FILLER[:3],
+        "À lire aussi : Le groupe Wagner au Mali",
+        *FILLER[3:],
+    )
+    assert hit.relevance < 0.05
+    assert hit.in_passing
+    assert "only inside a related-link line or a caption" in hit.evidence
+
+
+def test_an_inlined_related_link_box_counts_for_nothing() -> None:
+    # BBC Afrique texts inline the box mid-paragraph, the linked titles right after it.
+    text = (
+        "Le marché de Lomé a rouvert lundi. Lire aussi : Wagner au Mali Le retour des pluies "
+        "inquiète. Les commerçants attendaient cette décision."
+    )
+    hit = hit_for("Wagner", "Lomé en bref", text)
+    assert hit.in_passing and hit.relevance < 0.05
+
+
+def test_a_term_in_another_sense_once_stays_low() -> None:
+    # "Wagner" the composer, once, in a concert review: a passing mention, not the topic.
+    hit = hit_for(
+        "Wagner",
+        "Un concert à Lomé",
+        "L'orchestre national a joué samedi devant une salle comble.",
+        "Le programme mêlait des chants traditionnels et des œuvres européennes.",
+        "Le chef a dirigé une ouverture de Wagner avant l'entracte.",
+        "Le public a salué les solistes pendant de longues minutes.",
+        *FILLER,
+    )
+    assert hit.in_passing
+    assert hit.relevance < PASSING_BELOW
+
+
+def test_an_and_is_as_strong_as_its_weakest_clause() -> None:
+    body = [
+        "Le Togo a annoncé un nouveau budget.",
+        "Le Togo veut attirer des investisseurs.",
+        "Le Togo signe un accord avec la Russie sur la formation d'officiers.",
+        "Le Togo espère une croissance de 6 %.",
+    ]
+    both = hit_for("Togo AND Russie", "Le Togo et la Russie", *body)
+    togo_only = hit_for("Togo", "Le Togo et la Russie", *body)
+    assert both.relevance < togo_only.relevance
+
+
+def test_an_or_pools_its_synonyms() -> None:
+    body = [
+        "Des djihadistes ont attaqué un poste.",
+        FILLER[0],
+        "Les terroristes ont fui vers la frontière.",
+        FILLER[1],
+        "Le groupe jihadiste a revendiqué l'attaque.",
+    ]
+    pooled = hit_for("djihad* OR terroris* OR jihad*", "Lomé en bref", *body)
+    single = hit_for("djihad*", "Lomé en bref", *body)
+    assert pooled.relevance > single.relevance
+
+
+def test_a_story_about_the_topic_is_a_main_hit() -> None:
+    hit = hit_for(
+        'Togo AND "coopération militaire"',
+        "Le Togo approuve un accord de coopération militaire avec la Russie",
+        "Le Parlement togolais a approuvé mardi l'accord de coopération militaire signé avec "
+        "Moscou.",
+        "Selon le gouvernement, la coopération militaire portera sur la formation.",
+        *FILLER[:2],
+        "L'opposition critique cette coopération militaire, que le Togo juge nécessaire.",
+    )
+    assert not hit.in_passing
+    assert hit.relevance >= 0.5  # "Togo" itself is in the title and one sentence
+    assert hit.evidence.startswith("in the title and in 3 of 5 sentences across 3 paragraphs")
+
+
+WORDS = st.sampled_from(
+    ["route", "marché", "pluie", "école", "pont", "riz", "prix", "fleuve", "ville", "bus"]
+)
+UNRELATED_PARAGRAPH = st.lists(WORDS, min_size=3, max_size=12).map(
+    lambda words: " ".join(words).capitalize() + "."
+)
+PARAGRAPH = st.one_of(
+    UNRELATED_PARAGRAPH,
+    st.sampled_from(
+        [
+            "L'inflation a atteint 9 % en octobre.",
+            "Les ménages subissent l'inflation.",
+            "Lire aussi : L'inflation au Ghana",
+            "La banque centrale relève ses taux face à l'inflation.",
+        ]
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    title=st.sampled_from(["L'inflation inquiète", "Lomé en bref"]),
+    paragraphs=st.lists(PARAGRAPH, min_size=1, max_size=8),
+    extra=UNRELATED_PARAGRAPH,
+    where=st.integers(min_value=0, max_value=8),
+)
+def test_an_unrelated_paragraph_never_raises_a_score(
+    title: str, paragraphs: list[str], extra: str, where: int
+) -> None:
+    watchlist = Watchlist(name="w", query=parse_query("inflation", {}), language="fr")
+    matcher = Matcher([watchlist])
+
+    def score(body: list[str]) -> float | None:
+        article = ArticleText(
+            url=None, title=title, text="\n".join(body), source=TextSource.PAGE, language="fr"
+        )
+        hits = matcher.match(article)
+        return hits[0].relevance if hits else None
+
+    before = score(paragraphs)
+    longer = [*paragraphs]
+    longer.insert(min(where, len(longer)), extra)
+    after = score(longer)
+    assert (before is None) == (after is None)
+    if before is not None and after is not None:
+        assert after <= before
+
+
+def test_asides_run_to_the_end_of_their_line_or_sentence() -> None:
+    text = (
+        "Premier paragraphe.\n"
+        "À lire aussi : Un autre article\n"
+        "Le texte continue. Lire aussi: Titre lié Suite de la phrase. Fin du paragraphe.\n"
+        "Légende image, Des soldats à Bamako\n"
+        "On peut lire aussi le rapport."
+    )
+    found = [text[start:end] for start, end in asides(text)]
+    assert found == [
+        "À lire aussi : Un autre article",
+        "Lire aussi: Titre lié Suite de la phrase.",
+        "Légende image, Des soldats à Bamako",
+    ]
+
+
+def test_extraction_drops_related_link_lines() -> None:
+    text = "\n".join(
+        [
+            "Le Togo et la Russie ont signé un accord.",
+            "À lire aussi : La Russie en Afrique de l'Ouest",
+            "Le Parlement doit encore le ratifier.",
+            "Read more:",
+            "Another Story Title",
+            "Related: Chicago O'Hare airport workers plan strike",
+            "Related to this, the minister spoke on Monday.",
+            "LIRE AUSSI SUR REGARDS.FR",
+            "Le titre lié",
+            "Crédit photo : KB / Bondy Blog",
+            "Fin.",
+        ]
+    )
+    assert drop_related_links(text).split("\n") == [
+        "Le Togo et la Russie ont signé un accord.",
+        "Le Parlement doit encore le ratifier.",
+        "Related to this, the minister spoke on Monday.",
+        "Fin.",
+    ]
+
+
+def test_a_marker_alone_keeps_a_following_sentence() -> None:
+    text = "Intro.\nVoir aussi\nCette phrase est un vrai paragraphe du texte.\nFin."
+    assert drop_related_links(text) == "Intro.\nCette phrase est un vrai paragraphe du texte.\nFin."
