@@ -15,8 +15,11 @@ import re
 
 __all__ = [
     "ASIDE_MARKER",
+    "ASIDE_WORDS",
     "CP1252_FALLBACK",
     "MAX_ASIDE_LINE_CHARS",
+    "MAX_ASIDE_WORD_OFFSET",
+    "MAX_MARKER_CHARS",
     "codec_for",
     "decode_certain",
     "drop_related_links",
@@ -139,6 +142,14 @@ ASIDE_MARKER = re.compile(
     r"|Image caption|Image source|Photo credit|Copyright de l'image)"
     r"(?=[\s:,.»>\[]|$)"
 )
+# Every marker holds one of these words (folded: lower case, no accents), which an analysed
+# text finds in its index of forms: the pattern is tried only around them.
+ASIDE_WORDS = (
+    "aussi", "egalement", "sujet", "read", "see", "related", "story", "legende", "source",
+    "credit", "credits", "caption", "copyright",
+)  # fmt: skip
+MAX_ASIDE_WORD_OFFSET = 16  # a marker starts at most this far before its word ("Sur le même sujet")
+MAX_MARKER_CHARS = 40  # the longest marker after its word, and what its lookahead reads
 # A related-link line is at most this long; a longer line starting with a marker is a
 # paragraph that opens with an inlined box.
 MAX_ASIDE_LINE_CHARS = 300

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.matching import Matcher
-from monitor.matching.analysis import asides
+from monitor.matching.analysis import _sentence_spans, _sentence_starts, asides
 from monitor.matching.relevance import PASSING_BELOW
 from monitor.models import ArticleText, HitResult, TextSource, Watchlist
 from monitor.query import parse_query
@@ -234,3 +234,12 @@ def test_extraction_drops_related_link_lines() -> None:
 def test_a_marker_alone_keeps_a_following_sentence() -> None:
     text = "Intro.\nVoir aussi\nCette phrase est un vrai paragraphe du texte.\nFin."
     assert drop_related_links(text) == "Intro.\nCette phrase est un vrai paragraphe du texte.\nFin."
+
+
+SENTENCE_TEXT = st.text(alphabet=st.sampled_from("ab .!?…\n»\"' "), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=SENTENCE_TEXT)
+def test_sentence_starts_are_the_starts_of_the_sentences(text: str) -> None:
+    assert _sentence_starts(text) == [start for start, _ in _sentence_spans(text)]

@@ -27,7 +27,14 @@ from functools import cached_property
 from itertools import chain, compress
 
 from monitor.matching.tokens import Token, _tokenize, detect_language, stem_forms
-from monitor.text import ASIDE_MARKER, primary_language
+from monitor.text import (
+    ASIDE_MARKER,
+    ASIDE_WORDS,
+    MAX_ASIDE_LINE_CHARS,
+    MAX_ASIDE_WORD_OFFSET,
+    MAX_MARKER_CHARS,
+    primary_language,
+)
 
 # A boundary is a run of sentence-ending punctuation (then closing quotes) followed by white
 # space, or a line break with the white space around it. Each match starts on one of
@@ -107,8 +114,11 @@ class AnalyzedField:
     @cached_property
     def sentence_starts(self) -> list[int]:
         """Where each sentence starts: ``bisect_right(sentence_starts, offset) - 1`` is the
-        index of the sentence holding ``offset``."""
-        return [start for start, _ in self.sentences]
+        index of the sentence holding ``offset``. The starts of `sentences`, found in half
+        the time when the spans themselves are not needed (relevance needs only these)."""
+        if "sentences" in self.__dict__ or self.one_sentence:
+            return [start for start, _ in self.sentences]
+        return _sentence_starts(self.text)
 
     @cached_property
     def paragraph_starts(self) -> list[int]:
@@ -122,8 +132,13 @@ class AnalyzedField:
 
     @cached_property
     def aside_ranges(self) -> list[tuple[int, int]]:
-        """Related-link lines and captions (see `asides`)."""
-        return [] if self.one_sentence else asides(self.text)
+        """Related-link lines and captions (see `asides`), looked for only around the
+        words markers are made of: most texts have none of them, found by a dict lookup."""
+        if self.one_sentence:
+            return []
+        by_form, starts = self.by_form, self.starts
+        near = [starts[index] for word in ASIDE_WORDS for index in by_form.get(word, ())]
+        return asides(self.text, near) if near else []
 
     def in_aside(self, offset: int) -> bool:
         ranges = self.aside_ranges
@@ -134,8 +149,8 @@ class AnalyzedField:
     def counted_sentences(self) -> int:
         """Sentences outside asides (at least 1)."""
         if not self.aside_ranges:
-            return len(self.sentences)
-        return max(1, sum(1 for start, _ in self.sentences if not self.in_aside(start)))
+            return len(self.sentence_starts)
+        return max(1, sum(1 for start in self.sentence_starts if not self.in_aside(start)))
 
     def sentence_of(self, index: int) -> int:
         """0-based sentence index of token ``index``."""
@@ -186,35 +201,64 @@ class AnalyzedText:
         return (self.title, self.text)
 
 
-_ASIDE_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)")
+_NOT_SPACE = re.compile(r"\S")
+_ASIDE_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)", re.MULTILINE)
 
 
-# A line that starts with a marker is an aside as a whole when it is no longer than this;
-# a longer one is a paragraph that opens with an inlined box, an aside to its sentence's end.
-MAX_ASIDE_LINE_CHARS = 300
-
-
-def asides(text: str) -> list[tuple[int, int]]:
+def asides(text: str, near: Iterable[int] | None = None) -> list[tuple[int, int]]:
     """Character ranges of related-link lines and captions in ``text`` (one paragraph a line):
-    from the marker to the end of its line when the line starts with it, else to the end of
-    its sentence, where pages that inline such boxes put the linked titles."""
+    from the marker to the end of its line when the line starts with it and is short, else to
+    the end of its sentence, where pages that inline such boxes put the linked titles.
+
+    ``near``: the offsets of the words a marker is built on (`ASIDE_WORDS`), when the caller
+    knows them: the pattern is then tried only around them, not over the whole text.
+    """
     ranges: list[tuple[int, int]] = []
-    line_start = 0
-    for line in text.split("\n"):
-        line_end = line_start + len(line)
-        for marker in ASIDE_MARKER.finditer(line):
-            start = line_start + marker.start()
-            if not line[: marker.start()].strip() and len(line) <= MAX_ASIDE_LINE_CHARS:
-                end = line_end
-            else:
-                stop = _ASIDE_SENTENCE_END.search(line, marker.end())
-                end = line_start + stop.end() if stop else line_end
-            if ranges and start <= ranges[-1][1]:
-                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
-            else:
-                ranges.append((start, end))
-        line_start = line_end + 1
+    for marker in _markers(text, near):
+        start = marker.start()
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", start)
+        if line_end < 0:
+            line_end = len(text)
+        if not text[line_start:start].strip() and line_end - line_start <= MAX_ASIDE_LINE_CHARS:
+            end = line_end
+        else:
+            stop = _ASIDE_SENTENCE_END.search(text, marker.end(), line_end)
+            end = stop.end() if stop else line_end
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+        else:
+            ranges.append((start, end))
     return ranges
+
+
+def _markers(text: str, near: Iterable[int] | None) -> Iterator[re.Match[str]]:
+    if near is None:
+        yield from ASIDE_MARKER.finditer(text)
+        return
+    after = 0
+    for at in sorted(near):
+        window_start = max(after, at - MAX_ASIDE_WORD_OFFSET)
+        marker = ASIDE_MARKER.search(text, window_start, at + MAX_MARKER_CHARS)
+        if marker is not None and marker.start() <= at:
+            after = marker.end()
+            yield marker
+
+
+def _sentence_starts(text: str) -> list[int]:
+    """The starts of `_sentence_spans`, without working out where each sentence ends."""
+    starts: list[int] = []
+    previous = 0
+    has_text = _NOT_SPACE.search
+    for boundary in _SENTENCE_END.finditer(text):
+        # A sentence is kept when it holds more than white space: a boundary of
+        # punctuation always does (the punctuation itself), a line break never.
+        if has_text(text, previous, boundary.end()):
+            starts.append(previous)
+        previous = boundary.end()
+    if has_text(text, previous):
+        starts.append(previous)
+    return starts or [0]
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ holding matches (the title's when the text has none), with the matched words mar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from monitor.matching.analysis import AnalyzedField
 from monitor.matching.occurrences import _Chain, _occurrences
@@ -28,6 +28,7 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
     matched_labels: set[str] = set()
     chains_by_field: tuple[list[_Chain], list[_Chain]] = ([], [])
     evidence: list[ClauseEvidence] = []
+    known: dict[int, ClauseEvidence] = {}  # id of a top-level clause's plan -> its evidence
     for text, plan in compiled.clauses:
         found = _occurrences(plan, views)
         if not found:
@@ -36,12 +37,12 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
         for field_index, _, _, occurrence_chains, labels in found:
             in_field[field_index].extend(occurrence_chains)
             matched_labels.update(labels)
-        evidence.append(
-            ClauseEvidence(
-                in_title=bool(in_field[0]),
-                text_spans=_chain_spans(views[1].field, in_field[1]),
-            )
+        text_field = views[1].field
+        clause_evidence = ClauseEvidence.of(
+            text_field, bool(in_field[0]), _chain_spans(text_field, in_field[1])
         )
+        evidence.append(clause_evidence)
+        known[id(plan)] = clause_evidence
         for field_index, field_chains in enumerate(in_field):
             if field_chains:
                 view = views[field_index]
@@ -50,7 +51,8 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
                 chains_by_field[field_index].extend(field_chains)
     matched = tuple(label for label in compiled.outline.labels if label in matched_labels)
     snippets = _snippets(views, chains_by_field)
-    relevance = assess(views[1].field, _plan_strength(compiled.plan, views) or 0.0, evidence)
+    strength = _plan_strength(compiled.plan, views, known) or 0.0
+    relevance = assess(views[1].field, strength, evidence)
     return HitResult(
         compiled.watchlist.name,
         matched,
@@ -62,17 +64,20 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
     )
 
 
-def _plan_strength(plan: _Plan, views: Sequence[_FieldView]) -> float | None:
+def _plan_strength(
+    plan: _Plan, views: Sequence[_FieldView], known: Mapping[int, ClauseEvidence]
+) -> float | None:
     """How strongly the article holds ``plan``, following the query's structure: an AND is
     as strong as its weakest part, an OR as its strongest alternative, where the plain words
     and phrases of an OR count as one (synonyms spread over the text add up). None for a NOT,
-    which says nothing about what the article is about."""
+    which says nothing about what the article is about. ``known`` holds the evidence already
+    gathered for the top-level clauses."""
     if isinstance(plan, _Without):
         return None
     if isinstance(plan, _AllOf):
         parts: list[float] = []
         for child in plan.children:
-            strength = _plan_strength(child, views)
+            strength = _plan_strength(child, views, known)
             if strength is None:
                 continue
             parts.append(strength)
@@ -80,32 +85,38 @@ def _plan_strength(plan: _Plan, views: Sequence[_FieldView]) -> float | None:
     if isinstance(plan, _AnyOf):
         composite = [child for child in plan.children if isinstance(child, _AllOf | _AnyOf)]
         simple = [child for child in plan.children if not isinstance(child, _AllOf | _AnyOf)]
-        strengths = [_plan_strength(child, views) for child in composite]
+        strengths = [_plan_strength(child, views, known) for child in composite]
         if simple:
-            strengths.append(_simple_strength(simple, views))
+            strengths.append(_simple_strength(simple, views, known))
         present = [strength for strength in strengths if strength is not None]
         return max(present) if present else None
-    return _simple_strength([plan], views)
+    return _simple_strength([plan], views, known)
 
 
-def _simple_strength(plans: Sequence[_Plan], views: Sequence[_FieldView]) -> float | None:
+def _simple_strength(
+    plans: Sequence[_Plan], views: Sequence[_FieldView], known: Mapping[int, ClauseEvidence]
+) -> float | None:
     """The strength of words, phrases and NEARs taken together (their matches pooled)."""
-    in_title = False
-    chains: list[_Chain] = []
-    positive = False
+    text = views[1].field
+    gathered: list[ClauseEvidence] = []
     for plan in plans:
         if isinstance(plan, _Without):
             continue
-        positive = True
-        for field_index, _, _, occurrence_chains, _ in _occurrences(plan, views) or ():
-            if field_index == 0:
-                in_title = True
-            else:
-                chains.extend(occurrence_chains)
-    if not positive:
+        found = known.get(id(plan))
+        if found is None:
+            in_title = False
+            chains: list[_Chain] = []
+            for field_index, _, _, occurrence_chains, _ in _occurrences(plan, views) or ():
+                if field_index == 0:
+                    in_title = True
+                else:
+                    chains.extend(occurrence_chains)
+            found = ClauseEvidence.of(text, in_title, _chain_spans(text, chains))
+        gathered.append(found)
+    if not gathered:
         return None
-    text = views[1].field
-    return clause_strength(text, ClauseEvidence(in_title, _chain_spans(text, chains)))
+    pooled = gathered[0] if len(gathered) == 1 else ClauseEvidence.pooled(gathered)
+    return clause_strength(text, pooled)
 
 
 def _chain_spans(field: AnalyzedField, chains: Iterable[_Chain]) -> list[tuple[int, int]]:

@@ -66,11 +66,39 @@ LEAD_SENTENCES = 2
 
 @dataclass(frozen=True)
 class ClauseEvidence:
-    """Where one positive top-level clause matched: in the title or not, and the character
-    spans of its matches in the text."""
+    """Where one clause matched: in the title or not, the character spans of its matches
+    in the text, and the sentences holding them outside asides."""
 
     in_title: bool
     text_spans: Sequence[tuple[int, int]]
+    sentences: frozenset[int]
+    counted_spans: Sequence[int]  # starts of the spans outside asides
+
+    @classmethod
+    def of(
+        cls, text: AnalyzedField, in_title: bool, spans: Sequence[tuple[int, int]]
+    ) -> ClauseEvidence:
+        if text.aside_ranges:
+            counted = [start for start, _ in spans if not text.in_aside(start)]
+        else:
+            counted = [start for start, _ in spans]
+        starts = text.sentence_starts
+        return cls(
+            in_title=in_title,
+            text_spans=spans,
+            sentences=frozenset([bisect_right(starts, start) - 1 for start in counted]),
+            counted_spans=counted,
+        )
+
+    @classmethod
+    def pooled(cls, clauses: Sequence[ClauseEvidence]) -> ClauseEvidence:
+        """The evidence of alternatives taken together (synonyms in an OR)."""
+        return cls(
+            in_title=any(clause.in_title for clause in clauses),
+            text_spans=sorted({span for clause in clauses for span in clause.text_spans}),
+            sentences=frozenset().union(*(clause.sentences for clause in clauses)),
+            counted_spans=sorted({start for clause in clauses for start in clause.counted_spans}),
+        )
 
 
 @dataclass(frozen=True)
@@ -83,7 +111,7 @@ class Relevance:
 def clause_strength(text: AnalyzedField, clause: ClauseEvidence) -> float:
     """How strongly one clause of the query is present: title, lead, spread and share of the
     sentences holding its matches outside asides."""
-    sentences = _sentences_of(text, clause)
+    sentences = clause.sentences
     strength = WEIGHT_TITLE if clause.in_title else 0.0
     if any(index < LEAD_SENTENCES for index in sentences):
         strength += WEIGHT_LEAD
@@ -102,40 +130,30 @@ def all_of(strengths: Sequence[float]) -> float:
 def assess(text: AnalyzedField, strength: float, clauses: Sequence[ClauseEvidence]) -> Relevance:
     """The relevance of a hit: `strength` is the query's (`clause_strength` combined through
     the query's ANDs and ORs), `clauses` where its positive top-level clauses matched."""
-    sentence_sets = [_sentences_of(text, clause) for clause in clauses]
+    sentence_sets = [clause.sentences for clause in clauses]
     together = bool(clauses) and (
-        all(clause.in_title for clause in clauses) or bool(set.intersection(*sentence_sets))
+        all(clause.in_title for clause in clauses) or bool(frozenset.intersection(*sentence_sets))
     )
     score = round(min(1.0, strength + (WEIGHT_TOGETHER if together else 0.0)), 3)
     in_passing = score < PASSING_BELOW
-    counted: set[int] = set().union(*sentence_sets) if sentence_sets else set()
-    paragraphs = {
-        bisect_right(text.paragraph_starts, start) - 1
-        for clause in clauses
-        for start, _end in clause.text_spans
-        if not text.in_aside(start)
-    }
+    counted: frozenset[int] = frozenset().union(*sentence_sets)
     evidence = _in_words(
         in_title=any(clause.in_title for clause in clauses),
         sentences=sorted(counted),
-        paragraphs=len(paragraphs),
-        total=len(text.sentences),
+        paragraphs=len(
+            {
+                bisect_right(text.paragraph_starts, start) - 1
+                for clause in clauses
+                for start in clause.counted_spans
+            }
+        ),
+        total=len(text.sentence_starts),
         only_asides=not counted
         and not any(clause.in_title for clause in clauses)
         and any(clause.text_spans for clause in clauses),
         in_passing=in_passing,
     )
     return Relevance(score=score, in_passing=in_passing, evidence=evidence)
-
-
-def _sentences_of(text: AnalyzedField, clause: ClauseEvidence) -> set[int]:
-    """The sentences holding the clause's matches, asides left out."""
-    starts = text.sentence_starts
-    return {
-        bisect_right(starts, start) - 1
-        for start, _end in clause.text_spans
-        if not text.in_aside(start)
-    }
 
 
 def _in_words(
