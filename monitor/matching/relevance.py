@@ -140,13 +140,7 @@ def assess(text: AnalyzedField, strength: float, clauses: Sequence[ClauseEvidenc
     evidence = _in_words(
         in_title=any(clause.in_title for clause in clauses),
         sentences=sorted(counted),
-        paragraphs=len(
-            {
-                bisect_right(text.paragraph_starts, start) - 1
-                for clause in clauses
-                for start in clause.counted_spans
-            }
-        ),
+        paragraphs=_paragraphs(text, clauses),
         total=len(text.sentence_starts),
         only_asides=not counted
         and not any(clause.in_title for clause in clauses)
@@ -154,6 +148,16 @@ def assess(text: AnalyzedField, strength: float, clauses: Sequence[ClauseEvidenc
         in_passing=in_passing,
     )
     return Relevance(score=score, in_passing=in_passing, evidence=evidence)
+
+
+def _paragraphs(text: AnalyzedField, clauses: Sequence[ClauseEvidence]) -> int:
+    """How many paragraphs hold the clauses' matches outside asides."""
+    starts = text.paragraph_starts
+    if len(starts) == 1:
+        return 1 if any(clause.counted_spans for clause in clauses) else 0
+    return len(
+        {bisect_right(starts, start) - 1 for clause in clauses for start in clause.counted_spans}
+    )
 
 
 def _in_words(
