@@ -77,6 +77,8 @@ def single_instance(database: Path) -> Iterator[None]:
     SQLite file drops its POSIX locks) and no PID file: the kernel releases
     the lock when the process dies, even by SIGKILL.
     """
+    # The real file's name: a symlink to the database must find the same lock.
+    database = database.resolve()
     lock_path = database.with_name(database.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115  (held for the daemon's lifetime)

@@ -54,6 +54,9 @@ from monitor.errors import ListTermError, QuerySyntaxError
 
 FIELDS = ("title", "text")
 MIN_PREFIX_LENGTH = 2
+# How deep parentheses, NOTs and field scopes may nest. Far more than a watchlist needs;
+# every stage that walks a query recurses, and Python's stack is not unbounded.
+MAX_NESTING = 32
 
 # --------------------------------------------------------------------------- syntax tree
 
@@ -236,6 +239,16 @@ class _Parser:
         self.sets = sets
         self.tokens = _tokenize(query)
         self.index = 0
+        self.depth = 0
+
+    def deeper(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise QuerySyntaxError(
+                f"the query nests more than {MAX_NESTING} levels of parentheses, NOT and "
+                "title:/text: here: write it flatter (a AND b AND c needs no parentheses)",
+                token.offset,
+            )
 
     @property
     def current(self) -> _Token:
@@ -283,7 +296,10 @@ class _Parser:
         if token.kind == "NOT":
             self.advance()
             self.expect_operand(token, "NOT")
-            return Not(self.unary(), offset=token.offset)
+            self.deeper(token)
+            node = Not(self.unary(), offset=token.offset)
+            self.depth -= 1
+            return node
         return self.near()
 
     def near(self) -> Node:
@@ -303,7 +319,9 @@ class _Parser:
             self.advance()
             if self.current.kind == ")":
                 raise QuerySyntaxError("empty parentheses", token.offset)
+            self.deeper(token)
             node = self.or_expr()
+            self.depth -= 1
             if self.current.kind != ")":
                 raise QuerySyntaxError(
                     f"unbalanced parenthesis: '(' at column {token.offset + 1} is never closed",
@@ -319,7 +337,10 @@ class _Parser:
                     "an @set or a parenthesised group",
                     token.offset,
                 )
-            return FieldScope(token.text, self.primary(), offset=token.offset)
+            self.deeper(token)
+            scoped = FieldScope(token.text, self.primary(), offset=token.offset)
+            self.depth -= 1
+            return scoped
         if token.kind == "TERM":
             self.advance()
             return Term(token.text, exact=token.exact, prefix=token.prefix, offset=token.offset)

@@ -188,7 +188,9 @@ def due_digest_key(now: datetime, tz: ZoneInfo, at: time) -> str:
     day = now.astimezone(tz).date()
     # Compare instants, not wall-clock times: on the night clocks go back, 02:30
     # happens twice, and a wall-clock comparison would make the key step back a day.
-    if now < _scheduled_instant(day, at, tz):
+    # Timestamps, not datetimes: two datetimes with the same tzinfo compare by wall clock,
+    # and `now` may carry `tz` itself.
+    if now.timestamp() < _scheduled_instant(day, at, tz).timestamp():
         day = day - timedelta(days=1)
     return day.isoformat()
 
@@ -202,7 +204,7 @@ def _scheduled_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
 def next_digest_time(now: datetime, tz: ZoneInfo, at: time) -> datetime:
     """The next instant (aware, in `tz`) at which a new digest becomes due; for logs and `status`."""
     candidate_day = now.astimezone(tz).date()
-    while (instant := _scheduled_instant(candidate_day, at, tz)) <= now:
+    while (instant := _scheduled_instant(candidate_day, at, tz)).timestamp() <= now.timestamp():
         candidate_day += timedelta(days=1)
     return instant
 

@@ -345,3 +345,19 @@ def test_hits_stored_before_relevance_are_scored_from_their_text(tmp_path: Path)
         (ABOUT[0], False),
         (IN_PASSING[0], True),
     ]
+
+
+def test_a_deeply_nested_query_is_a_positioned_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    deep = "(" * 200 + "Togo" + ")" * 200
+    path.write_text(
+        CONFIG.replace(
+            '    all: [Togo]\n    any: ["accord de défense", "coopération militaire"]',
+            f"    query: '{deep}'",
+        ),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["-c", str(path), "check"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"{path}:11:" in result.output and "nests more than 32 levels" in result.output

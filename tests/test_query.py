@@ -280,3 +280,22 @@ def test_any_text_parses_or_raises_a_located_syntax_error(text: str) -> None:
         assert error.message
     else:
         assert parse_query(render(node), SETS) == node
+
+
+@pytest.mark.parametrize(
+    ("query", "column"),
+    [
+        ("(" * 200 + "a" + ")" * 200, 33),
+        ("NOT " * 1000 + "a AND b", 129),
+        ("title:" * 40 + "a", 193),
+    ],
+    ids=["parentheses", "not-chain", "field-scopes"],
+)
+def test_deep_nesting_is_a_positioned_error_not_a_crash(query: str, column: int) -> None:
+    with pytest.raises(QuerySyntaxError, match="nests more than 32 levels") as caught:
+        parse_query(query, {})
+    assert caught.value.offset + 1 == column
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    assert parse_query("(" * 32 + "a" + ")" * 32, {}) == parse_query("a", {})

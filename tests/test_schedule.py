@@ -432,3 +432,18 @@ def test_any_sequence_of_polls_counts_failures_since_the_last_success(
         assert update.polled_at == now
         assert now + interval <= update.next_poll <= now + max(interval, MAX_BACKOFF)
         state = after(state, update)
+
+
+def test_digest_key_is_right_for_a_now_in_the_configured_zone_during_the_repeated_hour() -> None:
+    """Two datetimes with the same tzinfo compare by wall clock: 02:15 of the second pass
+    (after clocks went back) is later than the first 02:30, though it reads earlier."""
+    paris = ZoneInfo("Europe/Paris")
+    second_quarter_past_two = datetime(2026, 10, 25, 2, 15, fold=1, tzinfo=paris)
+    first_half_past_two = datetime(2026, 10, 25, 2, 30, tzinfo=paris)
+    assert second_quarter_past_two.timestamp() > first_half_past_two.timestamp()
+    assert due_digest_key(second_quarter_past_two, paris, time(2, 30)) == "2026-10-25"
+    utc_view = second_quarter_past_two.astimezone(UTC)
+    assert due_digest_key(utc_view, paris, time(2, 30)) == "2026-10-25"
+    assert next_digest_time(second_quarter_past_two, paris, time(2, 30)).date() == date(
+        2026, 10, 26
+    )
