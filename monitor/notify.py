@@ -23,8 +23,10 @@ import logging
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
+import threading
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,19 +62,71 @@ def send_smtp(message: EmailMessage, settings: SmtpSettings) -> None:
         )
     payload = _as_smtp_bytes(message)
     context = ssl.create_default_context()
-    try:
-        client = _connect(settings, context)
-    except (OSError, smtplib.SMTPException) as error:
-        raise _classify(error, f"cannot connect to the SMTP server {server}") from error
-    try:
-        _secure_and_login(client, settings, context, server)
-        _transmit(client, sender[0][1], recipients, payload, server)
-    except DeliveryError:
-        raise
-    except (OSError, smtplib.SMTPException) as error:
-        raise _classify(error, f"sending the digest through {server} failed") from error
-    finally:
-        _quit_quietly(client)
+    client = _client(settings, context)
+    with _SessionDeadline(client, settings.timeout) as deadline:
+        try:
+            try:
+                code, reply = client.connect(settings.host, settings.port)
+                if code != 220:  # what smtplib's constructor checks when it connects itself
+                    client.close()
+                    raise smtplib.SMTPConnectError(code, reply)
+            except (OSError, smtplib.SMTPException) as error:
+                raise _classify(error, f"cannot connect to the SMTP server {server}") from error
+            try:
+                _secure_and_login(client, settings, context, server)
+                _transmit(client, sender[0][1], recipients, payload, server)
+            except DeliveryError:
+                raise
+            except (OSError, smtplib.SMTPException) as error:
+                raise _classify(error, f"sending the digest through {server} failed") from error
+            finally:
+                _quit_quietly(client)
+        except DeliveryError as error:
+            if not deadline.expired:
+                raise
+            raise DeliveryError(
+                f"the SMTP session with {server} took longer than {settings.timeout:g} s "
+                f"(digest.smtp.timeout bounds the whole delivery) and was cut: {error}",
+                permanent=False,
+                maybe_delivered=error.maybe_delivered,
+            ) from error
+
+
+class _SessionDeadline:
+    """Cuts the connection when a whole delivery takes longer than ``seconds``.
+
+    smtplib's timeout bounds each read, so a server that answers one byte every few
+    seconds could hold a delivery, and the daemon's digest checks behind it, for hours.
+    A watcher thread shuts the socket down at the deadline; the read in progress then
+    fails at once and the delivery is reported as cut.
+    """
+
+    def __init__(self, client: smtplib.SMTP, seconds: float) -> None:
+        self.expired = False
+        self._client = client
+        self._seconds = seconds
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="smtp-deadline", daemon=True)
+
+    def _watch(self) -> None:
+        if self._done.wait(self._seconds):
+            return
+        self.expired = True
+        # The socket may not exist yet (still connecting): look again until the session ends.
+        while not self._done.is_set():
+            sock = self._client.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._done.wait(0.05)
+
+    def __enter__(self) -> _SessionDeadline:
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._watcher.join()
 
 
 def write_outbox(message: EmailMessage, outbox: Path) -> Path:
@@ -112,12 +166,17 @@ def write_outbox(message: EmailMessage, outbox: Path) -> Path:
 # --------------------------------------------------------------------------- SMTP steps
 
 
-def _connect(settings: SmtpSettings, context: ssl.SSLContext) -> smtplib.SMTP:
+def _client(settings: SmtpSettings, context: ssl.SSLContext) -> smtplib.SMTP:
+    """An SMTP client not connected yet, so the session deadline covers the greeting too."""
+    client: smtplib.SMTP
     if settings.security == "ssl":
-        return smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout, context=context
-        )
-    return smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        client = smtplib.SMTP_SSL(timeout=settings.timeout, context=context)
+    else:
+        client = smtplib.SMTP(timeout=settings.timeout)
+    # The constructor records the host name for TLS certificate checks only when it
+    # connects itself; `connect` does not.
+    client._host = settings.host  # type: ignore[attr-defined]
+    return client
 
 
 def _secure_and_login(

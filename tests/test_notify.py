@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +19,7 @@ from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.models import ClaimedDigest, StoredHit
 from monitor.notify import deliver, send_smtp, write_outbox
+from tests.servers import RawServer
 from tests.smtp_server import SmtpSink, make_certificate, server_tls_context, smtp_sink
 
 __all__ = ["smtp_sink"]  # the fixture, used by name
@@ -334,3 +336,77 @@ def test_outbox_needs_a_message_id(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Message-ID"):
         write_outbox(message, tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def _dripping_smtp(
+    after: bytes, interval: float
+) -> Callable[[socket.socket, threading.Event], None]:
+    """An SMTP server that answers normally until it reads ``after``, then sends its next
+    reply one byte every ``interval`` seconds."""
+
+    def handler(connection: socket.socket, stopping: threading.Event) -> None:
+        connection.settimeout(10)
+        replies = {
+            b"EHLO": b"250 ok\r\n",
+            b"MAIL": b"250 ok\r\n",
+            b"RCPT": b"250 ok\r\n",
+            b"DATA": b"354 go on\r\n",
+            b".": b"250 queued\r\n",
+            b"QUIT": b"221 bye\r\n",
+        }
+
+        def send(reply: bytes) -> None:
+            for byte in reply:
+                if stopping.wait(interval):
+                    return
+                connection.sendall(bytes([byte]))
+
+        buffered = b""
+        if after == b"":
+            send(b"220 slow\r\n")
+            return
+        connection.sendall(b"220 ready\r\n")
+        in_data = False
+        while not stopping.is_set():
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            buffered += chunk
+            while b"\r\n" in buffered:
+                line, buffered = buffered.split(b"\r\n", 1)
+                if in_data:
+                    if line != b".":
+                        continue
+                    in_data, command = False, b"."
+                else:
+                    command = line.split(b" ")[0].upper()
+                reply = replies.get(command, b"250 ok\r\n")
+                if command == b"DATA":
+                    in_data = True
+                if command == after:
+                    send(reply)
+                    return
+                connection.sendall(reply)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("after", "interval", "maybe_delivered"),
+    # After the data, the reply's first byte comes after the deadline: a "250" that did
+    # arrive would mean the server took the message.
+    [(b"", 0.4, False), (b".", 2.0, True)],
+    ids=["greeting", "after-the-data"],
+)
+def test_a_server_that_drips_its_replies_is_cut_at_the_session_deadline(
+    after: bytes, interval: float, maybe_delivered: bool
+) -> None:
+    with RawServer(_dripping_smtp(after, interval=interval)) as server:
+        settings = SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=1.5)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match=r"took longer than 1\.5 s") as raised:
+            send_smtp(digest_message(), settings)
+        elapsed = time.monotonic() - started
+    assert elapsed < 4, f"the whole delivery took {elapsed:.1f} s"
+    assert raised.value.permanent is False
+    assert raised.value.maybe_delivered is maybe_delivered
