@@ -256,12 +256,14 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
             click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
             click.echo(body.get_content() if body is not None else message.as_string())
             return
-        runs = run_digest(store, config, key=manual_digest_key(now), now=now)
+        # Wait for a delivery the daemon may have under way: its whole session is bounded.
+        wait = (config.digest.smtp.timeout if config.digest.smtp else 0.0) + 10.0
+        runs = run_digest(store, config, key=manual_digest_key(now), now=now, wait=wait)
     if not runs:
         stdout.print("no new hits: nothing sent", markup=False)
     for digest_run in runs:
         stdout.print(f"digest {digest_run.key}: {digest_run.description}", markup=False)
-    if any(not digest_run.delivered and digest_run.hits for digest_run in runs):
+    if any(run.busy or (not run.delivered and run.hits) for run in runs):
         ctx.exit(EXIT_FAILED)
 
 

@@ -175,11 +175,15 @@ class Daemon:
         if self._digest_failed_at and now - self._digest_failed_at < DIGEST_RETRY_AFTER:
             return
         key = due_digest_key(now, self.config.timezone, self.config.digest.at)
-        runs = run_digest(self.store, self.config, key=key, now=now)
+        runs = run_digest(self.store, self.config, key=key, now=now)  # busy: next minute
         failed = any(not run.delivered and run.hits for run in runs)
         self._digest_failed_at = now if failed else None
         for run in runs:
-            if run.hits == 0:
+            if run.busy:
+                log.info(
+                    "digest %s: %s (the daemon tries again in a minute)", run.key, run.description
+                )
+            elif run.hits == 0:
                 log.debug("digest %s: %s", run.key, run.description)
 
     def _checkpoint_job(self) -> None:

@@ -7,12 +7,15 @@ and every state change from `store`.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 from monitor.config import Config
 from monitor.digest import build_digest, render_message
@@ -65,6 +68,40 @@ class DigestRun:
     hits: int
     delivered: bool
     description: str  # what happened, for logs and the CLI
+    busy: bool = False  # another process was delivering: nothing was tried
+
+
+DELIVERY_POLL_SECONDS = 0.2
+
+
+@contextmanager
+def delivery_lock(database: Path, *, wait: float) -> Iterator[bool]:
+    """Hold the lock that one process at a time delivers digests from `database` under;
+    yields False when another process still holds it after `wait` seconds.
+
+    Without it, `monitor digest` run while the daemon is inside SMTP DATA takes the
+    digest the daemon is sending for one a crash left behind, and delivers it again.
+    `flock` on a file beside the database: the kernel releases it when its holder dies,
+    so a digest left "sending" by a crash is still re-sent by the next process.
+    """
+    database = database.resolve()
+    path = database.with_name(database.name + ".delivery.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(DELIVERY_POLL_SECONDS)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def compose_digest(config: Config, claimed: ClaimedDigest, *, now: datetime) -> EmailMessage:
@@ -108,8 +145,13 @@ def _deliver_claimed(
     return DigestRun(claimed.key, len(claimed.hits), True, description)
 
 
-def run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list[DigestRun]:
+def run_digest(
+    store: Store, config: Config, *, key: str, now: datetime, wait: float = 0.0
+) -> list[DigestRun]:
     """Deliver any digest left half-sent by a crash, then the digest `key` if not done.
+
+    One process delivers at a time (`delivery_lock`); when another still is after
+    `wait` seconds, nothing is tried and the one run returned says so (`busy`).
 
     Hits are claimed by the digest before sending and only marked sent once
     the SMTP server accepted the message (or the .eml was written); a crash
@@ -120,6 +162,14 @@ def run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list
     digest, and stops at the first that is not confirmed, so a server that
     drops the link after the data never gets the same message twice in one run.
     """
+    with delivery_lock(store.path, wait=wait) as held:
+        if not held:
+            busy = "another monitor process is delivering a digest from this database"
+            return [DigestRun(key, 0, False, f"{busy}; nothing sent, try again", busy=True)]
+        return _run_digest(store, config, key=key, now=now)
+
+
+def _run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list[DigestRun]:
     runs: list[DigestRun] = []
     done_before = store.digest_done_for(key)
     while True:

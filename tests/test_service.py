@@ -22,7 +22,7 @@ from monitor.models import (
     TextSource,
 )
 from monitor.schedule import decide_update
-from monitor.service import run_digest
+from monitor.service import delivery_lock, run_digest
 from monitor.store import Store
 from tests.smtp_server import SmtpSink, smtp_sink
 
@@ -147,3 +147,30 @@ def test_a_day_without_hits_sends_nothing_and_says_so(
     assert (run.hits, run.delivered, run.description) == (0, False, "no new hits: nothing sent")
     assert run_digest(store, config, key="2026-11-28", now=NOW) == []
     assert smtp_sink.messages == []
+
+
+def test_one_process_delivers_at_a_time(tmp_path: Path, store: Store, smtp_sink: SmtpSink) -> None:
+    """`monitor digest` run while the daemon is inside SMTP DATA used to take the digest
+    being sent for one a crash left behind, and deliver it again."""
+    config = config_for(tmp_path, smtp_sink)
+    store_hit(store, 1, NOW)
+    smtp_sink.drop_after_data = True
+    run_digest(store, config, key="2026-11-28", now=NOW)  # left "sending", as if in flight
+    smtp_sink.drop_after_data = False
+    with delivery_lock(store.path, wait=0) as held:  # another process, mid-delivery
+        assert held
+        [busy] = run_digest(store, config, key="manual-1", now=NOW, wait=0.3)
+        assert busy.busy and not busy.delivered
+        assert "another monitor process is delivering" in busy.description
+        assert len(smtp_sink.messages) == 1  # the digest in flight was not sent again
+    runs = run_digest(store, config, key="manual-1", now=NOW)
+    assert [(run.key, run.delivered) for run in runs] == [("2026-11-28", True)]
+
+
+def test_the_delivery_lock_is_one_per_real_database_file(tmp_path: Path, store: Store) -> None:
+    link = tmp_path / "link.db"
+    link.symlink_to(store.path)
+    with delivery_lock(store.path, wait=0) as first, delivery_lock(link, wait=0) as second:
+        assert (first, second) == (True, False)
+    with delivery_lock(link, wait=0) as again:
+        assert again
