@@ -57,6 +57,13 @@ MIN_PREFIX_LENGTH = 2
 # How deep parentheses, NOTs and field scopes may nest. Far more than a watchlist needs;
 # every stage that walks a query recurses, and Python's stack is not unbounded.
 MAX_NESTING = 32
+# What one NEAR expression may cost: matching keeps one occurrence per distinct span of words,
+# so each NEAR pairs at most (occurrences of its side) x (distinct spans, at most the square
+# of the article's word count, and far fewer within the distance). A chain of NEARs pays that
+# once per NEAR; these bounds keep a pathological query (a frequent word chained over a long
+# article) to well under a second a watchlist.
+MAX_NEAR_DISTANCE = 200
+MAX_NEARS_IN_ONE_EXPRESSION = 4
 
 # --------------------------------------------------------------------------- syntax tree
 
@@ -307,10 +314,22 @@ class _Parser:
         while self.current.kind == "NEAR":
             operator = self.advance()
             self.expect_operand(operator, f"NEAR/{operator.distance}")
+            if operator.distance > MAX_NEAR_DISTANCE:
+                raise QuerySyntaxError(
+                    f"NEAR/{operator.distance} is wider than NEAR/{MAX_NEAR_DISTANCE}: "
+                    "for words anywhere in the article, use AND",
+                    operator.offset,
+                )
             right = self.primary()
             _check_near_side(node)
             _check_near_side(right)
             node = Near(node, right, operator.distance, offset=node.offset)
+            if _nears_in(node) > MAX_NEARS_IN_ONE_EXPRESSION:
+                raise QuerySyntaxError(
+                    f"more than {MAX_NEARS_IN_ONE_EXPRESSION} NEARs in one expression: "
+                    "matching it could take minutes on a long article; split it with AND",
+                    operator.offset,
+                )
         return node
 
     def primary(self) -> Node:
@@ -385,6 +404,18 @@ def _flatten(kind: type[And] | type[Or], children: list[Node], offset: int) -> N
         else:
             flat.append(child)
     return kind(tuple(flat), offset=offset)
+
+
+def _nears_in(node: Node) -> int:
+    """How many NEAR operators the expression holds (its sides are words, phrases, ORs
+    and NEARs)."""
+    if isinstance(node, Near):
+        return 1 + _nears_in(node.left) + _nears_in(node.right)
+    if isinstance(node, Or | And):
+        return sum(_nears_in(child) for child in node.children)
+    if isinstance(node, FieldScope | Not):
+        return _nears_in(node.child)
+    return 0
 
 
 def _check_near_side(node: Node) -> None:

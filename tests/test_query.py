@@ -299,3 +299,18 @@ def test_deep_nesting_is_a_positioned_error_not_a_crash(query: str, column: int)
 
 def test_nesting_up_to_the_limit_is_accepted() -> None:
     assert parse_query("(" * 32 + "a" + ")" * 32, {}) == parse_query("a", {})
+
+
+def test_a_near_wider_than_the_limit_is_refused() -> None:
+    assert parse_query("a NEAR/200 b", {}) is not None
+    with pytest.raises(QuerySyntaxError, match="wider than NEAR/200") as caught:
+        parse_query("a NEAR/201 b", {})
+    assert caught.value.offset == 2
+
+
+def test_a_chain_of_more_than_four_nears_is_refused() -> None:
+    assert parse_query(" NEAR/5 ".join("abcde"), {}) is not None  # four NEARs
+    with pytest.raises(QuerySyntaxError, match="more than 4 NEARs in one expression"):
+        parse_query(" NEAR/5 ".join("abcdef"), {})
+    with pytest.raises(QuerySyntaxError, match="more than 4 NEARs"):
+        parse_query("(a NEAR/5 b NEAR/5 c) NEAR/5 (d NEAR/5 e NEAR/5 f)", {})

@@ -158,7 +158,11 @@ def _near_pairs(plan: _Within, views: Sequence[_FieldView]) -> tuple[list[_Occur
         items.sort(key=lambda occurrence: occurrence[1])
         starts[field_index] = [occurrence[1] for occurrence in items]
         widest[field_index] = max(occurrence[2] - occurrence[1] for occurrence in items)
-    found: list[_Occurrence] = []
+    # One occurrence per distinct span (field, first, last position): the words of its first
+    # pair, the labels of all. A chain of NEARs over a frequent word would otherwise multiply
+    # its pairs at every level (9 sides of "le" over a 360-word article: out of memory);
+    # distinct spans are at most the square of the positions, at every level.
+    merged: dict[tuple[int, int, int], _Occurrence] = {}
     for one in left:
         candidates = by_field.get(one[0])
         if not candidates:
@@ -168,15 +172,14 @@ def _near_pairs(plan: _Within, views: Sequence[_FieldView]) -> tuple[list[_Occur
         high = bisect_right(field_starts, one[2] + plan.distance)
         for other in candidates[low:high]:
             if _gap(one, other) <= plan.distance:
-                found.append(
-                    (
-                        one[0],
-                        min(one[1], other[1]),
-                        max(one[2], other[2]),
-                        one[3] + other[3],
-                        one[4] + other[4],
-                    )
-                )
+                span = (one[0], min(one[1], other[1]), max(one[2], other[2]))
+                labels = one[4] + other[4]
+                known = merged.get(span)
+                if known is None:
+                    merged[span] = (*span, one[3] + other[3], labels)
+                elif not set(labels) <= set(known[4]):
+                    merged[span] = (*span, known[3], tuple(dict.fromkeys(known[4] + labels)))
+    found = list(merged.values())
     if found:
         return found, None
     closest: int | None = None
@@ -259,4 +262,5 @@ def _near_spans(plan: _Within, view: _FieldView, first_only: bool) -> list[tuple
                 found.append((min(left_start, right_start), max(left_end, right_end)))
                 if first_only:
                     return found
-    return found
+    # Distinct spans only: see `_near_pairs` (at most the square of the positions).
+    return sorted(set(found))
