@@ -3,11 +3,13 @@ operations in `service`/`pipeline`, and format the results."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
+import re
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from monitor import __version__
 from monitor.config import Config, load_config, parse_duration
 from monitor.digest import by_relevance
 from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.matching import explain as explain_match
-from monitor.models import ArticleText, Fetched, StoredHit, TextSource, utc_now
+from monitor.models import ArticleText, Fetched, StoredHit, TextSource, Watchlist, utc_now
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
 from monitor.service import compose_digest, open_pipeline, rescore_hits, run_digest
@@ -64,16 +67,70 @@ def _load(ctx: click.Context) -> Config:
         raise AssertionError("unreachable") from error
 
 
-def _since(value: str | None) -> datetime | None:
+class CannotRun(click.ClickException):
+    """The command could not run (an unknown name, an unreadable file or URL): exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+_WEEKS_OR_MONTHS = re.compile(r"(\d+)\s*(w|mo)")
+
+
+def _since(value: str | None, tz: tzinfo = UTC) -> datetime | None:
+    """A start time from a duration back from now (``12h``, ``1d``, ``2w``, ``1mo`` = 30
+    days) or an ISO date or date-time (``2026-11-01``: midnight in `tz`)."""
     if value is None:
         return None
+    text = value.strip()
+    if match := _WEEKS_OR_MONTHS.fullmatch(text):
+        days = int(match.group(1)) * (7 if match.group(2) == "w" else 30)
+        return utc_now() - timedelta(days=days)
     try:
-        return utc_now() - parse_duration(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from error
+        return utc_now() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use a duration back from now (12h, 1d, 2w, 1mo) or an ISO date "
+            "(2026-11-01, 2026-11-01T08:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def _watchlist_named(config: Config, name: str) -> Watchlist:
+    """The configured watchlist called `name`, or a usage error that suggests the closest."""
+    for watchlist in config.watchlists:
+        if watchlist.name == name:
+            return watchlist
+    names = [watchlist.name for watchlist in config.watchlists]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(map(repr, names))}"
+    raise CannotRun(f"no watchlist named {name!r} in {config.path}{hint}")
+
+
+def _config_option_after_command(
+    ctx: click.Context, parameter: click.Parameter, value: Path | None
+) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["config_path"] = value
+
+
+# `-c` is accepted after the command too (`monitor hits -c feeds.yaml`), as users type it.
+config_option = click.option(
+    "-c",
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
+    expose_value=False,
+    callback=_config_option_after_command,
+    help="Configuration file (also accepted before the command).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="monitor")
 @click.option(
     "-c",
     "--config",
@@ -93,6 +150,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 
 
 @main.command()
+@config_option
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
@@ -108,6 +166,7 @@ def run(ctx: click.Context) -> None:
 
 
 @main.command()
+@config_option
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate the configuration; exit 1 with every problem listed."""
@@ -120,6 +179,7 @@ def check(ctx: click.Context) -> None:
 
 
 @main.command()
+@config_option
 @click.pass_context
 def poll(ctx: click.Context) -> None:
     """Poll every feed once now: fetch, extract, match, store; print a summary."""
@@ -185,7 +245,12 @@ def _hit_json(hit: StoredHit) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--since", default=None, help="Only hits found within this duration, e.g. 1d, 12h.")
+@config_option
+@click.option(
+    "--since",
+    default=None,
+    help="Only hits found since then: 12h, 1d, 2w, 1mo (30 days) back, or an ISO date.",
+)
 @click.option("--watchlist", default=None, help="Only this watchlist's hits.")
 @click.option(
     "--sort",
@@ -202,7 +267,9 @@ def hits(
     """List stored hits, most relevant first; passing mentions are marked."""
     config = _load(ctx)
     with Store(config.database) as store:
-        found = store.hits(since=_since(since), watchlist=watchlist)
+        found = store.hits(since=_since(since, config.timezone), watchlist=watchlist)
+    if watchlist is not None and not found:
+        _watchlist_named(config, watchlist)  # a typo is an error, not an empty list
     if sort == "relevance":
         found = sorted(found, key=by_relevance)
     if output == "json":
@@ -230,6 +297,7 @@ def _relevance_cell(hit: StoredHit) -> str:
 
 
 @main.command()
+@config_option
 @click.option(
     "--dry-run", is_flag=True, help="Print the digest instead of sending it; mark nothing."
 )
@@ -268,6 +336,7 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
 
 
 @main.command()
+@config_option
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """One row per feed: last poll, last success, HTTP status, entries, last error."""
@@ -316,13 +385,13 @@ def _read_article(source: str, config: Config | None) -> ArticleText:
             # The user typed this URL: trust it as we trust a configured feed.
             result = fetcher.fetch_page(source, feed_url=source)
         if not isinstance(result, Fetched):
-            raise click.ClickException(getattr(result, "message", f"{source}: not fetched"))
+            raise CannotRun(getattr(result, "message", f"{source}: not fetched"))
         return extract_article(result.content, url=result.url)
     path = Path(source)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise click.ClickException(f"{path}: cannot read ({error.strerror})") from error
+        raise CannotRun(f"{path}: cannot read ({error.strerror})") from error
     return _article_from_bytes(data, url=None)
 
 
@@ -337,6 +406,7 @@ def _article_from_bytes(data: bytes, *, url: str | None) -> ArticleText:
 
 
 @main.command()
+@config_option
 @click.argument("source")
 @click.pass_context
 def extract(ctx: click.Context, source: str) -> None:
@@ -354,18 +424,14 @@ def extract(ctx: click.Context, source: str) -> None:
 
 
 @main.command()
+@config_option
 @click.argument("watchlist")
 @click.argument("source")
 @click.pass_context
 def explain(ctx: click.Context, watchlist: str, source: str) -> None:
     """Say whether WATCHLIST matches SOURCE (URL, file or -) and why; exit 0 on match, 1 otherwise."""
     config = _load(ctx)
-    chosen = next((w for w in config.watchlists if w.name == watchlist), None)
-    if chosen is None:
-        names = ", ".join(repr(w.name) for w in config.watchlists)
-        raise click.ClickException(
-            f"no watchlist named {watchlist!r} in {config.path}; known: {names}"
-        )
+    chosen = _watchlist_named(config, watchlist)
     article = _read_article(source, config)
     result = explain_match(chosen, article)
     click.echo(f"{'MATCH' if result.matched else 'NO MATCH'}: {chosen.name}")
@@ -381,25 +447,24 @@ def explain(ctx: click.Context, watchlist: str, source: str) -> None:
 
 
 @main.command()
+@config_option
 @click.argument("watchlist")
 @click.option(
     "--since",
     default="30d",
     show_default=True,
-    help="Only articles first seen within this duration.",
+    help="Only articles first seen since then: 12h, 1d, 2w, 1mo back, or an ISO date.",
 )
 @click.option("--quiet", is_flag=True, help="Record the hits but leave them out of the digest.")
 @click.pass_context
 def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> None:
     """Run WATCHLIST over stored articles and record the hits it finds (flagged as backfilled)."""
     config = _load(ctx)
-    chosen = next((w for w in config.watchlists if w.name == watchlist), None)
-    if chosen is None:
-        raise click.ClickException(f"no watchlist named {watchlist!r} in {config.path}")
+    chosen = _watchlist_named(config, watchlist)
     with Store(config.database) as store:
         rescore_hits(store, config.watchlists)
         scanned, added = run_backfill(
-            store, chosen, since=_since(since), now=utc_now(), quiet=quiet
+            store, chosen, since=_since(since, config.timezone), now=utc_now(), quiet=quiet
         )
     where = "left out of digests" if quiet else "listed in the next digest"
     stdout.print(

@@ -134,9 +134,8 @@ def test_hits_json_filters(config: Path) -> None:
     assert first["feed"] == "Afrique Exemple"
     assert first["matched"] == ["Togo", "accord de défense"]
     assert "[[accord de défense]]" in first["snippet"]
-    assert (
-        json.loads(invoke(config, "hits", "--format", "json", "--watchlist", "autre").output) == []
-    )
+    typo = CliRunner().invoke(main, ["-c", str(config), "hits", "--watchlist", "autre"])
+    assert typo.exit_code == 2 and "no watchlist named 'autre'" in typo.output
     # Hits were stored "now": a window of one second still holds them, and a bad window is refused.
     assert len(json.loads(invoke(config, "hits", "--format", "json", "--since", "1d").output)) == 2
     refused = CliRunner().invoke(main, ["-c", str(config), "hits", "--since", "yesterday"])
@@ -180,7 +179,7 @@ def test_backfill_records_hits_for_a_new_watchlist(config: Path) -> None:
     assert "backfill" in dry.lower() and ARTICLES[2][0] in dry
 
     unknown = CliRunner().invoke(main, ["-c", str(config), "backfill", "Inconnue"])
-    assert unknown.exit_code == 1 and "no watchlist named" in unknown.output
+    assert unknown.exit_code == 2 and "no watchlist named" in unknown.output  # could not run
 
 
 def test_quiet_backfill_stays_out_of_digests(config: Path) -> None:
@@ -361,3 +360,41 @@ def test_a_deeply_nested_query_is_a_positioned_error_not_a_traceback(tmp_path: P
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"{path}:11:" in result.output and "nests more than 32 levels" in result.output
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("monitor, version ")
+
+
+def test_the_config_option_is_accepted_after_the_command(config: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "-c", str(config)], catch_exceptions=False)
+    assert result.exit_code == 0 and "2 feeds, 1 watchlists" in result.output
+
+
+@pytest.mark.parametrize("since", ["2w", "1mo", "1d", "2000-01-01", "2000-01-01T08:00:00+01:00"])
+def test_since_takes_weeks_months_and_iso_dates(config: Path, since: str) -> None:
+    found = json.loads(invoke(config, "hits", "--format", "json", "--since", since).output)
+    assert len(found) == 2
+
+
+def test_since_in_the_future_finds_nothing(config: Path) -> None:
+    later = invoke(config, "hits", "--format", "json", "--since", "2999-01-01").output
+    assert json.loads(later) == []
+
+
+def test_an_unknown_watchlist_is_a_usage_error_with_a_suggestion(config: Path) -> None:
+    for command in (["hits", "--watchlist", "Togo defense"], ["explain", "Togo defense", "-"]):
+        result = CliRunner().invoke(main, ["-c", str(config), *command], input="texte")
+        assert result.exit_code == 2, result.output
+        assert "did you mean 'Togo défense'?" in result.output
+
+
+def test_an_unreadable_file_for_explain_exits_2(config: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["-c", str(config), "explain", "Togo défense", str(tmp_path / "absent.html")]
+    )
+    assert result.exit_code == 2 and "cannot read" in result.output
