@@ -209,7 +209,7 @@ def poll(ctx: click.Context) -> None:
     for report in reports:
         table.add_row(
             report.name,
-            report.outcome,
+            report.outcome.words,
             str(report.entries),
             str(report.new_entries),
             str(report.new_hits),

@@ -23,6 +23,7 @@ __all__ = [
     "codec_for",
     "decode_certain",
     "drop_related_links",
+    "human_size",
     "one_line",
     "paragraphs",
     "primary_language",
@@ -181,6 +182,17 @@ def drop_related_links(text: str) -> str:
             continue
         kept.append(line)
     return "\n".join(kept)
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def human_size(size: float) -> str:
+    """Bytes as people read them: ``64 KiB``, ``15 MiB``, ``1.5 GiB``, ``512 bytes``."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{int(size)} bytes"
 
 
 # --------------------------------------------------------------------------- line cleaning

@@ -66,6 +66,7 @@ from monitor.models import (
     Validators,
     utc_now,
 )
+from monitor.text import human_size
 
 __all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "Fetcher"]
 
@@ -78,7 +79,6 @@ FEED_ACCEPT = (
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_MIB = 1024 * 1024
 
 _NO_VALIDATORS = Validators()
 _DEFAULT_LIMITS = FetchLimits()
@@ -439,7 +439,7 @@ class Fetcher:
 
     def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
         limits = self.limits
-        cap = f"{limits.max_bytes / _MIB:g} MiB"
+        cap = human_size(limits.max_bytes)
         too_large = _Failure(
             FetchErrorKind.TOO_LARGE,
             f"the body exceeds the {cap} limit (decoded); the server may be sending something "
