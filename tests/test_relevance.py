@@ -243,14 +243,3 @@ SENTENCE_TEXT = st.text(alphabet=st.sampled_from("ab .!?…\n»\"' "), max_size=
 @given(text=SENTENCE_TEXT)
 def test_sentence_starts_are_the_starts_of_the_sentences(text: str) -> None:
     assert _sentence_starts(text) == [start for start, _ in _sentence_spans(text)]
-
-
-def test_human_sizes() -> None:
-    from monitor.text import human_size
-
-    assert [human_size(n) for n in (512, 64 * 1024, 15 * 1024**2, 3 * 1024**3 // 2)] == [
-        "512 bytes",
-        "64 KiB",
-        "15 MiB",
-        "1.5 GiB",
-    ]
