@@ -1,135 +1,29 @@
-"""The watchlist query language: syntax tree, parser, list builder and canonical rendering.
-
-Pure Python, no third-party imports, no I/O. The matcher (`monitor.matching`) compiles the tree
-produced here; this module knows nothing about stemming or articles.
-
-Grammar (operators are upper case; lower-case ``and``/``or``/``not``/``near`` are ordinary words)::
-
-    query    := or_expr
-    or_expr  := and_expr ( "OR" and_expr )*
-    and_expr := unary ( [ "AND" ] unary )*           # juxtaposition is an implicit AND
-    unary    := "NOT" unary | near
-    near     := primary ( "NEAR/" n primary )*       # left-associative, n >= 0
-    primary  := "(" or_expr ")"
-              | ( "title:" | "text:" ) primary        # field scope
-              | "=" ( word | phrase )                 # exact form: no word forms
-              | word "*"                              # prefix wildcard
-              | word | phrase | "@" set_name
-
-    word     := characters other than white space, ( ) and "
-    phrase   := '"' anything but '"' '"'
-
-Precedence, tightest first:
-
-    =====  ==========================================  ===================================
-    level  construct                                   example and how it groups
-    =====  ==========================================  ===================================
-    1      parentheses                                 ``(a OR b) c`` = ``(a OR b) AND c``
-    2      field scope, ``=``, ``*``, ``@set``          ``title:a b`` = ``(title:a) AND b``
-    3      ``NEAR/n``                                  ``a NEAR/3 b c`` = ``(a NEAR/3 b) AND c``
-    4      ``NOT`` (unary, on the following term)      ``NOT a NEAR/3 b`` = ``NOT (a NEAR/3 b)``
-    5      ``AND``, implicit AND                       ``a NOT b`` = ``a AND NOT b``
-    6      ``OR``                                      ``a OR b c`` = ``a OR (b AND c)``
-    =====  ==========================================  ===================================
-
-Rules checked here, each reported with the character offset of the culprit:
-
-* ``NEAR`` sides hold only words, phrases, ``@sets``, ``OR`` groups of those, field scopes and
-  other ``NEAR``s (``AND``/``NOT`` inside a proximity side have no position to measure).
-* A prefix needs at least two characters before ``*``; ``*`` elsewhere in a word is an error;
-  ``=`` and ``*`` cannot be combined.
-* ``@name`` must name a defined, non-empty set; set members are list items (see `from_lists`),
-  and may not refer to other sets.
-* The query must be *positive*: every way of satisfying it requires at least one term to be
-  present (``NOT a`` alone, or ``a OR NOT b``, would match nearly every article).
-"""
+"""Query text → syntax tree: the lexer, the recursive-descent parser and the rules it checks
+(see the package docstring for the grammar)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from monitor.errors import ListTermError, QuerySyntaxError
-
-FIELDS = ("title", "text")
-MIN_PREFIX_LENGTH = 2
-# How deep parentheses, NOTs and field scopes may nest. Far more than a watchlist needs;
-# every stage that walks a query recurses, and Python's stack is not unbounded.
-MAX_NESTING = 32
-# What one NEAR expression may cost: matching keeps one occurrence per distinct span of words,
-# so each NEAR pairs at most (occurrences of its side) x (distinct spans, at most the square
-# of the article's word count, and far fewer within the distance). A chain of NEARs pays that
-# once per NEAR; these bounds keep a pathological query (a frequent word chained over a long
-# article) to well under a second a watchlist.
-MAX_NEAR_DISTANCE = 200
-MAX_NEARS_IN_ONE_EXPRESSION = 4
-
-# --------------------------------------------------------------------------- syntax tree
-
-
-@dataclass(frozen=True)
-class Term:
-    """A word or a phrase (several words, matched as consecutive words).
-
-    ``exact``: match this form only (case and accents still ignored), no other word forms.
-    ``prefix``: match any word that starts with ``text``.
-    """
-
-    text: str
-    exact: bool = False
-    prefix: bool = False
-    offset: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class SetRef:
-    """``@name``: any member of a named set."""
-
-    name: str
-    members: tuple[Term, ...]
-    offset: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class FieldScope:
-    """``title:x`` / ``text:x``: ``x`` must match inside that field."""
-
-    name: str
-    child: Node
-    offset: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class Near:
-    """Both sides within ``distance`` words of each other, in either order, in one field."""
-
-    left: Node
-    right: Node
-    distance: int
-    offset: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class Not:
-    child: Node
-    offset: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class And:
-    children: tuple[Node, ...]
-    offset: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class Or:
-    children: tuple[Node, ...]
-    offset: int = field(default=0, compare=False)
-
-
-Node = Term | SetRef | FieldScope | Near | Not | And | Or
-
+from monitor.errors import QuerySyntaxError
+from monitor.query.lists import _resolve_set
+from monitor.query.tree import (
+    FIELDS,
+    MAX_NEAR_DISTANCE,
+    MAX_NEARS_IN_ONE_EXPRESSION,
+    MAX_NESTING,
+    MIN_PREFIX_LENGTH,
+    And,
+    FieldScope,
+    Near,
+    Node,
+    Not,
+    Or,
+    SetRef,
+    Term,
+)
 
 # --------------------------------------------------------------------------- lexer
 
@@ -437,22 +331,6 @@ def _check_near_side(node: Node) -> None:
     )
 
 
-def _resolve_set(name: str, sets: Mapping[str, Sequence[str]], offset: int) -> SetRef:
-    if name not in sets:
-        known = ", ".join(f"@{known}" for known in sorted(sets)) or "none defined"
-        raise QuerySyntaxError(f"unknown set @{name} (known sets: {known})", offset)
-    items = sets[name]
-    if isinstance(items, str) or len(items) == 0:
-        raise QuerySyntaxError(f"set @{name} is empty: give it at least one term", offset)
-    members: list[Term] = []
-    for index, item in enumerate(items):
-        try:
-            members.append(_list_item(item, offset=offset))
-        except ValueError as error:
-            raise QuerySyntaxError(f"set @{name}, item {index + 1}: {error}", offset) from None
-    return SetRef(name, tuple(members), offset=offset)
-
-
 def _is_positive(node: Node) -> bool:
     """True when every way of satisfying ``node`` needs at least one term to be present."""
     if isinstance(node, Not):
@@ -489,161 +367,3 @@ def parse_query(text: str, sets: Mapping[str, Sequence[str]]) -> Node:
             _negative_offset(node),
         )
     return node
-
-
-# --------------------------------------------------------------------------- list form
-
-
-def _list_item(item: object, offset: int = 0) -> Term:
-    """One literal term of a list or a set (an ``@set`` is resolved by `_list_node`)."""
-    if not isinstance(item, str):
-        raise ValueError(f"expected a text term, got {type(item).__name__} {item!r}")
-    text = item.strip()
-    if not text:
-        raise ValueError("empty term")
-    exact = text.startswith("=")
-    if exact:
-        text = text[1:].strip()
-    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
-        text = text[1:-1].strip()
-    if not text:
-        raise ValueError("'=' must be followed by a word or a phrase" if exact else "empty term")
-    if '"' in text:
-        raise ValueError(
-            "a list item is one term taken literally: remove the '\"' "
-            "(an item of several words is already a phrase)"
-        )
-    if text.startswith("@") and not exact:
-        raise ValueError(f"a set member cannot refer to another set ({text})")
-    prefix = text.endswith("*")
-    if prefix:
-        if exact:
-            raise ValueError("'=' (exact form) and '*' (prefix) cannot be combined")
-        text = text[:-1]
-        if any(char.isspace() for char in text):
-            raise ValueError("a prefix wildcard applies to one word, not to a phrase")
-        if len(text) < MIN_PREFIX_LENGTH:
-            raise ValueError(f"a prefix needs at least {MIN_PREFIX_LENGTH} characters before '*'")
-    if "*" in text:
-        raise ValueError("the wildcard '*' is only allowed at the end of a word")
-    return Term(" ".join(text.split()), exact=exact, prefix=prefix, offset=offset)
-
-
-def _list_node(
-    list_name: str, index: int, item: object, sets: Mapping[str, Sequence[str]]
-) -> Term | SetRef:
-    if isinstance(item, str) and item.strip().startswith("@"):
-        try:
-            return _resolve_set(item.strip()[1:], sets, 0)
-        except QuerySyntaxError as error:
-            raise ListTermError(list_name, index, error.message) from None
-    try:
-        return _list_item(item)
-    except ValueError as error:
-        raise ListTermError(list_name, index, str(error)) from None
-
-
-def from_lists(
-    all_terms: Sequence[str],
-    any_terms: Sequence[str],
-    none_terms: Sequence[str],
-    sets: Mapping[str, Sequence[str]],
-) -> Node:
-    """Build the query for ``all: [...] any: [...] none: [...]``.
-
-    Each item is one term, taken literally (no operators): a word, a multi-word phrase,
-    ``=exact``, ``prefix*`` or ``@set``. The result is
-    ``all₁ AND all₂ ... AND (any₁ OR any₂ ...) NOT none₁ NOT none₂ ...``.
-    """
-    if not all_terms and not any_terms:
-        raise ListTermError("all", 0, "a watchlist needs at least one term in all or any")
-    required = [_list_node("all", i, item, sets) for i, item in enumerate(all_terms)]
-    alternatives = [_list_node("any", i, item, sets) for i, item in enumerate(any_terms)]
-    excluded = [_list_node("none", i, item, sets) for i, item in enumerate(none_terms)]
-    children: list[Node] = list(required)
-    if len(alternatives) == 1:
-        children.append(alternatives[0])
-    elif alternatives:
-        children.append(Or(tuple(alternatives)))
-    children.extend(Not(node) for node in excluded)
-    return children[0] if len(children) == 1 else And(tuple(children))
-
-
-# --------------------------------------------------------------------------- rendering
-
-_BARE_WORD = re.compile(r'[^\s()"*=@]+$')
-
-
-def render_term(term: Term) -> str:
-    """``Togo``, ``"coopération militaire"``, ``=Togo``, ``terror*``."""
-    text = term.text
-    bare = (
-        _BARE_WORD.match(text) is not None
-        and text not in _OPERATORS
-        and text != "NEAR"
-        and not text.startswith("NEAR/")
-        and _FIELD_PREFIX.match(text) is None
-    )
-    body = text if bare or term.prefix else f'"{text}"'
-    return ("=" if term.exact else "") + body + ("*" if term.prefix else "")
-
-
-def render(node: Node) -> str:
-    """Canonical query text; ``parse_query(render(n), sets) == n`` for parsed trees."""
-    if isinstance(node, Term):
-        return render_term(node)
-    if isinstance(node, SetRef):
-        return f"@{node.name}"
-    if isinstance(node, FieldScope):
-        inner = render(node.child)
-        if not isinstance(node.child, Term | SetRef | FieldScope):
-            inner = f"({inner})"
-        return f"{node.name}:{inner}"
-    if isinstance(node, Near):
-        left = render(node.left)
-        right = render(node.right)
-        if isinstance(node.left, Or):
-            left = f"({left})"
-        if isinstance(node.right, Or | Near):
-            right = f"({right})"
-        return f"{left} NEAR/{node.distance} {right}"
-    if isinstance(node, Not):
-        inner = render(node.child)
-        if isinstance(node.child, And | Or):
-            inner = f"({inner})"
-        return f"NOT {inner}"
-    if isinstance(node, And):
-        parts: list[str] = []
-        for position, child in enumerate(node.children):
-            text = render(child)
-            if isinstance(child, Or | And):
-                text = f"({text})"
-            if position > 0:
-                parts.append(" " if isinstance(child, Not) else " AND ")
-            parts.append(text)
-        return "".join(parts)
-    rendered = [
-        f"({render(child)})" if isinstance(child, Or) else render(child) for child in node.children
-    ]
-    return " OR ".join(rendered)
-
-
-def term_label(term: Term) -> str:
-    """A term as the user wrote it, without quotes: ``coopération militaire``, ``=Togo``, ``terror*``."""
-    return ("=" if term.exact else "") + term.text + ("*" if term.prefix else "")
-
-
-def leaves(node: Node) -> list[Term]:
-    """Every term of the query in query order, set members included."""
-    if isinstance(node, Term):
-        return [node]
-    if isinstance(node, SetRef):
-        return list(node.members)
-    if isinstance(node, FieldScope | Not):
-        return leaves(node.child)
-    if isinstance(node, Near):
-        return leaves(node.left) + leaves(node.right)
-    found: list[Term] = []
-    for child in node.children:
-        found.extend(leaves(child))
-    return found
