@@ -30,6 +30,7 @@ from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
 from monitor.service import compose_digest, open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
+from monitor.text import human_size
 
 log = logging.getLogger("monitor")
 
@@ -97,6 +98,14 @@ def _since(value: str | None, tz: tzinfo = UTC) -> datetime | None:
             "(2026-11-01, 2026-11-01T08:00)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def _read_only_store(config: Config) -> Store:
+    """The database for a command that only reads: never created, migrated or written."""
+    try:
+        return Store(config.database, read_only=True)
+    except MonitorError as error:
+        raise CannotRun(str(error)) from error
 
 
 def _watchlist_named(config: Config, name: str) -> Watchlist:
@@ -266,7 +275,7 @@ def hits(
 ) -> None:
     """List stored hits, most relevant first; passing mentions are marked."""
     config = _load(ctx)
-    with Store(config.database) as store:
+    with _read_only_store(config) as store:
         found = store.hits(since=_since(since, config.timezone), watchlist=watchlist)
     if watchlist is not None and not found:
         _watchlist_named(config, watchlist)  # a typo is an error, not an empty list
@@ -306,7 +315,7 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
     """Build and deliver the digest of every hit not yet sent, now."""
     config = _load(ctx)
     now = utc_now()
-    with Store(config.database) as store:
+    with _read_only_store(config) if dry_run else Store(config.database) as store:
         if dry_run:
             stuck = store.pending_digest()
             if stuck is not None:
@@ -341,7 +350,7 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
 def status(ctx: click.Context) -> None:
     """One row per feed: last poll, last success, HTTP status, entries, last error."""
     config = _load(ctx)
-    with Store(config.database) as store:
+    with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
     table = Table(title="feeds")
     for column in (
@@ -470,3 +479,41 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     stdout.print(
         f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where})", markup=False
     )
+
+
+@main.command()
+@config_option
+@click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def backup(ctx: click.Context, target: Path) -> None:
+    """Copy the database to TARGET consistently, even while the daemon writes to it."""
+    config = _load(ctx)
+    if target.exists():
+        raise CannotRun(f"{target} already exists: give a new file name")
+    with _read_only_store(config) as store:
+        try:
+            store.backup(target)
+        except MonitorError as error:
+            target.unlink(missing_ok=True)
+            raise CannotRun(str(error)) from error
+    stdout.print(
+        f"{config.database} copied to {target} ({human_size(target.stat().st_size)})",
+        markup=False,
+    )
+
+
+@main.command()
+@config_option
+@click.pass_context
+def vacuum(ctx: click.Context) -> None:
+    """Rebuild the database file compactly, returning deleted rows' space to the disk."""
+    config = _load(ctx)
+    before = config.database.stat().st_size if config.database.exists() else 0
+    with Store(config.database) as store:
+        try:
+            store.vacuum()
+        except MonitorError as error:
+            stderr.print(str(error), markup=False)
+            ctx.exit(EXIT_FAILED)
+    after = config.database.stat().st_size
+    stdout.print(f"{config.database}: {human_size(before)} → {human_size(after)}", markup=False)

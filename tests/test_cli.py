@@ -398,3 +398,34 @@ def test_an_unreadable_file_for_explain_exits_2(config: Path, tmp_path: Path) ->
         main, ["-c", str(config), "explain", "Togo défense", str(tmp_path / "absent.html")]
     )
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+# --------------------------------------------------------------------------- reading, backup
+
+
+def test_reading_commands_never_create_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    for command in (["hits"], ["status"], ["digest", "--dry-run"]):
+        result = CliRunner().invoke(main, ["-c", str(path), *command])
+        assert result.exit_code == 2, result.output
+        assert "no database at" in result.output and "monitor poll" in result.output
+    assert not (tmp_path / "monitor.db").exists()
+
+
+def test_backup_copies_the_database_consistently(config: Path, tmp_path: Path) -> None:
+    target = tmp_path / "copy.db"
+    result = invoke(config, "backup", str(target))
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert copy.execute("SELECT COUNT(*) FROM hits").fetchone()[0] == 2
+    again = CliRunner().invoke(main, ["-c", str(config), "backup", str(target)])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_vacuum_rebuilds_the_file(config: Path) -> None:
+    result = invoke(config, "vacuum")
+    assert result.exit_code == 0, result.output
+    assert "→" in result.output
+    assert len(json.loads(invoke(config, "hits", "--format", "json").output)) == 2

@@ -50,9 +50,12 @@ def explain_sqlite_error(error: sqlite3.Error, timeout: float) -> str:
 class Connections:
     """The connections of one process to one database file. Safe to share between threads."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, read_only: bool = False
+    ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -65,10 +68,11 @@ class Connections:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path,
+                f"{self.path.as_uri()}?mode=ro" if self.read_only else self.path,
                 timeout=self.busy_timeout,
                 check_same_thread=False,
                 isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                uri=self.read_only,
             )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")

@@ -83,10 +83,18 @@ _FEED_COLUMNS = """
 class Store:
     """Typed access to the database. Safe to share between threads."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, read_only: bool = False
+    ) -> None:
+        """Open the database at `path`, creating and upgrading it as needed; with
+        `read_only`, open an existing one for reading only (`hits`, `status`, a dry run):
+        nothing is created, migrated or written, and a missing file is an error."""
         self.path = Path(path).resolve()
         self.busy_timeout = busy_timeout
-        self._db = Connections(self.path, busy_timeout=busy_timeout)
+        self._db = Connections(self.path, busy_timeout=busy_timeout, read_only=read_only)
+        if read_only:
+            self._check_readable()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -98,6 +106,39 @@ class Store:
         except BaseException:
             self.close()
             raise
+
+    def _check_readable(self) -> None:
+        if not self.path.is_file():
+            raise StorageError(
+                f"no database at {self.path} yet: `monitor poll` or `monitor run` creates it"
+            )
+        with self._db.errors("opening the database for reading"):
+            database = sqlite_utils.Database(self._db.connection(), execute_plugins=False)
+            if MIGRATIONS.pending(database):
+                raise StorageError(
+                    f"{self.path} was written by an older monitor: run `monitor poll` (or the "
+                    "daemon) once to upgrade it"
+                )
+
+    def backup(self, target: Path) -> None:
+        """Copy the database to `target` consistently, while other processes write to it
+        (SQLite's online backup: one read transaction over every page)."""
+        target = Path(target)
+        if target.resolve() == self.path:
+            raise StorageError(f"{target} is the database itself: give another file")
+        with self._db.errors(f"backing up to {target}"):
+            destination = sqlite3.connect(target)
+            try:
+                self._db.connection().backup(destination)
+            finally:
+                destination.close()
+
+    def vacuum(self) -> None:
+        """Rebuild the file compactly, returning the space of deleted rows to the disk. It
+        needs the write lock for as long as it runs: other writers wait up to the busy
+        timeout, then fail and retry on their next turn."""
+        with self._db.errors("vacuuming the database"):
+            self._db.connection().execute("VACUUM")
 
     def _migrate(self) -> None:
         with self._db.errors("opening the database"):
