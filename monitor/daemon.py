@@ -9,7 +9,8 @@ Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
 * ``digest``: every minute, send the digest whose key is due and not done
   (a digest missed while the daemon was down is sent on start).
 * ``reload``: every 2 seconds, re-read feeds.yaml if it changed; an invalid
-  edit is logged and the last good configuration stays in force.
+  edit is logged and the last good configuration stays in force. SIGHUP
+  (``systemctl reload``) runs it at once.
 * ``checkpoint``: every 30 minutes, empty the SQLite write-ahead log, with a
   warning when a reader elsewhere prevents it.
 
@@ -261,6 +262,11 @@ class Daemon:
             ),
         )
 
+    def reload_now(self) -> None:
+        """Look at feeds.yaml at once rather than at the next 2-second check (SIGHUP)."""
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.modify_job("reload", next_run_time=self.clock())
+
     def stop(self) -> None:
         """Stop scheduling; polls in flight finish or are abandoned (their transaction never commits)."""
         self.stopping.set()
@@ -298,8 +304,13 @@ def _run_until_signalled(daemon: Daemon) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop_requested.set()
 
+    def request_reload(signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGHUP: re-reading %s now", daemon.config.path)
+        daemon.reload_now()
+
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)  # systemctl reload
     daemon.start()
     while not stop_requested.wait(1.0):
         pass

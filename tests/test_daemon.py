@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,3 +126,71 @@ digest:
         for pid in helpers | _descendants(daemon.pid):  # whatever a failure left behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs POSIX signals")
+def test_sighup_rereads_the_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    text = """
+feeds:
+  - url: http://127.0.0.1:9/feed.xml
+watchlists:
+  - name: Togo
+    query: Togo
+digest:
+  from: veille@example.org
+  to: [analyste@example.org]
+"""
+    config.write_text(text, encoding="utf-8")
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "-c", str(config), "run"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_log(log_path, "monitor running", daemon)
+        config.write_text(
+            text.replace("digest:", "  - name: Bénin\n    query: Bénin\ndigest:"), encoding="utf-8"
+        )
+        daemon.send_signal(signal.SIGHUP)
+        _wait_for_log(log_path, "received SIGHUP: re-reading", daemon)
+        _wait_for_log(log_path, "configuration reloaded: 1 feeds, 2 watchlists", daemon)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    assert daemon.returncode == 0, log_path.read_text(encoding="utf-8")
+
+
+def _wait_for_log(log_path: Path, text: str, daemon: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while text not in log_path.read_text(encoding="utf-8"):
+        assert daemon.poll() is None, log_path.read_text(encoding="utf-8")
+        assert time.monotonic() < deadline, log_path.read_text(encoding="utf-8")
+        time.sleep(0.1)
+
+
+UNIT = Path(__file__).resolve().parent.parent / "contrib" / "monitor.service"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is absent")
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify checks that ExecStart exists: point it at this checkout's monitor command.
+    command = Path(sys.executable).parent / "monitor"
+    if not command.exists():
+        pytest.skip(f"no monitor command beside {sys.executable} to point the unit at")
+    unit = tmp_path / "monitor.service"
+    unit.write_text(
+        UNIT.read_text(encoding="utf-8").replace("/opt/monitor/.venv/bin/monitor", str(command)),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "monitor.service" in line and "Documentation" not in line
+    ]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
