@@ -24,6 +24,7 @@ from monitor.digest import by_relevance
 from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
+from monitor.logs import setup_logging
 from monitor.matching import explain as explain_match
 from monitor.models import ArticleText, Fetched, StoredHit, TextSource, Watchlist, utc_now
 from monitor.schedule import manual_digest_key
@@ -42,18 +43,6 @@ EXIT_USAGE = 2
 _PIPED_WIDTH = None if sys.stdout.isatty() else 240
 stdout = Console(highlight=False, width=_PIPED_WIDTH)
 stderr = Console(stderr=True, highlight=False)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-    # apscheduler logs every job added and run at INFO; its warnings and errors still show.
-    for noisy in ("httpx", "httpcore", "apscheduler", "trafilatura", "htmldate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _load(ctx: click.Context) -> Config:
@@ -149,10 +138,17 @@ config_option = click.option(
     help="Configuration file (default: $MONITOR_CONFIG, else ./feeds.yaml).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object each (journald, log shippers).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: Path | None, verbose: bool, log_format: str) -> None:
     """Watch news feeds for topics and email a daily digest of the hits."""
-    _setup_logging(verbose)
+    setup_logging(verbose=verbose, log_format=log_format)
     if config_path is None:
         config_path = Path(os.environ.get("MONITOR_CONFIG") or "feeds.yaml")
     ctx.obj = {"config_path": config_path}

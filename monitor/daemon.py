@@ -160,7 +160,8 @@ class Daemon:
         if spec is None:
             return
         report = self.pipeline.poll_feed(spec)
-        (log.warning if report.outcome is PollOutcome.FAILED else log.info)(report.log_line())
+        level = logging.WARNING if report.outcome is PollOutcome.FAILED else logging.INFO
+        log.log(level, report.log_line(), extra=report.log_fields())
         if report.next_poll is not None and not self.stopping.is_set():
             with contextlib.suppress(JobLookupError):
                 self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)

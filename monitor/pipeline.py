@@ -118,6 +118,19 @@ class FeedReport:
     next_poll: datetime | None = None  # None: nothing was recorded
     times: StageTimes = field(default_factory=StageTimes)
 
+    def log_fields(self) -> dict[str, object]:
+        """The report as fields, for JSON logs (`monitor --log-format json`)."""
+        return {
+            "event": "poll",
+            "feed": self.name,
+            "url": self.url,
+            "outcome": self.outcome.value,
+            "status": self.status,
+            "new_entries": self.new_entries,
+            "new_hits": self.new_hits,
+            "error": self.error,
+        }
+
     def log_line(self) -> str:
         if self.outcome is PollOutcome.FAILED:
             return f"{self.name}: FAILED {self.error}"
@@ -290,7 +303,7 @@ class Pipeline:
         with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="feed") as pool:
             for future in as_completed([pool.submit(self.poll_feed, spec) for spec in specs]):
                 report = future.result()
-                log.info(report.log_line())
+                log.info(report.log_line(), extra=report.log_fields())
                 reports.append(report)
                 if on_done is not None:
                     on_done(report)

@@ -138,10 +138,22 @@ def _deliver_claimed(
         else:
             store.release_digest(claimed.key, now=now, error=str(error))
             kind = "permanently refused" if error.permanent else "failed; will retry"
-        log.error("digest %s: delivery %s: %s", claimed.key, kind, error)
+        log.error(
+            "digest %s: delivery %s: %s",
+            claimed.key,
+            kind,
+            error,
+            extra={"event": "digest", "digest": claimed.key, "error": str(error)},
+        )
         return DigestRun(claimed.key, len(claimed.hits), False, f"delivery {kind}: {error}")
     store.finish_digest(claimed.key, now=now)
-    log.info("digest %s: %d hits %s", claimed.key, len(claimed.hits), description)
+    log.info(
+        "digest %s: %d hits %s",
+        claimed.key,
+        len(claimed.hits),
+        description,
+        extra={"event": "digest", "digest": claimed.key, "hits": len(claimed.hits)},
+    )
     return DigestRun(claimed.key, len(claimed.hits), True, description)
 
 
