@@ -171,8 +171,9 @@ def run_digest(
 
     Which digest goes first is `Store.claim_digest`'s rule alone (a stuck one,
     whatever its key). Here: each run makes at most one delivery attempt per
-    digest, and stops at the first that is not confirmed, so a server that
-    drops the link after the data never gets the same message twice in one run.
+    digest, so a server that drops the link after the data never gets the same
+    message twice in one run; and new hits go out in their own digest even
+    when a stuck one could not be confirmed, instead of waiting behind it.
     """
     with delivery_lock(store.path, wait=wait) as held:
         if not held:
@@ -184,21 +185,23 @@ def run_digest(
 def _run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list[DigestRun]:
     runs: list[DigestRun] = []
     done_before = store.digest_done_for(key)
+    tried: list[str] = []
     while True:
-        claimed = store.claim_digest(key, now=now)
+        claimed = store.claim_digest(key, now=now, passed_over=tried)
         if claimed is None:
             if not runs and not done_before:
                 runs.append(DigestRun(key, 0, False, "no new hits: nothing sent"))
             return runs
+        tried.append(claimed.key)
         if claimed.key != key:
             log.warning(
                 "digest %s was interrupted before it was confirmed; sending it again",
                 claimed.key,
             )
-        run = _deliver_claimed(store, config, claimed, now=now)
-        runs.append(run)
-        if not run.delivered or claimed.key == key:
+        runs.append(_deliver_claimed(store, config, claimed, now=now))
+        if claimed.key == key:
             return runs
+        # A stuck digest, delivered or not: the new hits go out next, never wait behind it.
 
 
 def rescore_hits(store: Store, watchlists: Sequence[Watchlist]) -> int:

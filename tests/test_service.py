@@ -98,15 +98,20 @@ def test_a_stuck_digest_whose_resend_is_uncertain_is_sent_once_per_run(
     assert not first.delivered
     assert len(smtp_sink.messages) == 1
     stuck_id = smtp_sink.messages[0].message["Message-ID"]
-    # A new hit arrives; the next day's run re-sends the stuck digest, and the link breaks
-    # again. Before, the same run then claimed "any key" and got the stuck digest back,
-    # sending the same message a second time.
+    # A new hit arrives; the next day's run re-sends the stuck digest once (the link breaks
+    # again), then sends the new hit in its own digest rather than keep it waiting. Before,
+    # the same run claimed "any key", got the stuck digest back and sent it a second time.
     store_hit(store, 2, NOW + timedelta(hours=12))
     later = NOW + timedelta(days=1)
     runs = run_digest(store, config, key="2026-11-29", now=later)
-    assert [(run.key, run.delivered) for run in runs] == [("2026-11-28", False)]
-    assert [m.message["Message-ID"] for m in smtp_sink.messages] == [stuck_id, stuck_id]
-    # The server works again: the stuck digest goes once more, unchanged, then the new one.
+    assert [(run.key, run.hits, run.delivered) for run in runs] == [
+        ("2026-11-28", 1, False),
+        ("2026-11-29", 1, False),
+    ]
+    ids = [m.message["Message-ID"] for m in smtp_sink.messages]
+    assert ids[:2] == [stuck_id, stuck_id] and len(ids) == 3 and ids[2] != stuck_id
+    new_id = ids[2]
+    # The server works again: each digest goes once more, unchanged, oldest first.
     smtp_sink.drop_after_data = False
     runs = run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=10))
     assert [(run.key, run.hits, run.delivered) for run in runs] == [
@@ -114,12 +119,12 @@ def test_a_stuck_digest_whose_resend_is_uncertain_is_sent_once_per_run(
         ("2026-11-29", 1, True),
     ]
     ids = [m.message["Message-ID"] for m in smtp_sink.messages]
-    assert ids[:3] == [stuck_id] * 3 and ids[3] != stuck_id and len(ids) == 4
+    assert ids[3:] == [stuck_id, new_id]
     assert run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=20)) == []
-    assert len(smtp_sink.messages) == 4
+    assert len(smtp_sink.messages) == 5
 
 
-def test_a_stuck_digest_refused_for_good_releases_its_hits_to_the_next_run(
+def test_a_stuck_digest_refused_for_good_releases_its_hits_to_the_next_digest(
     tmp_path: Path, store: Store, smtp_sink: SmtpSink
 ) -> None:
     config = config_for(tmp_path, smtp_sink)
@@ -130,9 +135,13 @@ def test_a_stuck_digest_refused_for_good_releases_its_hits_to_the_next_run(
     smtp_sink.data_reply = "554 5.6.0 message refused"
     later = NOW + timedelta(days=1)
     runs = run_digest(store, config, key="2026-11-29", now=later)
-    # One attempt, refused: the run stops there rather than try a second message.
-    assert [(run.key, run.delivered) for run in runs] == [("2026-11-28", False)]
-    assert "permanently refused" in runs[0].description
+    # The stuck digest is refused and releases its hit, which the day's digest then carries
+    # (refused too, by this server): one attempt each.
+    assert [(run.key, run.hits, run.delivered) for run in runs] == [
+        ("2026-11-28", 1, False),
+        ("2026-11-29", 1, False),
+    ]
+    assert all("permanently refused" in run.description for run in runs)
     smtp_sink.data_reply = None
     runs = run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=10))
     assert [(run.key, run.hits, run.delivered) for run in runs] == [("2026-11-29", 1, True)]

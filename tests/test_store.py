@@ -636,3 +636,16 @@ def test_checkpoint_empties_the_wal_unless_a_reader_holds_an_old_snapshot(tmp_pa
         reader.close()
         assert store.checkpoint() is True
         assert wal.stat().st_size == 0
+
+
+def test_a_stuck_digest_already_tried_is_passed_over(store: Store) -> None:
+    _two_hits(store)
+    stuck = store.claim_digest("2026-11-28", now=NOW)
+    assert stuck is not None  # left "sending": its delivery was not confirmed
+    poll(store, FEED_A, [new("e9", "https://x.example/9", hit("a", "late"))])
+    # Its own key, still sending, gets nothing new added to a message that may be out.
+    assert store.claim_digest("2026-11-28", now=NOW, passed_over=["2026-11-28"]) is None
+    following = store.claim_digest("2026-11-29", now=NOW, passed_over=["2026-11-28"])
+    assert following is not None and following.key == "2026-11-29"
+    assert [h.matched for h in following.hits] == [("late",)]
+    assert store.claim_digest("2026-11-30", now=NOW).key == "2026-11-28"  # still first

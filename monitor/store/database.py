@@ -20,7 +20,7 @@ import hashlib
 import logging
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -423,22 +423,31 @@ class Store:
 
     # ------------------------------------------------------------------ digests
 
-    def claim_digest(self, key: str, *, now: datetime) -> ClaimedDigest | None:
+    def claim_digest(
+        self, key: str, *, now: datetime, passed_over: Collection[str] = ()
+    ) -> ClaimedDigest | None:
         """Reserve the hits of the digest `key` for sending.
 
         Returns, in order of precedence:
 
         1. a digest left in state ``sending`` by a crash or an uncertain send,
-           *whatever its key*, with its own hits and Message-ID: send it again,
-           then finish or release it using ``claimed.key`` and claim again;
-        2. None if `key` was already sent or ran empty;
+           *whatever its key*, unless its key is in `passed_over` (already tried
+           by the caller), with its own hits and Message-ID: send it again, then
+           finish or release it using ``claimed.key`` and claim again;
+        2. None if `key` was already sent or ran empty, or is itself left sending;
         3. a new digest holding every hit not yet claimed (quiet backfills
            excepted), or None after recording `key` as empty when there is none.
         """
         message_id = _message_id(self.path, key)
+        skipped = list(passed_over)
         with self._db.write(f"claiming digest {key}") as conn:
             stuck = conn.execute(
-                "SELECT * FROM digests WHERE state = 'sending' ORDER BY created_at, key LIMIT 1"
+                f"""
+                SELECT * FROM digests
+                WHERE state = 'sending' AND key NOT IN ({", ".join("?" * len(skipped))})
+                ORDER BY created_at, key LIMIT 1
+                """,
+                skipped,
             ).fetchone()
             if stuck is not None:
                 conn.execute(
@@ -446,7 +455,7 @@ class Store:
                 )
                 return self._claimed(conn, stuck["key"])
             row = conn.execute("SELECT state FROM digests WHERE key = ?", [key]).fetchone()
-            if row is not None and row["state"] in ("sent", "empty"):
+            if row is not None and row["state"] in ("sent", "empty", "sending"):
                 return None
             pending = conn.execute(
                 "SELECT COUNT(*) FROM hits WHERE digest_key IS NULL AND quiet = 0"
