@@ -27,7 +27,7 @@ that jumps back never sends the same day twice.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.models import (
@@ -197,8 +197,10 @@ def due_digest_key(now: datetime, tz: ZoneInfo, at: time) -> str:
 
 def _scheduled_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     """`at` on `day` in `tz`: the first occurrence of a repeated time; a time in a
-    spring-forward gap maps past the gap (zoneinfo's fold=0 rule)."""
-    return datetime.combine(day, at).replace(tzinfo=tz)
+    spring-forward gap maps past the gap (zoneinfo's fold=0 rule, whatever `at.fold`
+    says). Returned as a wall time that exists, so arithmetic on it stays true."""
+    wall = datetime.combine(day, at.replace(fold=0, tzinfo=None)).replace(tzinfo=tz)
+    return wall.astimezone(UTC).astimezone(tz)
 
 
 def next_digest_time(now: datetime, tz: ZoneInfo, at: time) -> datetime:

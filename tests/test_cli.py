@@ -429,3 +429,13 @@ def test_vacuum_rebuilds_the_file(config: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "→" in result.output
     assert len(json.loads(invoke(config, "hits", "--format", "json").output)) == 2
+
+
+def test_a_storage_error_is_one_line_and_exit_1_not_a_traceback(config: Path) -> None:
+    (config.parent / "monitor.db").write_bytes(b"this is not a database" * 100)
+    for name in ("monitor.db-wal", "monitor.db-shm"):
+        (config.parent / name).unlink(missing_ok=True)
+    result = CliRunner().invoke(main, ["-c", str(config), "poll"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "not a monitor database" in result.output

@@ -649,3 +649,18 @@ def test_a_stuck_digest_already_tried_is_passed_over(store: Store) -> None:
     assert following is not None and following.key == "2026-11-29"
     assert [h.matched for h in following.hits] == [("late",)]
     assert store.claim_digest("2026-11-30", now=NOW).key == "2026-11-28"  # still first
+
+
+def test_a_write_through_a_read_only_store_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    Store(path).close()
+    with Store(path, read_only=True) as reader, pytest.raises(StorageError) as raised:
+        reader.feed_state(FEED_A)  # registers the feed: a write
+    assert "cannot be written by this user" in str(raised.value)
+    assert "hits, status" in str(raised.value)
+
+
+def test_a_read_only_store_needs_an_existing_database(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"no database at .* yet"):
+        Store(tmp_path / "absent.db", read_only=True)
+    assert not (tmp_path / "absent.db").exists()

@@ -39,6 +39,12 @@ def explain_sqlite_error(error: sqlite3.Error, timeout: float) -> str:
         )
     if "disk is full" in text or "disk I/O" in text:
         return f"{text}: free some disk space; nothing was half-written, the work will be redone"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return (
+            f"{text}: the database or its folder cannot be written by this user; make both "
+            "writable (SQLite keeps -wal and -shm files beside the database), or use a "
+            "command that only reads (hits, status, digest --dry-run)"
+        )
     if "malformed" in text or "not a database" in text:
         return (
             f"{text}: the file is damaged or is not a monitor database; "
