@@ -26,7 +26,15 @@ from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.logs import setup_logging
 from monitor.matching import explain as explain_match
-from monitor.models import ArticleText, Fetched, StoredHit, TextSource, Watchlist, utc_now
+from monitor.models import (
+    ArticleText,
+    FeedState,
+    Fetched,
+    StoredHit,
+    TextSource,
+    Watchlist,
+    utc_now,
+)
 from monitor.schedule import manual_digest_key
 from monitor.service import backfill as run_backfill
 from monitor.service import compose_digest, open_pipeline, rescore_hits, run_digest
@@ -196,8 +204,9 @@ def check(ctx: click.Context) -> None:
 
 @main.command()
 @config_option
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
-def poll(ctx: click.Context) -> None:
+def poll(ctx: click.Context, output: str) -> None:
     """Poll every feed once now: fetch, extract, match, store; print a summary."""
     config = _load(ctx)
     with Store(config.database) as store, open_pipeline(config, store, clock=utc_now) as pipeline:
@@ -219,6 +228,12 @@ def poll(ctx: click.Context) -> None:
                 )
         else:
             reports = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+    if output == "json":
+        fields = [{**report.log_fields(), "entries": report.entries} for report in reports]
+        for field in fields:
+            field.pop("event")
+        click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
+        return
     table = Table(title="poll summary")
     for column in ("feed", "result", "entries", "new", "hits", "feed text", "error"):
         table.add_column(column, overflow="fold")
@@ -353,12 +368,22 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
 
 @main.command()
 @config_option
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, output: str) -> None:
     """One row per feed: last poll, last success, HTTP status, entries, last error."""
     config = _load(ctx)
     with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
+    if output == "json":
+        click.echo(
+            json.dumps(
+                [_status_json(spec.url, spec.name, states.get(spec.url)) for spec in config.feeds],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
     table = Table(title="feeds")
     for column in (
         "feed",
@@ -389,6 +414,26 @@ def status(ctx: click.Context) -> None:
             state.last_error or "",
         )
     stdout.print(table)
+
+
+def _status_json(url: str, name: str | None, state: FeedState | None) -> dict[str, Any]:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    if state is None:
+        return {"url": url, "name": name, "polled": False}
+    return {
+        "url": url,
+        "name": name or state.title,
+        "polled": state.last_poll is not None,
+        "last_poll": moment(state.last_poll),
+        "last_success": moment(state.last_success),
+        "http_status": state.http_status,
+        "entries": state.entries,
+        "next_poll": moment(state.next_poll),
+        "last_error": state.last_error,
+        "consecutive_errors": state.error_count,
+    }
 
 
 def _read_article(source: str, config: Config | None) -> ArticleText:

@@ -439,3 +439,31 @@ def test_a_storage_error_is_one_line_and_exit_1_not_a_traceback(config: Path) ->
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "not a monitor database" in result.output
+
+
+def test_status_as_json(config: Path) -> None:
+    feeds = json.loads(invoke(config, "status", "--format", "json").output)
+    assert [feed["name"] for feed in feeds] == ["Afrique Exemple", "Jamais interrogé"]
+    polled, never = feeds
+    assert polled["polled"] is True and polled["http_status"] == 200 and polled["entries"] == 3
+    assert polled["consecutive_errors"] == 0 and polled["last_error"] is None
+    assert never == {
+        "url": "https://news.example.org/never.xml",
+        "name": "Jamais interrogé",
+        "polled": False,
+    }
+
+
+def test_the_poll_summary_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        CONFIG.replace("https://news.example.org/afrique.xml", "http://127.0.0.1:9/feed.xml"),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["-c", str(path), "poll", "--format", "json"], catch_exceptions=False
+    )
+    reports = json.loads(result.output)
+    assert [report["feed"] for report in reports] == ["Afrique Exemple", "Jamais interrogé"]
+    assert {report["outcome"] for report in reports} == {"failed"}
+    assert all(report["error"] for report in reports)
