@@ -83,35 +83,10 @@ def _alive(pid: int) -> bool:
 def test_killing_the_daemon_leaves_no_worker_behind(tmp_path: Path) -> None:
     """SIGKILL runs no cleanup: the fork server and the extraction workers must die with the
     daemon by themselves (a hostile run left 69 processes, about 3 GB, after 20 kills)."""
-    config = tmp_path / "feeds.yaml"
-    config.write_text(
-        """
-feeds:
-  - url: http://127.0.0.1:9/feed.xml
-watchlists:
-  - name: Togo
-    query: Togo
-digest:
-  from: veille@example.org
-  to: [analyste@example.org]
-""",
-        encoding="utf-8",
-    )
-    log_path = tmp_path / "daemon.log"
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "-c", str(config), "run"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    daemon, log_path = _start_daemon(tmp_path)
     helpers: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
-        while "monitor running" not in log_path.read_text(encoding="utf-8"):
-            assert daemon.poll() is None, log_path.read_text(encoding="utf-8")
-            assert time.monotonic() < deadline, log_path.read_text(encoding="utf-8")
-            time.sleep(0.1)
+        _wait_for_log(log_path, "monitor running", daemon)
         helpers = _descendants(daemon.pid)
         assert len(helpers) >= 2, "expected a fork server and extraction workers"
         daemon.kill()
@@ -130,8 +105,24 @@ digest:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs POSIX signals")
 def test_sighup_rereads_the_configuration(tmp_path: Path) -> None:
+    daemon, log_path = _start_daemon(tmp_path)
     config = tmp_path / "feeds.yaml"
-    text = """
+    try:
+        _wait_for_log(log_path, "monitor running", daemon)
+        config.write_text(
+            CONFIG.replace("digest:", "  - name: Bénin\n    query: Bénin\ndigest:"),
+            encoding="utf-8",
+        )
+        daemon.send_signal(signal.SIGHUP)
+        _wait_for_log(log_path, "received SIGHUP: re-reading", daemon)
+        _wait_for_log(log_path, "configuration reloaded: 1 feeds, 2 watchlists", daemon)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    assert daemon.returncode == 0, log_path.read_text(encoding="utf-8")
+
+
+CONFIG = """
 feeds:
   - url: http://127.0.0.1:9/feed.xml
 watchlists:
@@ -141,26 +132,21 @@ digest:
   from: veille@example.org
   to: [analyste@example.org]
 """
-    config.write_text(text, encoding="utf-8")
-    log_path = tmp_path / "daemon.log"
+
+
+def _start_daemon(directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`monitor run` on a one-feed configuration in `directory`, its log in daemon.log."""
+    config = directory / "feeds.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    log_path = directory / "daemon.log"
     with open(log_path, "w", encoding="utf-8") as log_file:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "monitor", "-c", str(config), "run"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    try:
-        _wait_for_log(log_path, "monitor running", daemon)
-        config.write_text(
-            text.replace("digest:", "  - name: Bénin\n    query: Bénin\ndigest:"), encoding="utf-8"
-        )
-        daemon.send_signal(signal.SIGHUP)
-        _wait_for_log(log_path, "received SIGHUP: re-reading", daemon)
-        _wait_for_log(log_path, "configuration reloaded: 1 feeds, 2 watchlists", daemon)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
-    assert daemon.returncode == 0, log_path.read_text(encoding="utf-8")
+    return daemon, log_path
 
 
 def _wait_for_log(log_path: Path, text: str, daemon: subprocess.Popen[bytes]) -> None:
