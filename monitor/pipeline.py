@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -204,7 +204,8 @@ class Pipeline:
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
         if not isinstance(fetched, Fetched):
             return self._record(spec, name, state, fetched, now, times)
-        if is_known_body(state, fetched):
+        digest = body_hash(fetched.content)  # once: a body can be 15 MiB
+        if is_known_body(state, digest):
             return self._record(spec, name, state, BodyUnchanged(fetched), now, times)
 
         with times.timing("parse"):
@@ -249,7 +250,7 @@ class Pipeline:
         )
         result = NewBody(
             fetched=fetched,
-            body_hash=body_hash(fetched.content),
+            body_hash=digest,
             feed_title=spec.name or parsed.title,
             entries=len(parsed.entries),
             new=new,
@@ -271,9 +272,9 @@ class Pipeline:
         with times.timing("page_fetch"):
             page = self.fetcher.fetch_page(link, feed_url=feed_url)
         if isinstance(page, Fetched):
-            return ArticleJob(job.entry, job.feed_name, job.feed_language, page=page)
+            return replace(job, page=page)
         reason = page.message if isinstance(page, FetchFailed) else "the page was not modified"
-        return ArticleJob(job.entry, job.feed_name, job.feed_language, no_page_reason=reason)
+        return replace(job, no_page_reason=reason)
 
     def _record(
         self,

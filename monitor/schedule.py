@@ -34,7 +34,6 @@ from monitor.models import (
     FeedSpec,
     FeedState,
     FeedUpdate,
-    Fetched,
     FetchFailed,
     NewBody,
     NotAFeed,
@@ -68,10 +67,10 @@ def body_hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def is_known_body(state: FeedState, fetched: Fetched) -> bool:
-    """True when the body is the one stored: many servers ignore conditional requests,
-    and an identical body is not parsed again."""
-    return state.body_hash is not None and body_hash(fetched.content) == state.body_hash
+def is_known_body(state: FeedState, digest: str) -> bool:
+    """True when the body whose `body_hash` is `digest` is the one stored: many servers
+    ignore conditional requests, and an identical body is not parsed again."""
+    return state.body_hash is not None and digest == state.body_hash
 
 
 def decide_update(

@@ -374,9 +374,9 @@ def test_a_feed_never_fetched_whole_sends_no_validators() -> None:
 
 
 def test_is_known_body_compares_with_the_stored_hash() -> None:
-    assert is_known_body(feed_state(), fetched(OLD_BODY)) is True
-    assert is_known_body(feed_state(), fetched(OLD_BODY + b" ")) is False
-    assert is_known_body(feed_state(body_hash=None), fetched(b"")) is False
+    assert is_known_body(feed_state(), body_hash(OLD_BODY)) is True
+    assert is_known_body(feed_state(), body_hash(OLD_BODY + b" ")) is False
+    assert is_known_body(feed_state(body_hash=None), body_hash(b"")) is False
 
 
 SUCCESSES: list[PollResult] = [
