@@ -20,14 +20,12 @@ __all__ = [
     "MAX_ASIDE_LINE_CHARS",
     "MAX_ASIDE_WORD_OFFSET",
     "MAX_MARKER_CHARS",
-    "codec_for",
     "decode_certain",
     "drop_related_links",
     "human_size",
     "one_line",
     "paragraphs",
     "primary_language",
-    "read_bytes_as_cp1252",
 ]
 
 # --------------------------------------------------------------------------- language tags
@@ -70,7 +68,7 @@ _LATIN1_CODECS = frozenset({"latin-1", "iso8859-1", "ascii", "cp1252"})
 CP1252_FALLBACK = "monitor-cp1252-fallback"
 
 
-def read_bytes_as_cp1252(error: UnicodeError) -> tuple[str, int]:
+def _read_bytes_as_cp1252(error: UnicodeError) -> tuple[str, int]:
     """Codec error handler: bytes that are not valid in the codec are read as windows-1252."""
     if not isinstance(error, UnicodeDecodeError):
         raise error
@@ -86,10 +84,10 @@ def _cp1252_char(byte: int) -> str:
         return chr(byte)
 
 
-codecs.register_error(CP1252_FALLBACK, read_bytes_as_cp1252)
+codecs.register_error(CP1252_FALLBACK, _read_bytes_as_cp1252)
 
 
-def codec_for(label: str) -> str | None:
+def _codec_for(label: str) -> str | None:
     """Python's codec for a charset label, None when unknown (Latin-1 labels mean cp1252)."""
     try:
         name = codecs.lookup(label.strip()).name
@@ -118,7 +116,7 @@ def decode_certain(content: bytes, declared: str | None) -> str | None:
         return content.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    codec = codec_for(declared) if declared else None
+    codec = _codec_for(declared) if declared else None
     if codec is None or codec == "utf-8" or codec.startswith(("utf-16", "utf-32")):
         return None
     if codec == "cp1252":
