@@ -22,7 +22,7 @@ from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
 from monitor.matching import Matcher
-from monitor.models import ClaimedDigest, Clock, HitResult, Watchlist
+from monitor.models import ClaimedDigest, Clock, DigestContent, HitResult, Watchlist
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
 from monitor.store import Store
@@ -104,9 +104,9 @@ def delivery_lock(database: Path, *, wait: float) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def compose_digest(config: Config, claimed: ClaimedDigest, *, now: datetime) -> EmailMessage:
-    """The email for a claimed (or previewed) digest, as `config` says to write it."""
-    content = build_digest(
+def digest_content(config: Config, claimed: ClaimedDigest, *, now: datetime) -> DigestContent:
+    """What a claimed (or previewed) digest says, as `config` orders and filters it."""
+    return build_digest(
         claimed,
         watchlist_order=[watchlist.name for watchlist in config.watchlists],
         tz=config.timezone,
@@ -114,6 +114,14 @@ def compose_digest(config: Config, claimed: ClaimedDigest, *, now: datetime) -> 
         topics={w.name: w.topic for w in config.watchlists if w.topic},
         hide_passing=[w.name for w in config.watchlists if w.hide_passing],
     )
+
+
+def compose_digest(
+    config: Config, claimed: ClaimedDigest, *, now: datetime, content: DigestContent | None = None
+) -> EmailMessage:
+    """The email for a claimed (or previewed) digest, as `config` says to write it."""
+    if content is None:
+        content = digest_content(config, claimed, now=now)
     return render_message(
         content,
         sender=config.digest.sender,
@@ -127,7 +135,14 @@ def compose_digest(config: Config, claimed: ClaimedDigest, *, now: datetime) -> 
 def _deliver_claimed(
     store: Store, config: Config, claimed: ClaimedDigest, *, now: datetime
 ) -> DigestRun:
-    message = compose_digest(config, claimed, now=now)
+    content = digest_content(config, claimed, now=now)
+    if not content.groups and not content.backfilled:
+        # Only passing mentions of watchlists that hide them: they are done, nothing to mail.
+        store.finish_digest(claimed.key, now=now)
+        description = "only hidden passing mentions: nothing sent"
+        log.info("digest %s: %d hits, %s", claimed.key, len(claimed.hits), description)
+        return DigestRun(claimed.key, len(claimed.hits), True, description)
+    message = compose_digest(config, claimed, now=now, content=content)
     try:
         description = deliver(message, config.digest)
     except DeliveryError as error:

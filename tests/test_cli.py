@@ -467,3 +467,24 @@ def test_the_poll_summary_as_json(tmp_path: Path) -> None:
     assert [report["feed"] for report in reports] == ["Afrique Exemple", "Jamais interrogé"]
     assert {report["outcome"] for report in reports} == {"failed"}
     assert all(report["error"] for report in reports)
+
+
+def test_a_digest_of_hidden_passing_mentions_only_sends_nothing(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path, passing="hide")
+    with sqlite3.connect(tmp_path / "monitor.db") as db:  # the main hit went out earlier
+        db.execute(
+            "INSERT INTO digests (key, message_id, state, created_at, sent_at) "
+            "VALUES ('earlier', '<e@x>', 'sent', '2026-11-30T06:00:00+00:00', "
+            "'2026-11-30T06:00:00+00:00')"
+        )
+        db.execute(
+            "UPDATE hits SET digest_key = 'earlier' WHERE article_id = "
+            "(SELECT id FROM articles WHERE title = ?)",
+            [ABOUT[0]],
+        )
+    result = CliRunner().invoke(main, ["-c", str(config), "digest"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "only hidden passing mentions: nothing sent" in result.output
+    outbox = tmp_path / "digests"
+    assert not outbox.exists() or not list(outbox.glob("*.eml"))
+    assert "no unsent hits" in invoke(config, "digest", "--dry-run").output
