@@ -300,7 +300,12 @@ def test_a_poll_cut_off_by_shutdown_records_nothing(pipeline: Pipeline, store: S
         server.routes["/feed.xml"] = Reply(body=rss([("Accord", server.url("/slow.html"))]))
         server.routes["/slow.html"] = Reply(body=ARTICLE, delay=1.0)
         spec = FeedSpec(url=server.url("/feed.xml"), name="F")
-        stopper = threading.Timer(0.4, lambda: (pipeline.stopping.set(), pipeline.fetcher.close()))
+
+        def stop() -> None:
+            pipeline.stopping.set()
+            pipeline.fetcher.close()
+
+        stopper = threading.Timer(0.4, stop)
         stopper.start()
         report = pipeline.poll_feed(spec)
         stopper.join()
