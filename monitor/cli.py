@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor import __version__
-from monitor.config import Config, load_config, parse_duration
+from monitor.config import Config, DigestSettings, load_config, parse_duration
 from monitor.digest import by_relevance
 from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
@@ -197,7 +197,10 @@ def check(ctx: click.Context) -> None:
     config = _load(ctx)
     stdout.print(
         f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
-        f"digest at {config.digest.at:%H:%M} {config.timezone.key}",
+        + "; ".join(
+            f"digest {digest.name} {digest.schedule_words} {config.timezone.key}"
+            for digest in config.digests
+        ),
         markup=False,
     )
 
@@ -332,38 +335,67 @@ def _relevance_cell(hit: StoredHit) -> str:
 @click.option(
     "--dry-run", is_flag=True, help="Print the digest instead of sending it; mark nothing."
 )
+@click.option("--name", "names", multiple=True, help="Only this digest (repeatable).")
 @click.pass_context
-def digest(ctx: click.Context, dry_run: bool) -> None:
-    """Build and deliver the digest of every hit not yet sent, now."""
+def digest(ctx: click.Context, dry_run: bool, names: tuple[str, ...]) -> None:
+    """Build and deliver every configured digest now, with the hits it has not sent."""
     config = _load(ctx)
     now = utc_now()
+    chosen = [_digest_named(config, name) for name in names] or list(config.digests)
+    failed = False
     with _read_only_store(config) if dry_run else Store(config.database) as store:
-        if dry_run:
-            stuck = store.pending_digest()
-            if stuck is not None:
-                stdout.print(
-                    f"digest {stuck.key} ({len(stuck.hits)} hits) was interrupted before its "
-                    "delivery was confirmed: a real run sends it again first, unchanged",
-                    markup=False,
-                )
-            preview = store.preview_digest(now=now)
-            if preview is None:
-                stdout.print("no unsent hits: a digest now would send nothing", markup=False)
-                return
-            message = compose_digest(config, preview, now=now)
-            body = message.get_body(preferencelist=("plain",))
-            click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
-            click.echo(body.get_content() if body is not None else message.as_string())
-            return
-        # Wait for a delivery the daemon may have under way: its whole session is bounded.
-        wait = (config.digest.smtp.timeout if config.digest.smtp else 0.0) + 10.0
-        runs = run_digest(store, config, key=manual_digest_key(now), now=now, wait=wait)
-    if not runs:
-        stdout.print("no new hits: nothing sent", markup=False)
-    for digest_run in runs:
-        stdout.print(f"digest {digest_run.key}: {digest_run.description}", markup=False)
-    if any(run.busy or (not run.delivered and run.hits) for run in runs):
+        for settings in chosen:
+            if dry_run:
+                _preview_digest(store, config, settings, now=now, several=len(chosen) > 1)
+                continue
+            # Wait for a delivery the daemon may have under way: its whole session is bounded.
+            wait = (settings.smtp.timeout if settings.smtp else 0.0) + 10.0
+            key = manual_digest_key(settings.name, now)
+            runs = run_digest(store, config, settings, key=key, now=now, wait=wait)
+            if not runs:
+                stdout.print(f"digest {settings.name}: no new hits: nothing sent", markup=False)
+            for digest_run in runs:
+                stdout.print(f"digest {digest_run.key}: {digest_run.description}", markup=False)
+            failed |= any(run.busy or (not run.delivered and run.hits) for run in runs)
+    if failed:
         ctx.exit(EXIT_FAILED)
+
+
+def _digest_named(config: Config, name: str) -> DigestSettings:
+    found = config.digest_named(name)
+    if found is not None:
+        return found
+    known = [digest.name for digest in config.digests]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    raise click.UsageError(f'no digest is named "{name}"{hint}; configured: {", ".join(known)}')
+
+
+def _preview_digest(
+    store: Store, config: Config, settings: DigestSettings, *, now: datetime, several: bool
+) -> None:
+    if several:
+        click.echo(f"===== digest {settings.name} =====")
+    stuck = store.pending_digest(settings.name)
+    if stuck is not None:
+        stdout.print(
+            f"digest {stuck.key} ({len(stuck.hits)} hits) was interrupted before its "
+            "delivery was confirmed: a real run sends it again first, unchanged",
+            markup=False,
+        )
+    preview = store.preview_digest(
+        now=now, name=settings.name, watchlists=settings.watchlists or None
+    )
+    if preview is None:
+        stdout.print(
+            f"digest {settings.name}: no unsent hits: a digest now would send nothing",
+            markup=False,
+        )
+        return
+    message = compose_digest(config, settings, preview, now=now)
+    body = message.get_body(preferencelist=("plain",))
+    click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
+    click.echo(body.get_content() if body is not None else message.as_string())
 
 
 @main.command()

@@ -57,7 +57,7 @@ from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
-from monitor.schedule import due_digest_key, next_digest_time
+from monitor.schedule import due_digest, next_digest_time
 from monitor.service import open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
 
@@ -116,7 +116,7 @@ class Daemon:
         self.pipeline = pipeline
         self.clock = clock
         self.stopping = threading.Event()
-        self._digest_failed_at: datetime | None = None
+        self._digest_failed_at: dict[str, datetime | None] = {}
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
@@ -174,19 +174,30 @@ class Daemon:
 
     def _digest_job(self) -> None:
         now = self.clock()
-        if self._digest_failed_at and now - self._digest_failed_at < DIGEST_RETRY_AFTER:
-            return
-        key = due_digest_key(now, self.config.timezone, self.config.digest.at)
-        runs = run_digest(self.store, self.config, key=key, now=now)  # busy: next minute
-        failed = any(not run.delivered and run.hits for run in runs)
-        self._digest_failed_at = now if failed else None
-        for run in runs:
-            if run.busy:
-                log.info(
-                    "digest %s: %s (the daemon tries again in a minute)", run.key, run.description
-                )
-            elif run.hits == 0:
-                log.debug("digest %s: %s", run.key, run.description)
+        config = self.config  # one configuration for the whole round, even if reloaded
+        for digest in config.digests:
+            failed_at = self._digest_failed_at.get(digest.name)
+            if failed_at and now - failed_at < DIGEST_RETRY_AFTER:
+                continue
+            key = due_digest(now, config.timezone, digest, self.store.last_digest_done(digest.name))
+            if key is None:
+                # Nothing new is due, but an issue left unconfirmed is re-sent at once.
+                stuck = self.store.pending_digest(digest.name)
+                if stuck is None:
+                    continue
+                key = stuck.key
+            runs = run_digest(self.store, config, digest, key=key, now=now)  # busy: next minute
+            failed = any(not run.delivered and run.hits for run in runs)
+            self._digest_failed_at[digest.name] = now if failed else None
+            for run in runs:
+                if run.busy:
+                    log.info(
+                        "digest %s: %s (the daemon tries again in a minute)",
+                        run.key,
+                        run.description,
+                    )
+                elif run.hits == 0:
+                    log.debug("digest %s: %s", run.key, run.description)
 
     def _checkpoint_job(self) -> None:
         if not self.store.checkpoint():
@@ -255,11 +266,15 @@ class Daemon:
         )
         self.scheduler.start()
         log.info(
-            "monitor running: %d feeds, %d watchlists; next digest at %s",
+            "monitor running: %d feeds, %d watchlists; next digest %s",
             len(self.config.feeds),
             len(self.config.watchlists),
-            next_digest_time(self.clock(), self.config.timezone, self.config.digest.at).strftime(
-                "%Y-%m-%d %H:%M %Z"
+            "; ".join(
+                f"{digest.name} at "
+                + next_digest_time(
+                    self.clock(), self.config.timezone, digest.at, digest.every
+                ).strftime("%Y-%m-%d %H:%M %Z")
+                for digest in self.config.digests
             ),
         )
 

@@ -56,6 +56,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 from markupsafe import Markup, escape
 
+from monitor.config.settings import DIGEST_LANGUAGES
 from monitor.matching import MAX_SNIPPET_CHARS, MAX_SNIPPETS
 from monitor.models import (
     ClaimedDigest,
@@ -66,7 +67,7 @@ from monitor.models import (
 )
 from monitor.text import one_line
 
-LANGUAGES = ("en", "fr")
+LANGUAGES = DIGEST_LANGUAGES
 DEFAULT_MAX_FULL = 10
 # Gmail hides the end of a message whose HTML passes about 102 KB behind "[Message
 # clipped]". The budget counts the HTML part as sent (quoted-printable), with a margin.

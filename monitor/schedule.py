@@ -15,13 +15,22 @@ spec and `now`, and written by `Store.record` in one transaction::
     NewBody (200)                      healthy: new validators, body hash and title; its new
                                        entries, articles and hits
 
-Digests are keyed by the local calendar date of their scheduled time. The
-daemon asks every minute for `due_digest_key(now)`; a key that the store has
-not completed is sent. Keying by date instead of using a local-time cron
-trigger means that a DST change can neither skip nor double a day (a local
-02:30 happens twice in autumn and never in spring), a daemon that was down at
-the scheduled time sends the missed digest as soon as it starts, and a clock
-that jumps back never sends the same day twice.
+Each digest has scheduled instants (`every` day, weekday, given weekday or
+hour, `at` a local time). Every minute the daemon asks `due_digest(now,
+digest, last_done)`: the most recent instant is due when the digest has not
+run to the end since it (`Store.last_digest_done`), and its key names the
+digest and the instant. Comparing instants with the last run, instead of
+using a local-time cron trigger or a date, means that:
+
+* a DST change can neither skip nor double a period (a local 02:30 happens
+  twice in autumn and never in spring: the first occurrence, or the instant
+  just after the gap, is the one);
+* a daemon that was down at the scheduled time sends one catch-up digest, with
+  every hit since the last one, as soon as it starts;
+* a clock that jumps back never sends the same period twice;
+* moving `at` or `every` while the daemon runs takes effect for the next
+  period: an instant of the new schedule that falls before the last run is
+  not due, so nothing is sent early and no period is skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import hashlib
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from monitor.config.settings import DigestSettings, Every
 from monitor.models import (
     FeedSpec,
     FeedState,
@@ -176,22 +186,74 @@ def next_poll_after(
     return now + delay
 
 
-def due_digest_key(now: datetime, tz: ZoneInfo, at: time) -> str:
-    """The key (local date, ``YYYY-MM-DD``) of the most recent scheduled digest at or before `now`.
-
-    If today's digest time has passed in `tz`, that is today; otherwise
-    yesterday's. The caller sends it unless the store says it is done.
-    """
+def latest_digest_time(now: datetime, tz: ZoneInfo, at: time, every: Every = "day") -> datetime:
+    """The most recent scheduled instant of a digest at or before `now` (aware, in `tz`)."""
     if now.tzinfo is None:
-        raise ValueError("due_digest_key needs an aware datetime")
+        raise ValueError("latest_digest_time needs an aware datetime")
+    if every == "hour":
+        local = now.astimezone(tz)
+        instant = local.replace(minute=at.minute, second=0, microsecond=0)
+        # An hour back in UTC, not on the wall clock: hours repeat or vanish at DST changes.
+        while instant.timestamp() > now.timestamp():
+            instant = (instant.astimezone(UTC) - timedelta(hours=1)).astimezone(tz)
+        return instant
     day = now.astimezone(tz).date()
     # Compare instants, not wall-clock times: on the night clocks go back, 02:30
     # happens twice, and a wall-clock comparison would make the key step back a day.
     # Timestamps, not datetimes: two datetimes with the same tzinfo compare by wall clock,
     # and `now` may carry `tz` itself.
-    if now.timestamp() < _scheduled_instant(day, at, tz).timestamp():
-        day = day - timedelta(days=1)
-    return day.isoformat()
+    for _ in range(8):
+        if _runs_on(day, every):
+            instant = _scheduled_instant(day, at, tz)
+            if instant.timestamp() <= now.timestamp():
+                return instant
+        day -= timedelta(days=1)
+    raise AssertionError(f"every {every} runs at least once a week")
+
+
+def next_digest_time(now: datetime, tz: ZoneInfo, at: time, every: Every = "day") -> datetime:
+    """The next instant (aware, in `tz`) at which a new digest becomes due; for logs and `status`."""
+    if every == "hour":
+        latest = latest_digest_time(now, tz, at, every)
+        return (latest.astimezone(UTC) + timedelta(hours=1)).astimezone(tz)
+    day = now.astimezone(tz).date()
+    while True:
+        if _runs_on(day, every):
+            instant = _scheduled_instant(day, at, tz)
+            if instant.timestamp() > now.timestamp():
+                return instant
+        day += timedelta(days=1)
+
+
+def due_digest(
+    now: datetime, tz: ZoneInfo, digest: DigestSettings, last_done: datetime | None
+) -> str | None:
+    """The key of the period of `digest` to send now, or None when none is due.
+
+    Due: the most recent scheduled instant, if the digest has not run to the end
+    since (`last_done`, from `Store.last_digest_done`). A digest that never ran is due
+    at once, so a daemon started after the scheduled time still sends that day's.
+    """
+    instant = latest_digest_time(now, tz, digest.at, digest.every)
+    if last_done is not None and instant.timestamp() <= last_done.timestamp():
+        return None
+    return digest_period_key(digest.name, instant)
+
+
+def digest_period_key(name: str, instant: datetime) -> str:
+    """``Matin@2026-12-01T06:00Z``: the digest and its scheduled instant, in UTC."""
+    return f"{name}@{instant.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _runs_on(day: date, every: Every) -> bool:
+    if every == "day":
+        return True
+    if every == "weekdays":
+        return day.weekday() < 5
+    return _WEEKDAYS[day.weekday()] == every
 
 
 def _scheduled_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
@@ -202,14 +264,6 @@ def _scheduled_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     return wall.astimezone(UTC).astimezone(tz)
 
 
-def next_digest_time(now: datetime, tz: ZoneInfo, at: time) -> datetime:
-    """The next instant (aware, in `tz`) at which a new digest becomes due; for logs and `status`."""
-    candidate_day = now.astimezone(tz).date()
-    while (instant := _scheduled_instant(candidate_day, at, tz)).timestamp() <= now.timestamp():
-        candidate_day += timedelta(days=1)
-    return instant
-
-
-def manual_digest_key(now: datetime) -> str:
-    """Key for a digest requested by hand (`monitor digest`): unique per run, never a date."""
-    return "manual-" + now.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%S%fZ")
+def manual_digest_key(name: str, now: datetime) -> str:
+    """Key for a digest requested by hand (`monitor digest`): unique per run."""
+    return f"{name}@manual-" + now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -17,7 +17,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from monitor.config import Config
+from monitor.config import Config, DigestSettings
 from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
@@ -104,7 +104,14 @@ def delivery_lock(database: Path, *, wait: float) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def digest_content(config: Config, claimed: ClaimedDigest, *, now: datetime) -> DigestContent:
+def digest_content(
+    config: Config,
+    digest: DigestSettings,
+    claimed: ClaimedDigest,
+    *,
+    now: datetime,
+    covers_from: datetime | None = None,
+) -> DigestContent:
     """What a claimed (or previewed) digest says, as `config` orders and filters it."""
     return build_digest(
         claimed,
@@ -113,38 +120,48 @@ def digest_content(config: Config, claimed: ClaimedDigest, *, now: datetime) -> 
         now=now,
         topics={w.name: w.topic for w in config.watchlists if w.topic},
         hide_passing=[w.name for w in config.watchlists if w.hide_passing],
+        covers_from=covers_from,
     )
 
 
 def compose_digest(
-    config: Config, claimed: ClaimedDigest, *, now: datetime, content: DigestContent | None = None
+    config: Config,
+    digest: DigestSettings,
+    claimed: ClaimedDigest,
+    *,
+    now: datetime,
+    content: DigestContent | None = None,
 ) -> EmailMessage:
-    """The email for a claimed (or previewed) digest, as `config` says to write it."""
+    """The email for a claimed (or previewed) digest, as `digest` says to write it."""
     if content is None:
-        content = digest_content(config, claimed, now=now)
+        content = digest_content(config, digest, claimed, now=now)
     return render_message(
         content,
-        sender=config.digest.sender,
-        recipients=config.digest.recipients,
-        subject=config.digest.subject,
+        sender=digest.sender,
+        recipients=digest.recipients,
+        subject=digest.subject,
         message_id=claimed.message_id,
         tz=config.timezone,
+        language=digest.language,
+        max_full=digest.max_full,
     )
 
 
 def _deliver_claimed(
-    store: Store, config: Config, claimed: ClaimedDigest, *, now: datetime
+    store: Store, config: Config, digest: DigestSettings, claimed: ClaimedDigest, *, now: datetime
 ) -> DigestRun:
-    content = digest_content(config, claimed, now=now)
+    content = digest_content(
+        config, digest, claimed, now=now, covers_from=store.last_digest_sent(digest.name)
+    )
     if not content.groups and not content.backfilled:
         # Only passing mentions of watchlists that hide them: they are done, nothing to mail.
         store.finish_digest(claimed.key, now=now)
         description = "only hidden passing mentions: nothing sent"
         log.info("digest %s: %d hits, %s", claimed.key, len(claimed.hits), description)
         return DigestRun(claimed.key, len(claimed.hits), True, description)
-    message = compose_digest(config, claimed, now=now, content=content)
+    message = compose_digest(config, digest, claimed, now=now, content=content)
     try:
-        description = deliver(message, config.digest)
+        description = deliver(message, digest)
     except DeliveryError as error:
         if error.maybe_delivered:
             # The server may have accepted it (the link broke after the data was sent):
@@ -173,9 +190,16 @@ def _deliver_claimed(
 
 
 def run_digest(
-    store: Store, config: Config, *, key: str, now: datetime, wait: float = 0.0
+    store: Store,
+    config: Config,
+    digest: DigestSettings,
+    *,
+    key: str,
+    now: datetime,
+    wait: float = 0.0,
 ) -> list[DigestRun]:
-    """Deliver any digest left half-sent by a crash, then the digest `key` if not done.
+    """Deliver any issue of `digest` left half-sent by a crash, then its issue `key` if
+    not done.
 
     One process delivers at a time (`delivery_lock`); when another still is after
     `wait` seconds, nothing is tried and the one run returned says so (`busy`).
@@ -184,25 +208,30 @@ def run_digest(
     the SMTP server accepted the message (or the .eml was written); a crash
     in between re-sends the same message with the same Message-ID.
 
-    Which digest goes first is `Store.claim_digest`'s rule alone (a stuck one,
+    Which issue goes first is `Store.claim_digest`'s rule alone (a stuck one,
     whatever its key). Here: each run makes at most one delivery attempt per
-    digest, so a server that drops the link after the data never gets the same
-    message twice in one run; and new hits go out in their own digest even
+    issue, so a server that drops the link after the data never gets the same
+    message twice in one run; and new hits go out in their own issue even
     when a stuck one could not be confirmed, instead of waiting behind it.
     """
     with delivery_lock(store.path, wait=wait) as held:
         if not held:
             busy = "another monitor process is delivering a digest from this database"
             return [DigestRun(key, 0, False, f"{busy}; nothing sent, try again", busy=True)]
-        return _run_digest(store, config, key=key, now=now)
+        return _run_digest(store, config, digest, key=key, now=now)
 
 
-def _run_digest(store: Store, config: Config, *, key: str, now: datetime) -> list[DigestRun]:
+def _run_digest(
+    store: Store, config: Config, digest: DigestSettings, *, key: str, now: datetime
+) -> list[DigestRun]:
     runs: list[DigestRun] = []
     done_before = store.digest_done_for(key)
     tried: list[str] = []
+    watchlists = digest.watchlists or None
     while True:
-        claimed = store.claim_digest(key, now=now, passed_over=tried)
+        claimed = store.claim_digest(
+            key, now=now, name=digest.name, watchlists=watchlists, passed_over=tried
+        )
         if claimed is None:
             if not runs and not done_before:
                 runs.append(DigestRun(key, 0, False, "no new hits: nothing sent"))
@@ -213,10 +242,10 @@ def _run_digest(store: Store, config: Config, *, key: str, now: datetime) -> lis
                 "digest %s was interrupted before it was confirmed; sending it again",
                 claimed.key,
             )
-        runs.append(_deliver_claimed(store, config, claimed, now=now))
+        runs.append(_deliver_claimed(store, config, digest, claimed, now=now))
         if claimed.key == key:
             return runs
-        # A stuck digest, delivered or not: the new hits go out next, never wait behind it.
+        # A stuck issue, delivered or not: the new hits go out next, never wait behind it.
 
 
 def rescore_hits(store: Store, watchlists: Sequence[Watchlist]) -> int:

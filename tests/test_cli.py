@@ -482,6 +482,10 @@ def test_a_digest_of_hidden_passing_mentions_only_sends_nothing(tmp_path: Path) 
             "(SELECT id FROM articles WHERE title = ?)",
             [ABOUT[0]],
         )
+        db.execute(
+            "INSERT INTO digest_hits (name, hit_id, digest_key) "
+            "SELECT 'digest', id, digest_key FROM hits WHERE digest_key = 'earlier'"
+        )
     result = CliRunner().invoke(main, ["-c", str(config), "digest"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "only hidden passing mentions: nothing sent" in result.output

@@ -32,7 +32,9 @@ def _keys(model: type[BaseModel], prefix: str) -> list[str]:
         annotation = field.annotation
         nested = _model_in(annotation)
         if nested is not None and key.split(".")[-1] not in ("feeds", "watchlists"):
-            keys.extend(_keys(nested, key + "."))
+            # A list of sections is documented item-wise: `digests[].name`.
+            is_list = "list[" in str(annotation)
+            keys.extend(_keys(nested, key + ("[]." if is_list else ".")))
         else:
             keys.append(key)
     return keys

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from monitor.config.settings import DigestSettings, Every
 from monitor.models import (
     ArticleText,
     BodyUnchanged,
@@ -37,8 +38,10 @@ from monitor.schedule import (
     UNCONDITIONAL_GET_EVERY,
     body_hash,
     decide_update,
-    due_digest_key,
+    digest_period_key,
+    due_digest,
     is_known_body,
+    latest_digest_time,
     manual_digest_key,
     next_digest_time,
     next_poll_after,
@@ -90,15 +93,20 @@ BERLIN = ZoneInfo("Europe/Berlin")
 PACIFIC = ZoneInfo("America/Los_Angeles")
 
 
+def due_digest_key(now: datetime, tz: ZoneInfo, at: time) -> str:
+    """The local date of the daily digest period that `now` falls in."""
+    return latest_digest_time(now, tz, at).astimezone(tz).date().isoformat()
+
+
 def test_digest_key_before_and_after_the_time() -> None:
     at = time(7, 0)
     assert due_digest_key(datetime(2026, 11, 28, 6, 59, tzinfo=LOME), LOME, at) == "2026-11-27"
     assert due_digest_key(datetime(2026, 11, 28, 7, 0, tzinfo=LOME), LOME, at) == "2026-11-28"
 
 
-def test_digest_key_needs_an_aware_time() -> None:
+def test_digest_time_needs_an_aware_time() -> None:
     with pytest.raises(ValueError, match="aware"):
-        due_digest_key(datetime(2026, 11, 28, 7, 0), LOME, time(7, 0))
+        latest_digest_time(datetime(2026, 11, 28, 7, 0), LOME, time(7, 0))
 
 
 @pytest.mark.parametrize("tz", [BERLIN, PACIFIC, ZoneInfo("Australia/Sydney"), LOME])
@@ -160,11 +168,83 @@ def test_next_digest_time_is_when_the_key_changes(now: datetime, tz: ZoneInfo, a
     assert due_digest_key(upcoming, tz, at) > current
 
 
-def test_manual_keys_never_look_like_a_date() -> None:
-    key = manual_digest_key(NOW)
-    assert key == "manual-20261128T060000000000Z"
-    with pytest.raises(ValueError):
-        date.fromisoformat(key)
+def test_manual_keys_name_the_digest_and_never_a_scheduled_instant() -> None:
+    key = manual_digest_key("Matin", NOW)
+    assert key == "Matin@manual-20261128T060000000000Z"
+    assert key != digest_period_key("Matin", NOW)
+
+
+def daily(at: time, every: Every = "day", name: str = "Matin") -> DigestSettings:
+    return DigestSettings(name=name, at=at, every=every)
+
+
+def test_weekly_weekday_and_hourly_schedules() -> None:
+    friday_evening = datetime(2026, 11, 27, 18, 0, tzinfo=LOME)  # a Friday
+    assert latest_digest_time(friday_evening, LOME, time(18, 0), "friday") == friday_evening
+    monday = datetime(2026, 11, 30, 9, 0, tzinfo=LOME)
+    assert latest_digest_time(monday, LOME, time(18, 0), "friday") == friday_evening
+    assert next_digest_time(monday, LOME, time(18, 0), "friday") == friday_evening + timedelta(
+        days=7
+    )
+    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=LOME)
+    assert latest_digest_time(sunday, LOME, time(7, 0), "weekdays") == datetime(
+        2026, 11, 27, 7, 0, tzinfo=LOME
+    )
+    assert next_digest_time(sunday, LOME, time(7, 0), "weekdays") == datetime(
+        2026, 11, 30, 7, 0, tzinfo=LOME
+    )
+    assert latest_digest_time(monday, LOME, time(7, 15), "hour") == datetime(
+        2026, 11, 30, 8, 15, tzinfo=LOME
+    )
+    assert next_digest_time(monday, LOME, time(7, 15), "hour") == datetime(
+        2026, 11, 30, 9, 15, tzinfo=LOME
+    )
+
+
+def test_hourly_digests_get_one_period_per_real_hour_across_dst_changes() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    for day in ("2026-03-29", "2026-10-25"):
+        moment = datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(hours=3)
+        instants = set()
+        for _ in range(60 * 8):
+            instants.add(latest_digest_time(moment, paris, time(0, 30), "hour").timestamp())
+            moment += timedelta(minutes=1)
+        ordered = sorted(instants)
+        assert all(b - a == 3600 for a, b in itertools.pairwise(ordered))
+        assert len(ordered) in (8, 9)
+
+
+def test_a_digest_that_never_ran_is_due_at_once_and_then_not_until_the_next_time() -> None:
+    digest = daily(time(7, 0))
+    started = datetime(2026, 11, 28, 9, 0, tzinfo=LOME)
+    assert due_digest(started, LOME, digest, None) == "Matin@2026-11-28T07:00Z"
+    ran = started + timedelta(seconds=5)
+    assert due_digest(started + timedelta(hours=3), LOME, digest, ran) is None
+    tomorrow = datetime(2026, 11, 29, 7, 0, tzinfo=LOME)
+    assert due_digest(tomorrow, LOME, digest, ran) == "Matin@2026-11-29T07:00Z"
+
+
+def test_moving_at_while_running_sends_nothing_early_and_skips_nothing() -> None:
+    """The defect: the daemon started at 09:00 and found nothing (today's 07:00 digest ran
+    empty); at 09:30 `at` moved to 10:00. The old date key made yesterday's digest due at
+    once, and today's was already done, so nothing went out at 10:00."""
+    started = datetime(2026, 11, 28, 9, 0, tzinfo=LOME)
+    assert due_digest(started, LOME, daily(time(7, 0)), None) is not None
+    last_done = started  # it ran empty
+    moved = daily(time(10, 0))
+    for minute in range(30, 60):  # 09:30-09:59 with the new time: nothing
+        assert due_digest(started.replace(minute=minute), LOME, moved, last_done) is None
+    assert due_digest(started.replace(hour=10), LOME, moved, last_done) == (
+        "Matin@2026-11-28T10:00Z"
+    )
+
+
+def test_a_daemon_down_for_three_days_sends_one_catch_up_digest() -> None:
+    digest = daily(time(7, 0))
+    last_done = datetime(2026, 11, 25, 7, 0, 30, tzinfo=LOME)
+    back = datetime(2026, 11, 28, 15, 0, tzinfo=LOME)
+    assert due_digest(back, LOME, digest, last_done) == "Matin@2026-11-28T07:00Z"
+    assert due_digest(back + timedelta(minutes=1), LOME, digest, back) is None
 
 
 # --------------------------------------------------------------------------- decide_update

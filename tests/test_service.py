@@ -50,7 +50,7 @@ digest:
     config = load_config(path)
     smtp = SmtpSettings(host=sink.host, port=sink.port, security="none", timeout=10.0)
     digest: DigestSettings = replace(config.digest, smtp=smtp)
-    return replace(config, digest=digest)
+    return replace(config, digests=(digest,))
 
 
 def store_hit(store: Store, number: int, now: datetime) -> None:
@@ -94,7 +94,7 @@ def test_a_stuck_digest_whose_resend_is_uncertain_is_sent_once_per_run(
     store_hit(store, 1, NOW)
     # A first run claims the digest; the link breaks after the data: it stays "sending".
     smtp_sink.drop_after_data = True
-    [first] = run_digest(store, config, key="2026-11-28", now=NOW)
+    [first] = run_digest(store, config, config.digest, key="2026-11-28", now=NOW)
     assert not first.delivered
     assert len(smtp_sink.messages) == 1
     stuck_id = smtp_sink.messages[0].message["Message-ID"]
@@ -103,7 +103,7 @@ def test_a_stuck_digest_whose_resend_is_uncertain_is_sent_once_per_run(
     # the same run claimed "any key", got the stuck digest back and sent it a second time.
     store_hit(store, 2, NOW + timedelta(hours=12))
     later = NOW + timedelta(days=1)
-    runs = run_digest(store, config, key="2026-11-29", now=later)
+    runs = run_digest(store, config, config.digest, key="2026-11-29", now=later)
     assert [(run.key, run.hits, run.delivered) for run in runs] == [
         ("2026-11-28", 1, False),
         ("2026-11-29", 1, False),
@@ -113,14 +113,21 @@ def test_a_stuck_digest_whose_resend_is_uncertain_is_sent_once_per_run(
     new_id = ids[2]
     # The server works again: each digest goes once more, unchanged, oldest first.
     smtp_sink.drop_after_data = False
-    runs = run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=10))
+    runs = run_digest(
+        store, config, config.digest, key="2026-11-29", now=later + timedelta(minutes=10)
+    )
     assert [(run.key, run.hits, run.delivered) for run in runs] == [
         ("2026-11-28", 1, True),
         ("2026-11-29", 1, True),
     ]
     ids = [m.message["Message-ID"] for m in smtp_sink.messages]
     assert ids[3:] == [stuck_id, new_id]
-    assert run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=20)) == []
+    assert (
+        run_digest(
+            store, config, config.digest, key="2026-11-29", now=later + timedelta(minutes=20)
+        )
+        == []
+    )
     assert len(smtp_sink.messages) == 5
 
 
@@ -130,11 +137,11 @@ def test_a_stuck_digest_refused_for_good_releases_its_hits_to_the_next_digest(
     config = config_for(tmp_path, smtp_sink)
     store_hit(store, 1, NOW)
     smtp_sink.drop_after_data = True
-    run_digest(store, config, key="2026-11-28", now=NOW)
+    run_digest(store, config, config.digest, key="2026-11-28", now=NOW)
     smtp_sink.drop_after_data = False
     smtp_sink.data_reply = "554 5.6.0 message refused"
     later = NOW + timedelta(days=1)
-    runs = run_digest(store, config, key="2026-11-29", now=later)
+    runs = run_digest(store, config, config.digest, key="2026-11-29", now=later)
     # The stuck digest is refused and releases its hit, which the day's digest then carries
     # (refused too, by this server): one attempt each.
     assert [(run.key, run.hits, run.delivered) for run in runs] == [
@@ -143,7 +150,9 @@ def test_a_stuck_digest_refused_for_good_releases_its_hits_to_the_next_digest(
     ]
     assert all("permanently refused" in run.description for run in runs)
     smtp_sink.data_reply = None
-    runs = run_digest(store, config, key="2026-11-29", now=later + timedelta(minutes=10))
+    runs = run_digest(
+        store, config, config.digest, key="2026-11-29", now=later + timedelta(minutes=10)
+    )
     assert [(run.key, run.hits, run.delivered) for run in runs] == [("2026-11-29", 1, True)]
     assert store.pending_digest() is None
 
@@ -152,9 +161,9 @@ def test_a_day_without_hits_sends_nothing_and_says_so(
     tmp_path: Path, store: Store, smtp_sink: SmtpSink
 ) -> None:
     config = config_for(tmp_path, smtp_sink)
-    [run] = run_digest(store, config, key="2026-11-28", now=NOW)
+    [run] = run_digest(store, config, config.digest, key="2026-11-28", now=NOW)
     assert (run.hits, run.delivered, run.description) == (0, False, "no new hits: nothing sent")
-    assert run_digest(store, config, key="2026-11-28", now=NOW) == []
+    assert run_digest(store, config, config.digest, key="2026-11-28", now=NOW) == []
     assert smtp_sink.messages == []
 
 
@@ -164,15 +173,17 @@ def test_one_process_delivers_at_a_time(tmp_path: Path, store: Store, smtp_sink:
     config = config_for(tmp_path, smtp_sink)
     store_hit(store, 1, NOW)
     smtp_sink.drop_after_data = True
-    run_digest(store, config, key="2026-11-28", now=NOW)  # left "sending", as if in flight
+    run_digest(
+        store, config, config.digest, key="2026-11-28", now=NOW
+    )  # left "sending", as if in flight
     smtp_sink.drop_after_data = False
     with delivery_lock(store.path, wait=0) as held:  # another process, mid-delivery
         assert held
-        [busy] = run_digest(store, config, key="manual-1", now=NOW, wait=0.3)
+        [busy] = run_digest(store, config, config.digest, key="manual-1", now=NOW, wait=0.3)
         assert busy.busy and not busy.delivered
         assert "another monitor process is delivering" in busy.description
         assert len(smtp_sink.messages) == 1  # the digest in flight was not sent again
-    runs = run_digest(store, config, key="manual-1", now=NOW)
+    runs = run_digest(store, config, config.digest, key="manual-1", now=NOW)
     assert [(run.key, run.delivered) for run in runs] == [("2026-11-28", True)]
 
 

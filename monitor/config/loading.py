@@ -7,7 +7,8 @@ Owns the size limit and UTF-8 decoding, the order of the steps in
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -17,8 +18,15 @@ from pydantic import ValidationError
 from monitor.config.environment import _substitute_environment
 from monitor.config.messages import _describe_error, _unmask
 from monitor.config.references import _check_references
-from monitor.config.schema import _ConfigModel, _sets_for_checking
-from monitor.config.settings import Config, DigestSettings, PollSettings, SmtpSettings
+from monitor.config.schema import _ConfigModel, _sets_for_checking, _SmtpModel
+from monitor.config.settings import (
+    DEFAULT_DIGEST_NAME,
+    Config,
+    DigestLanguage,
+    DigestSettings,
+    PollSettings,
+    SmtpSettings,
+)
 from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _shown
 from monitor.errors import ConfigError
 from monitor.models import FeedSpec, Watchlist
@@ -120,6 +128,75 @@ def _validate(tree: Tree, positions: _Positions, problems: _Problems) -> _Config
         return None
 
 
+def _smtp(model: _SmtpModel | None) -> SmtpSettings | None:
+    if model is None:
+        return None
+    return SmtpSettings(
+        host=model.host,
+        port=model.port or (465 if model.security == "ssl" else 587),
+        security=model.security,
+        username=model.username,
+        password=model.password,
+        timeout=model.timeout.total_seconds(),
+    )
+
+
+def _digests(
+    model: _ConfigModel, watchlists: Sequence[Watchlist], resolve: Callable[[str], Path]
+) -> tuple[DigestSettings, ...]:
+    """The configured digests; a `digest:` block is one digest, named "digest", of every
+    watchlist. Without `language:`, a digest speaks the language most of its watchlists
+    are written in (English when none says)."""
+
+    def language(chosen: DigestLanguage | None, names: Sequence[str]) -> DigestLanguage:
+        if chosen is not None:
+            return chosen
+        spoken: Counter[DigestLanguage] = Counter()
+        for watchlist in watchlists:
+            if names and watchlist.name not in names:
+                continue
+            if watchlist.language == "fr":
+                spoken["fr"] += 1
+            elif watchlist.language == "en":
+                spoken["en"] += 1
+        return spoken.most_common(1)[0][0] if spoken else "en"
+
+    if model.digest is not None:
+        block = model.digest
+        return (
+            DigestSettings(
+                name=DEFAULT_DIGEST_NAME,
+                at=block.at,
+                every=block.every,
+                sender=block.sender,
+                recipients=tuple(block.to),
+                smtp=_smtp(block.smtp),
+                outbox=resolve(block.outbox),
+                subject=block.subject,
+                language=language(block.language, ()),
+                max_full=block.max_full,
+            ),
+        )
+    assert model.mail is not None and model.digests is not None, "checked by _ConfigModel"
+    mail = model.mail
+    return tuple(
+        DigestSettings(
+            name=entry.name,
+            at=entry.at,
+            every=entry.every,
+            sender=mail.sender,
+            recipients=tuple(entry.to),
+            smtp=_smtp(mail.smtp),
+            outbox=resolve(mail.outbox),
+            subject=entry.subject or entry.name,
+            language=language(entry.language, entry.watchlists or ()),
+            max_full=entry.max_full,
+            watchlists=tuple(entry.watchlists or ()),
+        )
+        for entry in model.digests
+    )
+
+
 def _build_config(model: _ConfigModel, path: Path) -> Config:
     base = path.absolute().parent
 
@@ -136,17 +213,18 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         per_host=model.poll.per_host,
         user_agent=model.poll.user_agent,
     )
-    smtp_model = model.digest.smtp
-    smtp = None
-    if smtp_model is not None:
-        smtp = SmtpSettings(
-            host=smtp_model.host,
-            port=smtp_model.port or (465 if smtp_model.security == "ssl" else 587),
-            security=smtp_model.security,
-            username=smtp_model.username,
-            password=smtp_model.password,
-            timeout=smtp_model.timeout.total_seconds(),
+    watchlists = tuple(
+        Watchlist(
+            name=watchlist.name,
+            query=watchlist.compiled,
+            language=watchlist.language,
+            feeds=tuple(watchlist.feeds or ()),
+            languages=tuple(dict.fromkeys(watchlist.languages or ())),
+            topic=watchlist.topic,
+            hide_passing=watchlist.passing == "hide",
         )
+        for watchlist in model.watchlists
+    )
     return Config(
         path=path.absolute(),
         database=resolve(model.database),
@@ -161,25 +239,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
             )
             for feed in model.feeds
         ),
-        watchlists=tuple(
-            Watchlist(
-                name=watchlist.name,
-                query=watchlist.compiled,
-                language=watchlist.language,
-                feeds=tuple(watchlist.feeds or ()),
-                languages=tuple(dict.fromkeys(watchlist.languages or ())),
-                topic=watchlist.topic,
-                hide_passing=watchlist.passing == "hide",
-            )
-            for watchlist in model.watchlists
-        ),
-        digest=DigestSettings(
-            at=model.digest.at,
-            sender=model.digest.sender,
-            recipients=tuple(model.digest.to),
-            smtp=smtp,
-            outbox=resolve(model.digest.outbox),
-            subject=model.digest.subject,
-        ),
+        watchlists=watchlists,
+        digests=_digests(model, watchlists, resolve),
         sets=MappingProxyType({name: tuple(terms) for name, terms in model.sets.items()}),
     )

@@ -63,6 +63,60 @@ def _check_references(tree: Tree, positions: _Positions, problems: _Problems) ->
                     positions.of_value(("watchlists", index, "feeds", position_in_scope)),
                     _unknown_feed_message(feed_name.strip(), list(feed_names)),
                 )
+    _check_digests(tree, positions, problems, watchlist_names)
+
+
+def _check_digests(
+    tree: dict[str, Tree],
+    positions: _Positions,
+    problems: _Problems,
+    watchlist_names: dict[str, Position],
+) -> None:
+    """Digest names are unique (each keeps its own record of what it sent) and a digest's
+    `watchlists:` name configured watchlists."""
+    if "digest" not in tree and "digests" not in tree:
+        problems.add(
+            (0, 0),
+            'missing "digest": add a digest: section with from: and to: '
+            "(see the bundled feeds.yaml)",
+        )
+    digest_names: dict[str, Position] = {}
+    known = [
+        name.strip()
+        for _, watchlist in _items(tree.get("watchlists"))
+        if isinstance(name := watchlist.get("name"), str)
+    ]
+    for index, digest in _items(tree.get("digests")):
+        name = digest.get("name")
+        if isinstance(name, str) and name.strip():
+            _claim(
+                name.strip().casefold(),
+                positions.of_value(("digests", index, "name")),
+                digest_names,
+                problems,
+                'another digest is already named "' + name.strip() + '" (line {line}): '
+                "each digest remembers what it sent under its name, so names must be unique",
+            )
+        chosen = digest.get("watchlists")
+        if not isinstance(chosen, list):
+            continue
+        for position, watchlist in enumerate(chosen):
+            if not isinstance(watchlist, str) or not watchlist.strip():
+                continue
+            if watchlist.strip().casefold() not in watchlist_names:
+                problems.add(
+                    positions.of_value(("digests", index, "watchlists", position)),
+                    _unknown_watchlist_message(watchlist.strip(), known),
+                )
+
+
+def _unknown_watchlist_message(name: str, configured: list[str]) -> str:
+    by_folded = {known.casefold(): known for known in configured}
+    close = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+    message = f'no watchlist is named "{name}"'
+    if close:
+        message += f' (did you mean "{by_folded[close[0]]}"?)'
+    return message + ": a digest's watchlists: must use the names given under watchlists:"
 
 
 def _items(section: Tree) -> list[tuple[int, dict[str, Tree]]]:

@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from monitor.config.settings import DigestSettings, PollSettings
+from monitor.config.settings import DigestLanguage, DigestSettings, Every, PollSettings
 from monitor.config.yaml_tree import Tree, _shown
 from monitor.errors import ListTermError, QuerySyntaxError
 from monitor.query import Node, from_lists, parse_query
@@ -385,13 +385,44 @@ class _SmtpModel(_Section):
         return self
 
 
+Recipients = Annotated[list[Address], Field(min_length=1, max_length=100)]
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+MaxFull = Annotated[int, Field(ge=0, le=100)]
+
+
 class _DigestModel(_Section):
-    at: Annotated[time, BeforeValidator(_clock_time)] = DigestSettings.at
+    """The single `digest:` block: one digest of every watchlist, with its mail settings."""
+
+    at: ClockTime = DigestSettings.at
+    every: Every = "day"
     sender: Address = Field(alias="from")
-    to: Annotated[list[Address], Field(min_length=1, max_length=100)]
+    to: Recipients
     subject: Text = DigestSettings.subject
     smtp: _SmtpModel | None = None
     outbox: Text = DEFAULT_OUTBOX
+    language: DigestLanguage | None = None
+    max_full: MaxFull = DigestSettings.max_full
+
+
+class _MailModel(_Section):
+    """`mail:`: how every digest of `digests:` is sent."""
+
+    sender: Address = Field(alias="from")
+    smtp: _SmtpModel | None = None
+    outbox: Text = DEFAULT_OUTBOX
+
+
+class _NamedDigestModel(_Section):
+    """One entry of `digests:`."""
+
+    name: Annotated[Text, StringConstraints(max_length=100)]
+    to: Recipients
+    at: ClockTime = DigestSettings.at
+    every: Every = "day"
+    subject: Text | None = None
+    language: DigestLanguage | None = None
+    max_full: MaxFull = DigestSettings.max_full
+    watchlists: Annotated[list[Text], Field(min_length=1, max_length=MAX_WATCHLISTS)] | None = None
 
 
 class _ConfigModel(_Section):
@@ -403,7 +434,27 @@ class _ConfigModel(_Section):
         default_factory=dict
     )
     watchlists: Annotated[list[_WatchlistModel], Field(min_length=1, max_length=MAX_WATCHLISTS)]
-    digest: _DigestModel
+    digest: _DigestModel | None = None
+    mail: _MailModel | None = None
+    digests: Annotated[list[_NamedDigestModel], Field(min_length=1, max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_send(self) -> _ConfigModel:
+        if self.digest is not None and (self.digests is not None or self.mail is not None):
+            raise _located(
+                "digest",
+                "give either digest: (one digest of every watchlist) or mail: with digests:, "
+                "not both: move from:, smtp: and outbox: under mail: and the rest under digests:",
+            )
+        if self.digests is not None and self.mail is None:
+            raise _located(
+                "digests",
+                "digests: needs a mail: section saying how to send them: "
+                "mail: {from: you@example.org, outbox: digests/} or with smtp:",
+            )
+        if self.mail is not None and self.digests is None:
+            raise _located("mail", "mail: is used by digests:, which is missing: add digests:")
+        return self  # neither: reported by `_check_references` with the other missing sections
 
 
 def _located(

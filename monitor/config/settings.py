@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
 from monitor.models import FeedSpec, FetchLimits, Watchlist
@@ -34,14 +34,42 @@ class SmtpSettings:
     timeout: float = 30.0
 
 
+Every = Literal[
+    "day", "weekdays", "hour",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+]  # fmt: skip
+EVERY: tuple[str, ...] = get_args(Every)
+DigestLanguage = Literal["en", "fr"]
+DIGEST_LANGUAGES: tuple[str, ...] = get_args(DigestLanguage)
+DEFAULT_DIGEST_NAME = "digest"  # the one digest of a `digest:` block
+
+
 @dataclass(frozen=True)
 class DigestSettings:
+    """One digest: who gets it, when, in which language, of which watchlists. The mail
+    settings (`sender`, `smtp`, `outbox`) are the shared `mail:` section's."""
+
+    name: str = DEFAULT_DIGEST_NAME
     at: time = time(7, 0)  # local time in Config.timezone
+    every: Every = "day"
     sender: str = "monitor@localhost"
     recipients: tuple[str, ...] = ()
     smtp: SmtpSettings | None = None  # None: write .eml files to `outbox`
     outbox: Path = Path("digests")  # absolute after loading
     subject: str = "monitor digest"
+    language: DigestLanguage = "en"
+    max_full: int = 10  # stories in full per watchlist; the rest one line each
+    watchlists: tuple[str, ...] = ()  # () = every watchlist
+
+    def includes(self, watchlist: str) -> bool:
+        return not self.watchlists or watchlist in self.watchlists
+
+    @property
+    def schedule_words(self) -> str:
+        """``every day at 07:00``, ``every friday at 18:00``, ``every hour at :15``."""
+        if self.every == "hour":
+            return f"every hour at :{self.at.minute:02d}"
+        return f"every {self.every} at {self.at:%H:%M}"
 
 
 @dataclass(frozen=True)
@@ -52,5 +80,13 @@ class Config:
     poll: PollSettings
     feeds: tuple[FeedSpec, ...]
     watchlists: tuple[Watchlist, ...]
-    digest: DigestSettings
+    digests: tuple[DigestSettings, ...]
     sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> DigestSettings:
+        """The first digest: the only one of a `digest:` block."""
+        return self.digests[0]
+
+    def digest_named(self, name: str) -> DigestSettings | None:
+        return next((digest for digest in self.digests if digest.name == name), None)

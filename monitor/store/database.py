@@ -17,6 +17,7 @@ by `schedule.decide_update`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import sqlite3
@@ -28,6 +29,7 @@ from typing import Any, Self
 
 import sqlite_utils
 
+from monitor.config.settings import DEFAULT_DIGEST_NAME
 from monitor.errors import StorageError
 from monitor.models import (
     ArticleText,
@@ -44,6 +46,7 @@ from monitor.store.rows import (
     article_key,
     article_text,
     feed_state,
+    from_db,
     insert_hit,
     lastrowid,
     normalise_url,
@@ -78,6 +81,21 @@ _HIT_JOINS = """
 _FEED_COLUMNS = """
     feeds.*, (SELECT COUNT(*) FROM entries WHERE entries.feed_id = feeds.id) AS entry_count
 """
+
+
+def _unsent(name: str, since: str, watchlists: Collection[str] | None) -> tuple[str, list[Any]]:
+    """SQL condition on `hits`: the hits the digest `name` should carry and has not."""
+    where = """
+        hits.quiet = 0 AND hits.found_at >= ?
+        AND NOT EXISTS (
+            SELECT 1 FROM digest_hits WHERE digest_hits.name = ? AND digest_hits.hit_id = hits.id
+        )
+    """
+    parameters: list[Any] = [since, name]
+    if watchlists is not None:
+        where += " AND hits.watchlist IN (SELECT value FROM json_each(?))"
+        parameters.append(json.dumps(sorted(watchlists)))
+    return where, parameters
 
 
 class Store:
@@ -424,19 +442,28 @@ class Store:
     # ------------------------------------------------------------------ digests
 
     def claim_digest(
-        self, key: str, *, now: datetime, passed_over: Collection[str] = ()
+        self,
+        key: str,
+        *,
+        now: datetime,
+        name: str = DEFAULT_DIGEST_NAME,
+        watchlists: Collection[str] | None = None,
+        passed_over: Collection[str] = (),
     ) -> ClaimedDigest | None:
-        """Reserve the hits of the digest `key` for sending.
+        """Reserve for the digest `name` the hits of its period `key`.
 
-        Returns, in order of precedence:
+        Each digest has its own exactly-once record: a hit goes out once in every
+        digest whose `watchlists` (None: all) include its watchlist, and only in digests
+        that existed when it was found (see `_digest_since`). Returns, in order of
+        precedence:
 
-        1. a digest left in state ``sending`` by a crash or an uncertain send,
-           *whatever its key*, unless its key is in `passed_over` (already tried
-           by the caller), with its own hits and Message-ID: send it again, then
-           finish or release it using ``claimed.key`` and claim again;
+        1. a digest of `name` left in state ``sending`` by a crash or an uncertain send,
+           *whatever its key*, unless its key is in `passed_over` (already tried by the
+           caller), with its own hits and Message-ID: send it again, then finish or
+           release it using ``claimed.key`` and claim again;
         2. None if `key` was already sent or ran empty, or is itself left sending;
-        3. a new digest holding every hit not yet claimed (quiet backfills
-           excepted), or None after recording `key` as empty when there is none.
+        3. a new digest holding every hit of its watchlists it has not carried yet
+           (quiet backfills excepted), or None after recording `key` as empty.
         """
         message_id = _message_id(self.path, key)
         skipped = list(passed_over)
@@ -444,10 +471,11 @@ class Store:
             stuck = conn.execute(
                 f"""
                 SELECT * FROM digests
-                WHERE state = 'sending' AND key NOT IN ({", ".join("?" * len(skipped))})
+                WHERE name = ? AND state = 'sending'
+                    AND key NOT IN ({", ".join("?" * len(skipped))})
                 ORDER BY created_at, key LIMIT 1
                 """,
-                skipped,
+                [name, *skipped],
             ).fetchone()
             if stuck is not None:
                 conn.execute(
@@ -457,39 +485,75 @@ class Store:
             row = conn.execute("SELECT state FROM digests WHERE key = ?", [key]).fetchone()
             if row is not None and row["state"] in ("sent", "empty", "sending"):
                 return None
-            pending = conn.execute(
-                "SELECT COUNT(*) FROM hits WHERE digest_key IS NULL AND quiet = 0"
-            ).fetchone()[0]
-            state = "sending" if pending else "empty"
+            since = self._digest_since(conn, name, now)
+            where, parameters = _unsent(name, since, watchlists)
+            pending = conn.execute(f"SELECT COUNT(*) FROM hits WHERE {where}", parameters)
+            count = pending.fetchone()[0]
+            state = "sending" if count else "empty"
             # A failed earlier attempt keeps its row (and Message-ID): it was never delivered.
             conn.execute(
                 """
-                INSERT INTO digests (key, message_id, state, created_at, attempts)
-                VALUES (?, ?, ?, ?, ?)
+                INSERT INTO digests (key, name, message_id, state, created_at, attempts)
+                VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state,
                     attempts = attempts + excluded.attempts
                 """,
-                [key, message_id, state, to_db(now), 1 if pending else 0],
+                [key, name, message_id, state, to_db(now), 1 if count else 0],
             )
-            if not pending:
+            if not count:
                 return None
             conn.execute(
-                "UPDATE hits SET digest_key = ? WHERE digest_key IS NULL AND quiet = 0", [key]
+                f"""
+                INSERT INTO digest_hits (name, hit_id, digest_key)
+                SELECT ?, id, ? FROM hits WHERE {where}
+                """,
+                [name, key, *parameters],
+            )
+            # The first digest to carry a hit is also noted on the hit (`monitor hits`).
+            conn.execute(
+                """
+                UPDATE hits SET digest_key = ? WHERE digest_key IS NULL
+                    AND id IN (SELECT hit_id FROM digest_hits WHERE digest_key = ?)
+                """,
+                [key, key],
             )
             return self._claimed(conn, key)
 
-    def preview_digest(self, *, now: datetime) -> ClaimedDigest | None:
-        """What a new digest would hold now (for ``--dry-run``); claims and records nothing.
+    def _digest_since(self, conn: sqlite3.Connection, name: str, now: datetime) -> str:
+        """When the digest `name` started, recorded the first time it is claimed: then,
+        the last time any digest was made. A digest added to the configuration carries
+        the hits no digest has looked at yet, not a backlog that others already sent;
+        the first digest of a database carries every hit."""
+        row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
+        if row is not None:
+            since: str = row["since"]
+            return since
+        latest = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0]
+        since = latest or ""
+        conn.execute("INSERT INTO digest_names (name, since) VALUES (?, ?)", [name, since])
+        return since
 
-        A digest left ``sending`` by a crash is not included: it is re-sent as it was.
+    def preview_digest(
+        self,
+        *,
+        now: datetime,
+        name: str = DEFAULT_DIGEST_NAME,
+        watchlists: Collection[str] | None = None,
+    ) -> ClaimedDigest | None:
+        """What a new digest `name` would hold now (for ``--dry-run``); claims and records
+        nothing. A digest left ``sending`` by a crash is not included: it is re-sent as it was.
         """
-        rows = self._db.read(
-            "previewing the next digest",
-            f"""
-            SELECT {_HIT_COLUMNS} {_HIT_JOINS}
-            WHERE hits.digest_key IS NULL AND hits.quiet = 0 ORDER BY hits.id
-            """,
-        )
+        with self._db.errors(f"previewing digest {name}"):
+            conn = self._db.connection()
+            row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
+            if row is not None:
+                since = row["since"]
+            else:
+                since = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0] or ""
+            where, parameters = _unsent(name, since, watchlists)
+            rows = conn.execute(
+                f"SELECT {_HIT_COLUMNS} {_HIT_JOINS} WHERE {where} ORDER BY hits.id", parameters
+            ).fetchall()
         if not rows:
             return None
         return ClaimedDigest(
@@ -500,16 +564,43 @@ class Store:
             attempts=0,
         )
 
-    def pending_digest(self) -> ClaimedDigest | None:
-        """The digest left in state ``sending`` (killed or uncertain mid-send), if any."""
+    def pending_digest(self, name: str | None = None) -> ClaimedDigest | None:
+        """A digest (of `name`, or any) left in state ``sending`` (killed or uncertain
+        mid-send), if any."""
         rows = self._db.read(
             "looking for an unfinished digest",
-            "SELECT key FROM digests WHERE state = 'sending' ORDER BY created_at, key LIMIT 1",
+            """
+            SELECT key FROM digests WHERE state = 'sending' AND (? IS NULL OR name = ?)
+            ORDER BY created_at, key LIMIT 1
+            """,
+            [name, name],
         )
         if not rows:
             return None
         with self._db.errors(f"reading digest {rows[0]['key']}"):
             return self._claimed(self._db.connection(), rows[0]["key"])
+
+    def last_digest_done(self, name: str) -> datetime | None:
+        """When the digest `name` last ran to the end: sent, or found nothing to send.
+        A scheduled period that starts before this is not due any more."""
+        rows = self._db.read(
+            f"reading the history of digest {name}",
+            """
+            SELECT MAX(COALESCE(sent_at, created_at)) AS done FROM digests
+            WHERE name = ? AND state IN ('sent', 'empty')
+            """,
+            [name],
+        )
+        return from_db(rows[0]["done"]) if rows else None
+
+    def last_digest_sent(self, name: str) -> datetime | None:
+        """When the digest `name` was last delivered: where its next issue's period starts."""
+        rows = self._db.read(
+            f"reading the history of digest {name}",
+            "SELECT MAX(sent_at) AS sent FROM digests WHERE name = ? AND state = 'sent'",
+            [name],
+        )
+        return from_db(rows[0]["sent"]) if rows else None
 
     def finish_digest(self, key: str, *, now: datetime) -> None:
         """The message was accepted (or written): its hits are sent for good."""
@@ -537,6 +628,7 @@ class Store:
                     "only a claimed digest can be released"
                 )
             conn.execute("UPDATE hits SET digest_key = NULL WHERE digest_key = ?", [key])
+            conn.execute("DELETE FROM digest_hits WHERE digest_key = ?", [key])
             conn.execute(
                 "UPDATE digests SET state = 'failed', error = ? WHERE key = ?",
                 [f"{to_db(now)}: {error}", key],
@@ -559,7 +651,11 @@ class Store:
     def _claimed(self, conn: sqlite3.Connection, key: str) -> ClaimedDigest:
         digest = conn.execute("SELECT * FROM digests WHERE key = ?", [key]).fetchone()
         rows = conn.execute(
-            f"SELECT {_HIT_COLUMNS} {_HIT_JOINS} WHERE hits.digest_key = ? ORDER BY hits.id",
+            f"""
+            SELECT {_HIT_COLUMNS} {_HIT_JOINS}
+            JOIN digest_hits ON digest_hits.hit_id = hits.id
+            WHERE digest_hits.digest_key = ? ORDER BY hits.id
+            """,
             [key],
         ).fetchall()
         return ClaimedDigest(

@@ -113,3 +113,32 @@ def _hit_relevance(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE hits ADD COLUMN relevance REAL")
     db.execute("ALTER TABLE hits ADD COLUMN in_passing INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE hits ADD COLUMN evidence TEXT")
+
+
+@MIGRATIONS(name="0004_named_digests")
+def _named_digests(db: sqlite_utils.Database) -> None:
+    # Several digests (`digests:`), each with its own exactly-once record: a hit goes out
+    # once in every digest that includes its watchlist. `digest_hits` says which digest
+    # carried which hit; `digest_names.since` is when a digest started: hits found before
+    # it (and already handled by the digests that existed then) are not sent again.
+    # The digest of a `digest:` block is named "digest"; every existing row is its.
+    db.execute("ALTER TABLE digests ADD COLUMN name TEXT NOT NULL DEFAULT 'digest'")
+    db.execute("CREATE INDEX digests_name_state ON digests (name, state)")
+    db.execute(
+        """
+        CREATE TABLE digest_hits (
+            name TEXT NOT NULL,
+            hit_id INTEGER NOT NULL REFERENCES hits (id),
+            digest_key TEXT NOT NULL REFERENCES digests (key),
+            PRIMARY KEY (name, hit_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX digest_hits_key ON digest_hits (digest_key)")
+    db.execute(
+        "INSERT INTO digest_hits (name, hit_id, digest_key) "
+        "SELECT 'digest', id, digest_key FROM hits WHERE digest_key IS NOT NULL"
+    )
+    db.execute("CREATE TABLE digest_names (name TEXT PRIMARY KEY, since TEXT NOT NULL)")
+    # The existing digest started before every stored hit: the ones it has not sent are its.
+    db.execute("INSERT INTO digest_names (name, since) VALUES ('digest', '')")
