@@ -18,7 +18,14 @@ from monitor.config.environment import _substitute_environment
 from monitor.config.messages import _describe_error, _unmask
 from monitor.config.references import _check_references
 from monitor.config.schema import _ConfigModel, _sets_for_checking
-from monitor.config.settings import Config, DigestSettings, PollSettings, SmtpSettings
+from monitor.config.settings import (
+    AlertDestination,
+    AlertSettings,
+    Config,
+    DigestSettings,
+    PollSettings,
+    SmtpSettings,
+)
 from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _shown
 from monitor.errors import ConfigError
 from monitor.models import FeedSpec, Watchlist
@@ -182,4 +189,23 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
             subject=model.digest.subject,
         ),
         sets=MappingProxyType({name: tuple(terms) for name, terms in model.sets.items()}),
+        alerts=_build_alerts(model),
+    )
+
+
+def _build_alerts(model: _ConfigModel) -> tuple[AlertSettings, ...]:
+    if not model.alerts:
+        return ()
+    from monitor.destinations import destination_key, masked_destination
+
+    return tuple(
+        AlertSettings(
+            name=alert.name,
+            watchlists=tuple(dict.fromkeys(alert.watchlists)),
+            destinations=tuple(
+                AlertDestination(url=url, key=destination_key(url), shown=masked_destination(url))
+                for url in alert.urls
+            ),
+        )
+        for alert in model.alerts
     )

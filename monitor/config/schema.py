@@ -38,6 +38,8 @@ from monitor.text import primary_language
 
 MAX_FEEDS = 2000
 MAX_WATCHLISTS = 1000
+MAX_ALERTS = 100
+MAX_ALERT_URLS = 20
 MAX_TERMS_PER_LIST = 1000
 MAX_TERM_CHARS = 200
 MAX_QUERY_CHARS = 10_000
@@ -394,6 +396,28 @@ class _DigestModel(_Section):
     outbox: Text = DEFAULT_OUTBOX
 
 
+def _alert_url(value: str) -> str:
+    url = value.strip()
+    # Apprise is loaded only by configurations that have alerts.
+    from monitor.destinations import destination_problem
+
+    problem = destination_problem(url)
+    if problem is not None:
+        raise _custom("alert_url", f"bad alert URL: {problem}")
+    return url
+
+
+AlertUrl = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_alert_url)
+]
+
+
+class _AlertModel(_Section):
+    name: Text
+    watchlists: Annotated[list[Text], Field(min_length=1, max_length=MAX_WATCHLISTS)]
+    urls: Annotated[list[AlertUrl], Field(min_length=1, max_length=MAX_ALERT_URLS)]
+
+
 class _ConfigModel(_Section):
     database: Text = DEFAULT_DATABASE
     timezone: Annotated[str, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
@@ -404,6 +428,7 @@ class _ConfigModel(_Section):
     )
     watchlists: Annotated[list[_WatchlistModel], Field(min_length=1, max_length=MAX_WATCHLISTS)]
     digest: _DigestModel
+    alerts: Annotated[list[_AlertModel], Field(max_length=MAX_ALERTS)] = []
 
 
 def _located(
