@@ -85,10 +85,18 @@ def masked_destination(url: str) -> str:
 
 
 def destination_key(url: str) -> str:
-    """A stable identity of the destination that holds no secret: a hash of the masked URL."""
+    """A stable identity of the destination that holds no secret: a hash of the URL as
+    Apprise masks it, less the HTTP headers it adds (``+Name=value``), which Apprise
+    does not mask and which often carry a token."""
     plugin = apprise.Apprise.instantiate(url)
-    shown = _private_url(plugin) if plugin is not None else url
-    return hashlib.sha256(shown.encode()).hexdigest()[:16]
+    if plugin is None:
+        return hashlib.sha256(f"{_scheme(url)}://".encode()).hexdigest()[:16]
+    parts = urlsplit(_private_url(plugin))
+    kept = [
+        pair for pair in parts.query.split("&") if pair and not pair.startswith(("+", "%2B", "%2b"))
+    ]
+    masked = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), ""))
+    return hashlib.sha256(masked.encode()).hexdigest()[:16]
 
 
 def send_alert(

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from monitor.alerts import GIVE_UP_AFTER, compose_alert, next_attempt
 from monitor.cli import main
 from monitor.config import Config, load_config
+from monitor.daemon import Daemon
 from monitor.destinations import send_alert
 from monitor.errors import ConfigError
 from monitor.models import (
@@ -34,8 +35,9 @@ from monitor.models import (
     StoredHit,
     TextSource,
 )
+from monitor.reload import ConfigWatcher
 from monitor.schedule import decide_update
-from monitor.service import alert_routes, send_alerts
+from monitor.service import alert_routes, open_pipeline, send_alerts
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Received, Reply
 from tests.smtp_server import SmtpSink
@@ -130,6 +132,12 @@ def states(database: Path) -> list[tuple[str, int]]:
     with sqlite3.connect(database) as conn:
         rows = conn.execute("SELECT state, attempts FROM alert_deliveries ORDER BY id").fetchall()
     return [(state, attempts) for state, attempts in rows]
+
+
+def database_bytes(database: Path) -> bytes:
+    """The database file and its write-ahead log, where recent writes may still be."""
+    wal = database.with_name(database.name + "-wal")
+    return database.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
 @pytest.fixture
@@ -436,7 +444,7 @@ def test_alerts_given_up_after_a_day_are_reported_for_the_digest(
         record.levelno == logging.ERROR and "giving up" in record.getMessage()
         for record in caplog.records
     )
-    assert b"pa55word" not in database.read_bytes()
+    assert b"pa55word" not in database_bytes(database)
 
 
 def test_alerts_of_a_destination_removed_from_the_configuration_are_cancelled(
@@ -493,3 +501,74 @@ def test_status_lists_each_destination(tmp_path: Path, hooks: HTTPTestServer) ->
     assert hook["last_sent"] is not None
     assert (broken["sent"], broken["pending"]) == (0, 1) and "500" in broken["last_error"]
     assert broken["next_attempt"] == (NOW + timedelta(minutes=1)).isoformat()
+
+
+def test_header_secrets_stay_out_of_the_database(tmp_path: Path, hooks: HTTPTestServer) -> None:
+    url = webhook(hooks, "/hook") + "?+Authorization=Bearer%20t0ps3cr3t"
+    config = load(tmp_path, config_text(url))
+    with open_store(config.database, config) as store:
+        record_hit(store)
+        assert send_alerts(store, config, NOW).sent == 1
+    (request,) = [request for request in hooks.requests if request.path == "/hook"]
+    assert request.headers["authorization"] == "Bearer t0ps3cr3t"
+    assert b"t0ps3cr3t" not in database_bytes(config.database)
+    (destination,) = config.alerts[0].destinations
+    assert "t0ps3cr3t" not in destination.shown + destination.key
+
+
+def test_monitor_poll_sends_the_alerts_its_hits_call_for(tmp_path: Path) -> None:
+    with HTTPTestServer() as site:
+        page = (
+            '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Accord</title>'
+            "</head><body><article><h1>Le Togo signe un accord de défense</h1>"
+            + "<p>Lomé a signé mardi un accord de défense avec ses voisins du Sahel.</p>" * 5
+            + "</article></body></html>"
+        ).encode()
+        rss = (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>News'
+            "</title><link>http://example.org/</link><language>fr</language><item>"
+            f"<title>Le Togo signe un accord</title><link>{site.url('/togo.html')}</link>"
+            f"<guid>{site.url('/togo.html')}</guid></item></channel></rss>"
+        ).encode()
+        site.routes.update(
+            {
+                "/feed.xml": Reply(body=rss, headers={"Content-Type": "application/rss+xml"}),
+                "/togo.html": Reply(body=page, headers={"Content-Type": "text/html"}),
+                "/hook": Reply(200),
+            }
+        )
+        text = config_text(webhook(site, "/hook")).replace(FEED, site.url("/feed.xml"))
+        path = tmp_path / "feeds.yaml"
+        path.write_text(text, encoding="utf-8")
+        runner = CliRunner()
+        first = runner.invoke(main, ["-c", str(path), "poll"], catch_exceptions=False)
+        second = runner.invoke(main, ["-c", str(path), "poll"], catch_exceptions=False)
+        (body,) = posts(site, "/hook")
+    assert "1 new hits" in first.output and "alerts: 1 sent" in first.output
+    assert "alerts: 0 sent" in second.output
+    assert body["article_title"] == "Le Togo signe un accord de défense"
+    assert body["url"] == site.url("/togo.html") and "**accord**" in body["snippet_marked"]
+
+
+def test_a_reload_that_adds_an_alert_announces_the_next_hits(
+    tmp_path: Path, hooks: HTTPTestServer
+) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(config_text(webhook(hooks, "/hook"), watchlists=("Cacao",)), encoding="utf-8")
+    watcher = ConfigWatcher(
+        path, environ={}, settle_seconds=0, clock=lambda: 0.0, sleep=lambda s: None
+    )
+    config = watcher.current
+    with (
+        Store(config.database) as store,
+        open_pipeline(config, store, clock=lambda: NOW) as pipeline,
+    ):
+        daemon = Daemon(config, watcher, store, pipeline, clock=lambda: NOW)
+        store.set_alert_routes(alert_routes(config))
+        record_hit(store)  # Togo: not alerted yet
+        path.write_text(config_text(webhook(hooks, "/hook")), encoding="utf-8")
+        daemon._reload_job()
+        assert daemon.config.alerts[0].watchlists == (TOGO,)
+        record_hit(store)
+        assert send_alerts(store, daemon.config, NOW).sent == 1
+    assert len(posts(hooks, "/hook")) == 1
