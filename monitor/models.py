@@ -430,6 +430,7 @@ class AlertTarget:
     alert: str
     url_key: str
     destination: str
+    passing: bool = True  # announce passing mentions too (False: the watchlist hides them)
 
 
 # watchlist name -> the destinations its new hits are announced to

@@ -282,13 +282,23 @@ def backfill(
 
 
 def alert_routes(config: Config) -> dict[str, tuple[AlertTarget, ...]]:
-    """Watchlist name -> the destinations its new hits are announced to (`Store.set_alert_routes`)."""
+    """Watchlist name -> the destinations its new hits are announced to (`Store.set_alert_routes`).
+
+    A watchlist with ``passing: hide`` announces none of its passing mentions, as its
+    digest shows none of them.
+    """
+    hide_passing = {watchlist.name for watchlist in config.watchlists if watchlist.hide_passing}
     routes: dict[str, list[AlertTarget]] = {}
     for alert in config.alerts:
         for watchlist in alert.watchlists:
             targets = routes.setdefault(watchlist, [])
             for destination in alert.destinations:
-                target = AlertTarget(alert.name, destination.key, destination.shown)
+                target = AlertTarget(
+                    alert.name,
+                    destination.key,
+                    destination.shown,
+                    passing=watchlist not in hide_passing,
+                )
                 if target not in targets:
                     targets.append(target)
     return {watchlist: tuple(targets) for watchlist, targets in routes.items()}

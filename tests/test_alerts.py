@@ -87,7 +87,12 @@ _numbers = count(1)
 
 
 def record_hit(
-    store: Store, *, watchlist: str = TOGO, now: datetime = NOW, title: str | None = None
+    store: Store,
+    *,
+    watchlist: str = TOGO,
+    now: datetime = NOW,
+    title: str | None = None,
+    in_passing: bool = False,
 ) -> int:
     """One poll of FEED that finds one new article with one hit; returns the article number."""
     number = next(_numbers)
@@ -102,6 +107,7 @@ def record_hit(
         matched=("accord",),
         clauses=(MatchedClause("accord", ("accord",), "text"),),
         snippets=("L’[[accord]] est signé à Lomé.",),
+        in_passing=in_passing,
     )
     result = NewBody(
         fetched=Fetched(url=FEED, status=200, headers={}, content=b""),
@@ -292,6 +298,23 @@ def test_a_hit_of_an_alerted_watchlist_gets_one_row_per_destination(
         record_hit(store)
         record_hit(store, watchlist="Cacao")  # not alerted
     assert states(tmp_path / "monitor.db") == [("pending", 0), ("pending", 0)]
+
+
+def test_passing_mentions_are_announced_unless_the_watchlist_hides_them(tmp_path: Path) -> None:
+    listed = load(tmp_path, config_text("ntfy://ntfy.example.org/t"))
+    hidden = load(
+        tmp_path,
+        config_text("ntfy://ntfy.example.org/t").replace(
+            "query: accord", "query: accord\n    passing: hide"
+        ),
+    )
+    database = tmp_path / "monitor.db"
+    with open_store(database, listed) as store:
+        record_hit(store, in_passing=True)
+        store.set_alert_routes(alert_routes(hidden))
+        record_hit(store, in_passing=True)
+        record_hit(store)
+    assert len(states(database)) == 2
 
 
 def test_backfilled_hits_are_not_announced(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from monitor.models import (
     AlertDestinationStatus,
     AlertFailure,
     AlertRoutes,
+    AlertTarget,
     ArticleText,
     ClaimedDigest,
     DueAlert,
@@ -325,8 +326,13 @@ class Store:
                     conn, article_id, hit, found_at, backfilled=False, quiet=False
                 )
                 new_hits += inserted
-                if inserted and routes.get(hit.watchlist):
-                    self._queue_alerts(conn, article_id, hit.watchlist, routes, found_at)
+                targets = [
+                    target
+                    for target in routes.get(hit.watchlist, ())
+                    if target.passing or not hit.in_passing
+                ]
+                if inserted and targets:
+                    self._queue_alerts(conn, article_id, hit.watchlist, targets, found_at)
         return PollCounts(new_entries=new_entries, new_articles=new_articles, new_hits=new_hits)
 
     # ------------------------------------------------------------------ alerts
@@ -341,7 +347,7 @@ class Store:
         conn: sqlite3.Connection,
         article_id: int,
         watchlist: str,
-        routes: AlertRoutes,
+        targets: Sequence[AlertTarget],
         found_at: str | None,
     ) -> None:
         # Same transaction as the hit: either both are stored or neither.
@@ -356,7 +362,7 @@ class Store:
             """,
             [
                 (hit_id, target.alert, target.url_key, target.destination, found_at, found_at)
-                for target in routes[watchlist]
+                for target in targets
             ],
         )
 
