@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -539,27 +543,32 @@ def test_header_secrets_stay_out_of_the_database(tmp_path: Path, hooks: HTTPTest
     assert "t0ps3cr3t" not in destination.shown + destination.key
 
 
+def serve_togo_feed(site: HTTPTestServer) -> None:
+    """A feed with one article about a Togo accord on `site`, and a webhook at /hook."""
+    page = (
+        '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Accord</title>'
+        "</head><body><article><h1>Le Togo signe un accord de défense</h1>"
+        + "<p>Lomé a signé mardi un accord de défense avec ses voisins du Sahel.</p>" * 5
+        + "</article></body></html>"
+    ).encode()
+    rss = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>News'
+        "</title><link>http://example.org/</link><language>fr</language><item>"
+        f"<title>Le Togo signe un accord</title><link>{site.url('/togo.html')}</link>"
+        f"<guid>{site.url('/togo.html')}</guid></item></channel></rss>"
+    ).encode()
+    site.routes.update(
+        {
+            "/feed.xml": Reply(body=rss, headers={"Content-Type": "application/rss+xml"}),
+            "/togo.html": Reply(body=page, headers={"Content-Type": "text/html"}),
+            "/hook": Reply(200),
+        }
+    )
+
+
 def test_monitor_poll_sends_the_alerts_its_hits_call_for(tmp_path: Path) -> None:
     with HTTPTestServer() as site:
-        page = (
-            '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Accord</title>'
-            "</head><body><article><h1>Le Togo signe un accord de défense</h1>"
-            + "<p>Lomé a signé mardi un accord de défense avec ses voisins du Sahel.</p>" * 5
-            + "</article></body></html>"
-        ).encode()
-        rss = (
-            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>News'
-            "</title><link>http://example.org/</link><language>fr</language><item>"
-            f"<title>Le Togo signe un accord</title><link>{site.url('/togo.html')}</link>"
-            f"<guid>{site.url('/togo.html')}</guid></item></channel></rss>"
-        ).encode()
-        site.routes.update(
-            {
-                "/feed.xml": Reply(body=rss, headers={"Content-Type": "application/rss+xml"}),
-                "/togo.html": Reply(body=page, headers={"Content-Type": "text/html"}),
-                "/hook": Reply(200),
-            }
-        )
+        serve_togo_feed(site)
         text = config_text(webhook(site, "/hook")).replace(FEED, site.url("/feed.xml"))
         path = tmp_path / "feeds.yaml"
         path.write_text(text, encoding="utf-8")
@@ -595,3 +604,32 @@ def test_a_reload_that_adds_an_alert_announces_the_next_hits(
         record_hit(store)
         assert send_alerts(store, daemon.config, NOW).sent == 1
     assert len(posts(hooks, "/hook")) == 1
+
+
+def test_the_daemon_announces_a_hit_within_its_first_poll(tmp_path: Path) -> None:
+    with HTTPTestServer() as site:
+        serve_togo_feed(site)
+        text = config_text(webhook(site, "/hook")).replace(FEED, site.url("/feed.xml"))
+        path = tmp_path / "feeds.yaml"
+        path.write_text(text, encoding="utf-8")
+        log_path = tmp_path / "daemon.log"
+        with open(log_path, "w", encoding="utf-8") as log_file:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "-c", str(path), "run"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while not posts(site, "/hook"):
+                assert daemon.poll() is None, log_path.read_text(encoding="utf-8")
+                assert time.monotonic() < deadline, log_path.read_text(encoding="utf-8")
+                time.sleep(0.1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(30)
+        (body,) = posts(site, "/hook")
+    assert daemon.returncode == 0, log_path.read_text(encoding="utf-8")
+    assert body["watchlist"] == TOGO and body["url"] == site.url("/togo.html")
+    assert "alerts: 1 sent" in log_path.read_text(encoding="utf-8")
