@@ -207,7 +207,8 @@ def check(ctx: click.Context) -> None:
     config = _load(ctx)
     stdout.print(
         f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
-        f"digest at {config.digest.at:%H:%M} {config.timezone.key}",
+        f"digest at {config.digest.at:%H:%M} {config.timezone.key}"
+        + (f", {len(config.alerts)} alerts" if config.alerts else ""),
         markup=False,
     )
 

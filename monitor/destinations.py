@@ -63,11 +63,19 @@ def destination_problem(url: str) -> str | None:
             f'"{scheme}://" is not a destination Apprise knows{hint}: see '
             "https://appriseit.com/services/ for the supported services"
         )
-    if apprise.Apprise.instantiate(url) is None:
-        plugin = manager()[scheme]
+    plugin: Any = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        kind = manager()[scheme]
         return (
-            f"this {plugin.service_name} URL ({scheme}://…) is incomplete or malformed: "
-            f"see {plugin.setup_url} for its form"
+            f"this {kind.service_name} URL ({scheme}://…) is incomplete or malformed: "
+            f"see {kind.setup_url} for its form"
+        )
+    if getattr(plugin, "secure_mode", None) == "insecure" and getattr(plugin, "password", None):
+        # The digest's SMTP settings refuse this too.
+        return (
+            f"refusing to send a password without encryption to {masked_destination(url)}: "
+            "write mailtos:// (or add ?mode=starttls), or drop user:password@ for an "
+            "unauthenticated local relay"
         )
     return None
 

@@ -263,6 +263,25 @@ def test_alert_errors_point_at_the_line_and_suggest(tmp_path: Path) -> None:
     assert len(found) == 3
 
 
+def test_an_email_password_is_never_sent_in_clear(tmp_path: Path) -> None:
+    (problem,) = problems(
+        tmp_path,
+        config_text("mailto://veille:${PASSWORD}@smtp.example.org?to=a@example.org"),
+        {"PASSWORD": "hunter22"},
+    )
+    assert ":16:" in problem and "refusing to send a password without encryption" in problem
+    assert "mailtos://" in problem and "hunter22" not in problem
+    config = load(
+        tmp_path,
+        config_text("mailtos://veille:${PASSWORD}@smtp.example.org?to=a@example.org"),
+        {"PASSWORD": "hunter22"},
+    )
+    assert (
+        config.alerts[0].destinations[0].shown
+        == "mailtos://veille:****@smtp.example.org/a%40example.org"
+    )
+
+
 def test_an_unset_variable_in_an_alert_url_is_an_error(tmp_path: Path) -> None:
     (problem,) = problems(tmp_path, config_text("json://hooks.example.org/${HOOK_PATH}"))
     assert ":16:" in problem and "environment variable HOOK_PATH is not set" in problem
