@@ -8,6 +8,9 @@
 * A *hit* is one watchlist matching one article; a second identical hit is
   ignored, two watchlists give two hits.
 * A *digest* row makes delivery exactly-once (see `Store.claim_digest`).
+* An *alert delivery* is one new hit to announce to one alert destination,
+  written in the transaction that records the hit (see `set_alert_routes`)
+  and marked sent, retried or given up by `service.send_alerts`.
 
 Every poll of a feed is written by one call, `record(update)`, in one
 transaction: the decision of what changes was made beforehand, with no I/O,

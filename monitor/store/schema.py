@@ -2,6 +2,8 @@
 
     feeds ──< entries >── articles ──< hits >── digests
               (feed_id, entry_key) unique    (article_id, watchlist) unique
+                                               hits ──< alert_deliveries
+                                               (hit_id, alert, url_key) unique
 
 sqlite-utils' `Migrations` records each applied step in ``_sqlite_migrations``;
 `Store` applies the pending ones inside its own write transaction, so two
