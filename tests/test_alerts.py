@@ -652,3 +652,18 @@ def test_the_daemon_announces_a_hit_within_its_first_poll(tmp_path: Path) -> Non
     assert daemon.returncode == 0, log_path.read_text(encoding="utf-8")
     assert body["watchlist"] == TOGO and body["url"] == site.url("/togo.html")
     assert "alerts: 1 sent" in log_path.read_text(encoding="utf-8")
+
+
+def test_the_bundled_feeds_yaml_alert_example_is_valid_once_uncommented(tmp_path: Path) -> None:
+    bundled = (Path(__file__).resolve().parent.parent / "feeds.yaml").read_text(encoding="utf-8")
+    head, found, example = bundled.partition("# alerts:")
+    assert found, "feeds.yaml shows how to write alerts:"
+    lines = (found + example).splitlines()
+    text = head + "\n".join(line.removeprefix("# ") for line in lines) + "\n"
+    config = load(tmp_path, text, {"NTFY_TOPIC": "t"})
+    (alert,) = config.alerts
+    assert alert.watchlists == (TOGO, "Togo — Russie")
+    assert [destination.shown for destination in alert.destinations] == [
+        "ntfys://ntfy.sh/t",
+        "json://hooks.example.org/monitor",
+    ]
