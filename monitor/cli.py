@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from monitor.fetch import Fetcher
 from monitor.logs import setup_logging
 from monitor.matching import explain as explain_match
 from monitor.models import (
+    AlertDestinationStatus,
     ArticleText,
     FeedState,
     Fetched,
@@ -36,8 +38,16 @@ from monitor.models import (
     utc_now,
 )
 from monitor.schedule import manual_digest_key
+from monitor.service import (
+    AlertRun,
+    alert_routes,
+    compose_digest,
+    open_pipeline,
+    rescore_hits,
+    run_digest,
+    send_alerts,
+)
 from monitor.service import backfill as run_backfill
-from monitor.service import compose_digest, open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
 from monitor.text import human_size
 
@@ -200,7 +210,8 @@ def check(ctx: click.Context) -> None:
         + "; ".join(
             f"digest {digest.name} {digest.schedule_words} {config.timezone.key}"
             for digest in config.digests
-        ),
+        )
+        + (f", {len(config.alerts)} alerts" if config.alerts else ""),
         markup=False,
     )
 
@@ -210,10 +221,13 @@ def check(ctx: click.Context) -> None:
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def poll(ctx: click.Context, output: str) -> None:
-    """Poll every feed once now: fetch, extract, match, store; print a summary."""
+    """Poll every feed once now: fetch, extract, match, store, send the alerts the hits
+    call for; print a summary."""
     config = _load(ctx)
+    alerts: AlertRun | None = None
     with Store(config.database) as store, open_pipeline(config, store, clock=utc_now) as pipeline:
         rescore_hits(store, config.watchlists)
+        store.set_alert_routes(alert_routes(config))
         if stderr.is_terminal:
             with Progress(
                 TextColumn("{task.description}"),
@@ -231,6 +245,8 @@ def poll(ctx: click.Context, output: str) -> None:
                 )
         else:
             reports = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+        if config.alerts:
+            alerts = send_alerts(store, config, utc_now())
     if output == "json":
         fields = [{**report.log_fields(), "entries": report.entries} for report in reports]
         for field in fields:
@@ -258,6 +274,8 @@ def poll(ctx: click.Context, output: str) -> None:
         f"{sum(r.new_hits for r in reports)} new hits",
         markup=False,
     )
+    if alerts is not None:
+        stdout.print(f"alerts: {alerts.describe()}", markup=False)
 
 
 def _hit_json(hit: StoredHit) -> dict[str, Any]:
@@ -407,10 +425,17 @@ def status(ctx: click.Context, output: str) -> None:
     config = _load(ctx)
     with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
+        deliveries = _alert_statuses(config, store)
     if output == "json":
         click.echo(
             json.dumps(
-                [_status_json(spec.url, spec.name, states.get(spec.url)) for spec in config.feeds],
+                {
+                    "feeds": [
+                        _status_json(spec.url, spec.name, states.get(spec.url))
+                        for spec in config.feeds
+                    ],
+                    "alerts": [_alert_status_json(delivery) for delivery in deliveries],
+                },
                 ensure_ascii=False,
                 indent=2,
             )
@@ -446,6 +471,8 @@ def status(ctx: click.Context, output: str) -> None:
             state.last_error or "",
         )
     stdout.print(table)
+    if deliveries:
+        stdout.print(_alert_table(deliveries, local), markup=False)
 
 
 def _status_json(url: str, name: str | None, state: FeedState | None) -> dict[str, Any]:
@@ -465,6 +492,64 @@ def _status_json(url: str, name: str | None, state: FeedState | None) -> dict[st
         "next_poll": moment(state.next_poll),
         "last_error": state.last_error,
         "consecutive_errors": state.error_count,
+    }
+
+
+def _alert_statuses(config: Config, store: Store) -> list[AlertDestinationStatus]:
+    """Every configured destination (never used ones with zero counts), then any other
+    that still has deliveries in the database."""
+    found = {(status.alert, status.url_key): status for status in store.alert_statuses()}
+    listed: list[AlertDestinationStatus] = []
+    for alert in config.alerts:
+        for destination in alert.destinations:
+            status = found.pop((alert.name, destination.key), None)
+            listed.append(
+                status
+                or AlertDestinationStatus(
+                    alert=alert.name,
+                    url_key=destination.key,
+                    destination=destination.shown,
+                    pending=0,
+                    sent=0,
+                    failed=0,
+                    last_sent=None,
+                    last_error=None,
+                    next_attempt=None,
+                )
+            )
+    return listed + list(found.values())
+
+
+def _alert_table(
+    deliveries: list[AlertDestinationStatus], local: Callable[[datetime | None], str]
+) -> Table:
+    table = Table(title="alerts")
+    for column in ("alert", "destination", "last sent", "sent", "pending", "failed", "last error"):
+        table.add_column(column, overflow="fold")
+    for delivery in deliveries:
+        table.add_row(
+            delivery.alert,
+            delivery.destination,
+            local(delivery.last_sent),
+            str(delivery.sent),
+            str(delivery.pending)
+            + (f" (next try {local(delivery.next_attempt)})" if delivery.pending else ""),
+            str(delivery.failed),
+            delivery.last_error or "",
+        )
+    return table
+
+
+def _alert_status_json(delivery: AlertDestinationStatus) -> dict[str, Any]:
+    return {
+        "alert": delivery.alert,
+        "destination": delivery.destination,
+        "last_sent": delivery.last_sent.isoformat() if delivery.last_sent else None,
+        "sent": delivery.sent,
+        "pending": delivery.pending,
+        "failed": delivery.failed,
+        "next_attempt": delivery.next_attempt.isoformat() if delivery.next_attempt else None,
+        "last_error": delivery.last_error,
     }
 
 

@@ -14,6 +14,11 @@ Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
 * ``checkpoint``: every 30 minutes, empty the SQLite write-ahead log, with a
   warning when a reader elsewhere prevents it.
 
+Instant alerts are sent by a thread of their own rather than a job, woken at
+once by a poll that recorded hits (a job already running would make APScheduler
+skip the wake-up with a warning) and every 30 seconds for retries, so a slow
+destination never holds up polls, digests or reloads.
+
 No job is ever dropped for running late (``misfire_grace_time=None``), runs
 that piled up are merged (``coalesce``), and one feed is never polled twice at
 once (``max_instances=1``).
@@ -58,7 +63,7 @@ from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
 from monitor.schedule import due_digest, next_digest_time
-from monitor.service import open_pipeline, rescore_hits, run_digest
+from monitor.service import alert_routes, open_pipeline, rescore_hits, run_digest, send_alerts
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ log = logging.getLogger(__name__)
 DIGEST_CHECK_SECONDS = 60
 RELOAD_CHECK_SECONDS = 2
 CHECKPOINT_SECONDS = 30 * 60
+ALERT_CHECK_SECONDS = 30
 DIGEST_RETRY_AFTER = timedelta(minutes=10)
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -117,6 +123,8 @@ class Daemon:
         self.clock = clock
         self.stopping = threading.Event()
         self._digest_failed_at: dict[str, datetime | None] = {}
+        self._alerts_wanted = threading.Event()
+        self._alert_thread = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
@@ -165,6 +173,8 @@ class Daemon:
         if report.next_poll is not None and not self.stopping.is_set():
             with contextlib.suppress(JobLookupError):
                 self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)
+        if report.new_hits and self.config.alerts:
+            self._alerts_wanted.set()  # the hits are committed: announce them now
 
     def _spec(self, url: str) -> FeedSpec | None:
         for spec in self.config.feeds:
@@ -198,6 +208,22 @@ class Daemon:
                     )
                 elif run.hits == 0:
                     log.debug("digest %s: %s", run.key, run.description)
+
+    def _alert_loop(self) -> None:
+        while not self.stopping.is_set():
+            self._alerts_wanted.wait(ALERT_CHECK_SECONDS)
+            self._alerts_wanted.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                run = send_alerts(self.store, self.config, self.clock())
+            except Exception:  # the thread must outlive a full disk or a bug
+                log.exception("alerts: sending failed; trying again in %d s", ALERT_CHECK_SECONDS)
+                continue
+            if run.busy:
+                log.debug("alerts: %s", run.describe())
+            elif run.sent or run.retrying or run.failed or run.cancelled:
+                log.info("alerts: %s", run.describe())
 
     def _checkpoint_job(self) -> None:
         if not self.store.checkpoint():
@@ -233,6 +259,7 @@ class Daemon:
                 new_config.path,
             )
         self.pipeline.set_watchlists(new_config.watchlists)
+        self.store.set_alert_routes(alert_routes(new_config))
         self.config = new_config
         self._sync_feed_jobs()
         log.info(
@@ -244,6 +271,7 @@ class Daemon:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.store.set_alert_routes(alert_routes(self.config))
         self._sync_feed_jobs()
         self.scheduler.add_job(
             self._digest_job,
@@ -265,6 +293,8 @@ class Daemon:
             executor="control",
         )
         self.scheduler.start()
+        self._alerts_wanted.set()  # what a previous run left due goes out at once
+        self._alert_thread.start()
         log.info(
             "monitor running: %d feeds, %d watchlists; next digest %s",
             len(self.config.feeds),
@@ -290,7 +320,10 @@ class Daemon:
         # Closing the fetcher makes requests in flight fail fast instead of waiting out
         # their deadline; the polls they belong to then record nothing.
         self.pipeline.fetcher.close()
+        self._alerts_wanted.set()
         self.scheduler.shutdown(wait=True)
+        if self._alert_thread.is_alive():
+            self._alert_thread.join()  # at most one alert's timeout
 
 
 def run_daemon(

@@ -63,5 +63,7 @@ def setup_logging(*, verbose: bool, log_format: str = "text") -> None:
     handler.addFilter(SchedulerWording())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     # apscheduler logs every job added and run at INFO; its warnings and errors still show.
-    for noisy in ("httpx", "httpcore", "apscheduler", "trafilatura", "htmldate"):
+    # urllib3 (Apprise's requests) logs each request's path at DEBUG: a webhook's path
+    # may be its secret (Slack's is).
+    for noisy in ("httpx", "httpcore", "apscheduler", "trafilatura", "htmldate", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -449,3 +449,63 @@ class DigestContent:
     @property
     def total(self) -> int:
         return len(self.hit_ids)
+
+
+# --------------------------------------------------------------------------- instant alerts
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """One destination of one alert, as the store files a hit's deliveries under it.
+
+    `url_key` identifies the destination without its secrets (a hash of the URL as
+    Apprise masks it); `destination` is that masked URL, safe to store and show.
+    """
+
+    alert: str
+    url_key: str
+    destination: str
+    passing: bool = True  # announce passing mentions too (False: the watchlist hides them)
+
+
+# watchlist name -> the destinations its new hits are announced to
+AlertRoutes = Mapping[str, tuple[AlertTarget, ...]]
+
+
+@dataclass(frozen=True)
+class DueAlert:
+    """One hit to announce to one destination now, as `Store.due_alerts` reads it."""
+
+    delivery_id: int
+    hit: StoredHit
+    alert: str
+    url_key: str
+    destination: str  # masked
+    attempts: int  # failed attempts so far
+    created_at: datetime  # when the hit was recorded: the give-up horizon counts from here
+
+
+@dataclass(frozen=True)
+class AlertFailure:
+    """Alerts of one destination given up on since a time: for the digest's health section."""
+
+    alert: str
+    destination: str  # masked: no secrets
+    hits: int
+    last_error: str
+    since: datetime  # the first give-up in the period
+
+
+@dataclass(frozen=True)
+class AlertDestinationStatus:
+    """One destination's deliveries, for `monitor status`."""
+
+    alert: str
+    url_key: str
+    destination: str  # masked
+    pending: int
+    sent: int
+    failed: int
+    last_sent: datetime | None
+    last_error: str | None  # of the latest failed attempt still pending or given up
+    next_attempt: datetime | None  # the earliest pending delivery

@@ -1,4 +1,5 @@
-"""Operations shared by the daemon and the CLI: build the runtime, send a digest, backfill.
+"""Operations shared by the daemon and the CLI: build the runtime, send a digest, send
+instant alerts, backfill.
 
 These functions wire the stages together and hold no policy of their own:
 timing comes from `schedule`, content from `digest`, delivery from `notify`,
@@ -10,23 +11,35 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from monitor.alerts import AlertMessage, compose_alert, next_attempt
 from monitor.config import Config, DigestSettings
 from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
 from monitor.matching import Matcher
-from monitor.models import ClaimedDigest, Clock, DigestContent, HitResult, Watchlist
+from monitor.models import (
+    AlertTarget,
+    ClaimedDigest,
+    Clock,
+    DigestContent,
+    HitResult,
+    Watchlist,
+)
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
 from monitor.store import Store
 from monitor.workers import ExtractionPool
+
+if TYPE_CHECKING:
+    from monitor.destinations import SendOutcome
 
 log = logging.getLogger(__name__)
 
@@ -292,3 +305,165 @@ def backfill(
             found.append((article_id, hit))
     added = store.add_backfill_hits(watchlist.name, found, now=now, quiet=quiet)
     return scanned, added
+
+
+# --------------------------------------------------------------------------- instant alerts
+
+
+def alert_routes(config: Config) -> dict[str, tuple[AlertTarget, ...]]:
+    """Watchlist name -> the destinations its new hits are announced to (`Store.set_alert_routes`).
+
+    A watchlist with ``passing: hide`` announces none of its passing mentions, as its
+    digest shows none of them.
+    """
+    hide_passing = {watchlist.name for watchlist in config.watchlists if watchlist.hide_passing}
+    routes: dict[str, list[AlertTarget]] = {}
+    for alert in config.alerts:
+        for watchlist in alert.watchlists:
+            targets = routes.setdefault(watchlist, [])
+            for destination in alert.destinations:
+                target = AlertTarget(
+                    alert.name,
+                    destination.key,
+                    destination.shown,
+                    passing=watchlist not in hide_passing,
+                )
+                if target not in targets:
+                    targets.append(target)
+    return {watchlist: tuple(targets) for watchlist, targets in routes.items()}
+
+
+@dataclass(frozen=True)
+class AlertRun:
+    """What one `send_alerts` round did."""
+
+    sent: int = 0
+    retrying: int = 0  # failed this time, tried again later
+    failed: int = 0  # given up on
+    cancelled: int = 0  # their destination is no longer configured
+    busy: bool = False  # another thread or process was sending: nothing was tried
+
+    def describe(self) -> str:
+        if self.busy:
+            return "another monitor process is sending alerts; it sends these too"
+        parts = [f"{self.sent} sent"]
+        if self.retrying:
+            parts.append(f"{self.retrying} to retry")
+        if self.failed:
+            parts.append(f"{self.failed} given up")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
+        return ", ".join(parts)
+
+
+AlertSender = Callable[[str, AlertMessage], "SendOutcome"]
+
+
+def send_alerts(
+    store: Store, config: Config, now: datetime, *, send: AlertSender | None = None
+) -> AlertRun:
+    """Send every alert due at `now`: one Apprise notification per hit per destination.
+
+    A sent alert is marked sent and never sent again. A failed one is tried again
+    after 1 min, 2, 4... at most an hour apart, and given up (state ``failed``, logged
+    as an error, listed by `Store.failed_alerts`) a day after its hit was found. After
+    one failure a destination is left alone for the rest of the round, so a dead
+    destination costs one timeout per round and never delays the others. An alert
+    whose destination left feeds.yaml is cancelled: its hit is still in the digest.
+
+    One sender at a time per database (a lock file beside it); when another holds it,
+    nothing is tried: it sends these alerts itself.
+    """
+    if not config.alerts and not store.due_alerts(now, limit=1):
+        return AlertRun()  # no alerts configured, none left over: no lock file either
+    if send is None:
+        from monitor.destinations import send_alert
+
+        send = send_alert
+    with _alert_lock(store.path) as held:
+        if not held:
+            return AlertRun(busy=True)
+        return _send_due_alerts(store, config, now, send)
+
+
+def _send_due_alerts(store: Store, config: Config, now: datetime, send: AlertSender) -> AlertRun:
+    urls = {
+        (alert.name, destination.key): destination.url
+        for alert in config.alerts
+        for destination in alert.destinations
+    }
+    sent = retrying = failed = cancelled = 0
+    failing: set[tuple[str, str]] = set()
+    for due in store.due_alerts(now):
+        where = (due.alert, due.url_key)
+        fields = {
+            "event": "alert",
+            "alert": due.alert,
+            "destination": due.destination,
+            "hit_id": due.hit.hit_id,
+        }
+        url = urls.get(where)
+        if url is None:
+            reason = "its destination was removed from the configuration before delivery"
+            store.alert_cancelled(due.delivery_id, now=now, reason=reason)
+            log.warning("alert %s to %s: %s", due.alert, due.destination, reason, extra=fields)
+            cancelled += 1
+            continue
+        if where in failing:
+            continue  # tried next round: this destination just failed
+        outcome = send(url, compose_alert(due.hit, alert=due.alert))
+        if outcome.sent:
+            store.alert_sent(due.delivery_id, now=now)
+            log.info(
+                "alert %s: %r sent to %s", due.alert, due.hit.title, due.destination, extra=fields
+            )
+            sent += 1
+            continue
+        failing.add(where)
+        error = outcome.error or "not delivered"
+        retry_at = next_attempt(due.attempts + 1, due.created_at, now)
+        store.alert_failed(due.delivery_id, now=now, error=error, retry_at=retry_at)
+        if retry_at is None:
+            log.error(
+                "alert %s: %r could not be delivered to %s after %d attempts; giving up "
+                "(the hit stays in the digest): %s",
+                due.alert,
+                due.hit.title,
+                due.destination,
+                due.attempts + 1,
+                error,
+                extra={**fields, "error": error},
+            )
+            failed += 1
+        else:
+            log.warning(
+                "alert %s to %s failed (attempt %d), retrying at %s: %s",
+                due.alert,
+                due.destination,
+                due.attempts + 1,
+                retry_at.isoformat(timespec="seconds"),
+                error,
+                extra={**fields, "error": error},
+            )
+            retrying += 1
+    return AlertRun(sent=sent, retrying=retrying, failed=failed, cancelled=cancelled)
+
+
+@contextmanager
+def _alert_lock(database: Path) -> Iterator[bool]:
+    """Hold the lock under which one sender at a time sends alerts from `database`;
+    yields False at once when another thread or process holds it. `flock` on a file
+    beside the database, opened anew per call, so threads of one process exclude
+    each other too, and a crashed holder releases it."""
+    database = database.resolve()
+    path = database.with_name(database.name + ".alerts.lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,7 +1,7 @@
 """Real local servers for tests: a routed HTTP server and a raw TCP server, both on 127.0.0.1.
 
 `HTTPTestServer` serves a dict of path -> `Reply` (or a callable building one
-from the `Received` request), counts requests per path, answers conditional
+from the `Received` request, POST bodies included), counts requests per path, answers conditional
 GETs (ETag / If-None-Match, Last-Modified / If-Modified-Since), records the
 most requests it had in flight per Host name, and speaks TLS when given a
 server-side `ssl.SSLContext`::
@@ -60,11 +60,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class Received:
-    """A request as the server saw it; header names lower-cased."""
+    """A request as the server saw it; header names lower-cased; `body` for a POST."""
 
     method: str
     path: str
     headers: Mapping[str, str]
+    body: bytes = b""
 
     @property
     def host(self) -> str:
@@ -196,6 +197,19 @@ class HTTPTestServer:
                     path=self.path,
                     headers={name.lower(): value for name, value in self.headers.items()},
                 )
+                self._handle(request)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Received(
+                    method="POST",
+                    path=self.path,
+                    headers={name.lower(): value for name, value in self.headers.items()},
+                    body=self.rfile.read(length),
+                )
+                self._handle(request)
+
+            def _handle(self, request: Received) -> None:
                 server._enter(request)
                 try:
                     self._answer(server._route(request), request)

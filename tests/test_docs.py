@@ -31,7 +31,7 @@ def _keys(model: type[BaseModel], prefix: str) -> list[str]:
         key = prefix + (field.alias or name)
         annotation = field.annotation
         nested = _model_in(annotation)
-        if nested is not None and key.split(".")[-1] not in ("feeds", "watchlists"):
+        if nested is not None and key.split(".")[-1] not in ("feeds", "watchlists", "alerts"):
             # A list of sections is documented item-wise: `digests[].name`.
             is_list = "list[" in str(annotation)
             keys.extend(_keys(nested, key + ("[]." if is_list else ".")))
@@ -55,6 +55,7 @@ def test_every_configuration_key_is_in_the_reference_table() -> None:
     keys = _keys(root, "")
     keys += [f"feeds[].{key}" for key in _keys(config_module._FeedModel, "")]
     keys += [f"watchlists[].{key}" for key in _keys(config_module._WatchlistModel, "")]
+    keys += [f"alerts[].{key}" for key in _keys(config_module._AlertModel, "")]
     table = "\n".join(line for line in README.splitlines() if line.startswith("| `"))
     documented = set(re.findall(r"`([a-z_\[\].]+)`", table))
     # Rows may group keys: "`watchlists[].all` / `any` / `none`".
@@ -63,6 +64,8 @@ def test_every_configuration_key_is_in_the_reference_table() -> None:
         if first:
             documented.update(f"{first.group(1)}.{key}" for key in re.findall(r"`([a-z_]+)`", row))
     missing = [
-        key for key in keys if key not in documented and key not in ("feeds", "watchlists", "sets")
+        key
+        for key in keys
+        if key not in documented and key not in ("feeds", "watchlists", "sets", "alerts")
     ]
     assert not missing, f"configuration keys missing from README's reference table: {missing}"

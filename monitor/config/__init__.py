@@ -31,10 +31,19 @@ from monitor.config.loading import (
     read_config_bytes,
 )
 from monitor.config.schema import parse_duration, parse_size
-from monitor.config.settings import Config, DigestSettings, PollSettings, SmtpSettings
+from monitor.config.settings import (
+    AlertDestination,
+    AlertSettings,
+    Config,
+    DigestSettings,
+    PollSettings,
+    SmtpSettings,
+)
 
 __all__ = [
     "MAX_CONFIG_BYTES",
+    "AlertDestination",
+    "AlertSettings",
     "Config",
     "DigestSettings",
     "PollSettings",

@@ -21,6 +21,8 @@ from monitor.config.references import _check_references
 from monitor.config.schema import _ConfigModel, _sets_for_checking, _SmtpModel
 from monitor.config.settings import (
     DEFAULT_DIGEST_NAME,
+    AlertDestination,
+    AlertSettings,
     Config,
     DigestLanguage,
     DigestSettings,
@@ -242,4 +244,23 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         watchlists=watchlists,
         digests=_digests(model, watchlists, resolve),
         sets=MappingProxyType({name: tuple(terms) for name, terms in model.sets.items()}),
+        alerts=_build_alerts(model),
+    )
+
+
+def _build_alerts(model: _ConfigModel) -> tuple[AlertSettings, ...]:
+    if not model.alerts:
+        return ()
+    from monitor.destinations import destination_key, masked_destination
+
+    return tuple(
+        AlertSettings(
+            name=alert.name,
+            watchlists=tuple(dict.fromkeys(alert.watchlists)),
+            destinations=tuple(
+                AlertDestination(url=url, key=destination_key(url), shown=masked_destination(url))
+                for url in alert.urls
+            ),
+        )
+        for alert in model.alerts
     )

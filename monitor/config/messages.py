@@ -104,6 +104,7 @@ _CUSTOM_KINDS = {
     "timezone",
     "clock_time",
     "address",
+    "alert_url",
 }
 _EMPTY_HINTS = {
     "feeds": "list at least one feed, each as - url: https://...",
@@ -113,6 +114,7 @@ _EMPTY_HINTS = {
     "none": "add terms or remove the key",
     "to": "give at least one recipient, e.g. to: [analyste@example.org]",
     "query": "write a query or remove the key",
+    "urls": "give at least one Apprise URL, e.g. urls: [ntfy://ntfy.sh/your-topic]",
 }
 _MISSING_HINTS = {
     "url": "every feed needs one, e.g. url: https://example.org/rss",
@@ -138,9 +140,16 @@ def _unknown_key_message(loc: Loc) -> str:
     return message
 
 
+_ALERT_MISSING_HINTS = {
+    "name": 'every alert needs a unique name, e.g. name: "Urgent Togo"',
+    "watchlists": "name the watchlists whose hits it announces, e.g. watchlists: [Togo]",
+    "urls": "give the Apprise URLs to send to, e.g. urls: [ntfy://ntfy.sh/your-topic]",
+}
+
+
 def _missing_message(loc: Loc) -> str:
     key = str(loc[-1])
-    hint = _MISSING_HINTS.get(key)
+    hint = (_ALERT_MISSING_HINTS if loc[:1] == ("alerts",) else _MISSING_HINTS).get(key)
     section = f" in {_name(loc[:-1])}" if len(loc) > 1 else ""
     return f'missing "{key}"{section}' + (f": {hint}" if hint else "")
 

@@ -1,5 +1,6 @@
-"""Checks across entries: unique feed URLs, feed names and watchlist names, and
-watchlists' ``feeds:`` naming configured feeds.
+"""Checks across entries: unique feed URLs, feed names, watchlist, digest and alert
+names, watchlists' ``feeds:`` naming configured feeds, and digests' and alerts'
+``watchlists:`` naming configured watchlists.
 
 Run on the raw tree, so these problems are reported together with any other.
 """
@@ -64,6 +65,7 @@ def _check_references(tree: Tree, positions: _Positions, problems: _Problems) ->
                     _unknown_feed_message(feed_name.strip(), list(feed_names)),
                 )
     _check_digests(tree, positions, problems, watchlist_names)
+    _check_alert_references(tree, positions, problems)
 
 
 def _check_digests(
@@ -106,17 +108,62 @@ def _check_digests(
             if watchlist.strip().casefold() not in watchlist_names:
                 problems.add(
                     positions.of_value(("digests", index, "watchlists", position)),
-                    _unknown_watchlist_message(watchlist.strip(), known),
+                    _unknown_watchlist_message(watchlist.strip(), known, "a digest"),
                 )
 
 
-def _unknown_watchlist_message(name: str, configured: list[str]) -> str:
+def _check_alert_references(
+    tree: dict[str, Tree], positions: _Positions, problems: _Problems
+) -> None:
+    """Alert names unique, each URL once per alert, watchlists named as configured."""
+    watchlists = [
+        name.strip()
+        for _, watchlist in _items(tree.get("watchlists"))
+        if isinstance(name := watchlist.get("name"), str)
+    ]
+    alert_names: dict[str, Position] = {}
+    for index, alert in _items(tree.get("alerts")):
+        name = alert.get("name")
+        if isinstance(name, str) and name.strip():
+            _claim(
+                name.strip().casefold(),
+                positions.of_value(("alerts", index, "name")),
+                alert_names,
+                problems,
+                'the alert name "' + name.strip() + '" is already used at line {line}: '
+                "names must be unique (deliveries are filed under them)",
+            )
+        named = alert.get("watchlists")
+        for position, watchlist in enumerate(named if isinstance(named, list) else []):
+            if (
+                isinstance(watchlist, str)
+                and watchlist.strip()
+                and watchlist.strip() not in watchlists
+            ):
+                problems.add(
+                    positions.of_value(("alerts", index, "watchlists", position)),
+                    _unknown_watchlist_message(watchlist.strip(), watchlists, "an alert"),
+                )
+        urls = alert.get("urls")
+        seen_urls: dict[str, Position] = {}
+        for position, url in enumerate(urls if isinstance(urls, list) else []):
+            if isinstance(url, str) and url.strip():
+                _claim(
+                    url.strip(),
+                    positions.of_value(("alerts", index, "urls", position)),
+                    seen_urls,
+                    problems,
+                    "this URL is already listed in this alert at line {line}: remove one of them",
+                )
+
+
+def _unknown_watchlist_message(name: str, configured: list[str], user: str) -> str:
     by_folded = {known.casefold(): known for known in configured}
     close = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
     message = f'no watchlist is named "{name}"'
     if close:
         message += f' (did you mean "{by_folded[close[0]]}"?)'
-    return message + ": a digest's watchlists: must use the names given under watchlists:"
+    return message + f": {user}'s watchlists: must use the names given under watchlists:"
 
 
 def _items(section: Tree) -> list[tuple[int, dict[str, Tree]]]:

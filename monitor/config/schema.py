@@ -38,6 +38,8 @@ from monitor.text import primary_language
 
 MAX_FEEDS = 2000
 MAX_WATCHLISTS = 1000
+MAX_ALERTS = 100
+MAX_ALERT_URLS = 20
 MAX_TERMS_PER_LIST = 1000
 MAX_TERM_CHARS = 200
 MAX_QUERY_CHARS = 10_000
@@ -425,6 +427,28 @@ class _NamedDigestModel(_Section):
     watchlists: Annotated[list[Text], Field(min_length=1, max_length=MAX_WATCHLISTS)] | None = None
 
 
+def _alert_url(value: str) -> str:
+    url = value.strip()
+    # Apprise is loaded only by configurations that have alerts.
+    from monitor.destinations import destination_problem
+
+    problem = destination_problem(url)
+    if problem is not None:
+        raise _custom("alert_url", f"bad alert URL: {problem}")
+    return url
+
+
+AlertUrl = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_alert_url)
+]
+
+
+class _AlertModel(_Section):
+    name: Text
+    watchlists: Annotated[list[Text], Field(min_length=1, max_length=MAX_WATCHLISTS)]
+    urls: Annotated[list[AlertUrl], Field(min_length=1, max_length=MAX_ALERT_URLS)]
+
+
 class _ConfigModel(_Section):
     database: Text = DEFAULT_DATABASE
     timezone: Annotated[str, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
@@ -435,6 +459,7 @@ class _ConfigModel(_Section):
     )
     watchlists: Annotated[list[_WatchlistModel], Field(min_length=1, max_length=MAX_WATCHLISTS)]
     digest: _DigestModel | None = None
+    alerts: Annotated[list[_AlertModel], Field(max_length=MAX_ALERTS)] = []
     mail: _MailModel | None = None
     digests: Annotated[list[_NamedDigestModel], Field(min_length=1, max_length=100)] | None = None
 

@@ -73,6 +73,25 @@ class DigestSettings:
 
 
 @dataclass(frozen=True)
+class AlertDestination:
+    """One Apprise URL of an alert. `url` may hold secrets (tokens, passwords): it is
+    used to send and never shown; `key` and `shown` are derived from the masked URL."""
+
+    url: str = field(repr=False)
+    key: str  # stable identity without secrets: what the database files deliveries under
+    shown: str  # the URL with its secrets masked, for messages and `monitor status`
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """One entry of `alerts:`: announce each new hit of `watchlists` to every destination."""
+
+    name: str
+    watchlists: tuple[str, ...]
+    destinations: tuple[AlertDestination, ...]
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the feeds.yaml this came from (absolute)
     database: Path  # absolute
@@ -82,6 +101,7 @@ class Config:
     watchlists: tuple[Watchlist, ...]
     digests: tuple[DigestSettings, ...]
     sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    alerts: tuple[AlertSettings, ...] = ()
 
     @property
     def digest(self) -> DigestSettings:

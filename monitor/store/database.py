@@ -8,6 +8,9 @@
 * A *hit* is one watchlist matching one article; a second identical hit is
   ignored, two watchlists give two hits.
 * A *digest* row makes delivery exactly-once (see `Store.claim_digest`).
+* An *alert delivery* is one new hit to announce to one alert destination,
+  written in the transaction that records the hit (see `set_alert_routes`)
+  and marked sent, retried or given up by `service.send_alerts`.
 
 Every poll of a feed is written by one call, `record(update)`, in one
 transaction: the decision of what changes was made beforehand, with no I/O,
@@ -32,8 +35,13 @@ import sqlite_utils
 from monitor.config.settings import DEFAULT_DIGEST_NAME
 from monitor.errors import StorageError
 from monitor.models import (
+    AlertDestinationStatus,
+    AlertFailure,
+    AlertRoutes,
+    AlertTarget,
     ArticleText,
     ClaimedDigest,
+    DueAlert,
     Entry,
     FeedState,
     FeedUpdate,
@@ -109,6 +117,7 @@ class Store:
         nothing is created, migrated or written, and a missing file is an error."""
         self.path = Path(path).resolve()
         self.busy_timeout = busy_timeout
+        self._alert_routes: AlertRoutes = {}
         self._db = Connections(self.path, busy_timeout=busy_timeout, read_only=read_only)
         if read_only:
             self._check_readable()
@@ -286,6 +295,7 @@ class Store:
     def _insert_new(self, conn: sqlite3.Connection, feed_id: int, update: FeedUpdate) -> PollCounts:
         new_entries = new_articles = new_hits = 0
         found_at = to_db(update.polled_at)
+        routes = self._alert_routes  # one reading: a reload mid-poll changes the next poll
         for item in update.new:
             entry, article = item.entry, item.article
             url_key = article_key(feed_id, entry, article)
@@ -332,10 +342,198 @@ class Store:
             )
             new_entries += cursor.rowcount
             for hit in item.hits:
-                new_hits += insert_hit(
+                inserted = insert_hit(
                     conn, article_id, hit, found_at, backfilled=False, quiet=False
                 )
+                new_hits += inserted
+                targets = [
+                    target
+                    for target in routes.get(hit.watchlist, ())
+                    if target.passing or not hit.in_passing
+                ]
+                if inserted and targets:
+                    self._queue_alerts(conn, article_id, hit.watchlist, targets, found_at)
         return PollCounts(new_entries=new_entries, new_articles=new_articles, new_hits=new_hits)
+
+    # ------------------------------------------------------------------ alerts
+
+    def set_alert_routes(self, routes: AlertRoutes) -> None:
+        """Announce new hits of these watchlists to these destinations from the next
+        `record` on (set from the configuration at start and at each reload)."""
+        self._alert_routes = dict(routes)
+
+    def _queue_alerts(
+        self,
+        conn: sqlite3.Connection,
+        article_id: int,
+        watchlist: str,
+        targets: Sequence[AlertTarget],
+        found_at: str | None,
+    ) -> None:
+        # Same transaction as the hit: either both are stored or neither.
+        hit_id = conn.execute(
+            "SELECT id FROM hits WHERE article_id = ? AND watchlist = ?", [article_id, watchlist]
+        ).fetchone()["id"]
+        conn.executemany(
+            """
+            INSERT OR IGNORE INTO alert_deliveries
+                (hit_id, alert, url_key, destination, next_attempt, created_at)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """,
+            [
+                (hit_id, target.alert, target.url_key, target.destination, found_at, found_at)
+                for target in targets
+            ],
+        )
+
+    def due_alerts(self, now: datetime, *, limit: int = 1000) -> list[DueAlert]:
+        """Deliveries waiting to be tried at `now`, the longest waiting first."""
+        rows = self._db.read(
+            "listing alerts to send",
+            f"""
+            SELECT {_HIT_COLUMNS}, alert_deliveries.id AS delivery_id, alert_deliveries.alert,
+                alert_deliveries.url_key, alert_deliveries.destination,
+                alert_deliveries.attempts, alert_deliveries.created_at AS delivery_created
+            FROM alert_deliveries
+            JOIN hits ON hits.id = alert_deliveries.hit_id
+            JOIN articles ON articles.id = hits.article_id
+            JOIN feeds ON feeds.id = articles.first_feed_id
+            WHERE alert_deliveries.state = 'pending' AND alert_deliveries.next_attempt <= ?
+            ORDER BY alert_deliveries.next_attempt, alert_deliveries.id
+            LIMIT ?
+            """,
+            [to_db(now), limit],
+        )
+        return [
+            DueAlert(
+                delivery_id=row["delivery_id"],
+                hit=stored_hit(row),
+                alert=row["alert"],
+                url_key=row["url_key"],
+                destination=row["destination"],
+                attempts=row["attempts"],
+                created_at=required_time(row["delivery_created"]),
+            )
+            for row in rows
+        ]
+
+    def alert_sent(self, delivery_id: int, *, now: datetime) -> None:
+        """The destination accepted the alert: it is never sent again."""
+        with self._db.write(f"marking alert delivery #{delivery_id} as sent") as conn:
+            conn.execute(
+                """
+                UPDATE alert_deliveries SET state = 'sent', sent_at = ?, finished_at = ?,
+                    attempts = attempts + 1, last_error = NULL
+                WHERE id = ? AND state = 'pending'
+                """,
+                [to_db(now), to_db(now), delivery_id],
+            )
+
+    def alert_failed(
+        self, delivery_id: int, *, now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """An attempt failed: try again at `retry_at`, or give up (state failed) when None."""
+        with self._db.write(f"recording a failed alert delivery #{delivery_id}") as conn:
+            if retry_at is None:
+                conn.execute(
+                    """
+                    UPDATE alert_deliveries SET state = 'failed', finished_at = ?,
+                        attempts = attempts + 1, last_error = ?
+                    WHERE id = ? AND state = 'pending'
+                    """,
+                    [to_db(now), error, delivery_id],
+                )
+            else:
+                conn.execute(
+                    """
+                    UPDATE alert_deliveries SET next_attempt = ?, attempts = attempts + 1,
+                        last_error = ?
+                    WHERE id = ? AND state = 'pending'
+                    """,
+                    [to_db(retry_at), error, delivery_id],
+                )
+
+    def alert_cancelled(self, delivery_id: int, *, now: datetime, reason: str) -> None:
+        """Never to be sent: its destination left the configuration (the digest still has the hit)."""
+        with self._db.write(f"cancelling alert delivery #{delivery_id}") as conn:
+            conn.execute(
+                """
+                UPDATE alert_deliveries SET state = 'cancelled', finished_at = ?, last_error = ?
+                WHERE id = ? AND state = 'pending'
+                """,
+                [to_db(now), reason, delivery_id],
+            )
+
+    def failed_alerts(self, since: datetime) -> list[AlertFailure]:
+        """Destinations whose alerts were given up on at or after `since`, for the digest's
+        health section: how many hits each missed, and the last error."""
+        rows = self._db.read(
+            "listing failed alerts",
+            """
+            SELECT alert, url_key, COUNT(*) AS hits, MIN(finished_at) AS since,
+                (SELECT destination FROM alert_deliveries AS latest
+                 WHERE latest.alert = failed.alert AND latest.url_key = failed.url_key
+                   AND latest.state = 'failed' ORDER BY latest.finished_at DESC, latest.id DESC
+                 LIMIT 1) AS destination,
+                (SELECT last_error FROM alert_deliveries AS latest
+                 WHERE latest.alert = failed.alert AND latest.url_key = failed.url_key
+                   AND latest.state = 'failed' ORDER BY latest.finished_at DESC, latest.id DESC
+                 LIMIT 1) AS last_error
+            FROM alert_deliveries AS failed
+            WHERE state = 'failed' AND finished_at >= ?
+            GROUP BY alert, url_key
+            ORDER BY alert, destination
+            """,
+            [to_db(since)],
+        )
+        return [
+            AlertFailure(
+                alert=row["alert"],
+                destination=row["destination"],
+                hits=row["hits"],
+                last_error=row["last_error"] or "",
+                since=required_time(row["since"]),
+            )
+            for row in rows
+        ]
+
+    def alert_statuses(self) -> list[AlertDestinationStatus]:
+        """Every destination that ever had a delivery: counts by state, last success,
+        the latest error and the next try."""
+        rows = self._db.read(
+            "summarising alert deliveries",
+            """
+            SELECT alert, url_key,
+                (SELECT destination FROM alert_deliveries AS latest
+                 WHERE latest.alert = d.alert AND latest.url_key = d.url_key
+                 ORDER BY latest.id DESC LIMIT 1) AS destination,
+                SUM(state = 'pending') AS pending, SUM(state = 'sent') AS sent,
+                SUM(state = 'failed') AS failed, MAX(sent_at) AS last_sent,
+                MIN(CASE WHEN state = 'pending' THEN next_attempt END) AS next_attempt,
+                (SELECT last_error FROM alert_deliveries AS latest
+                 WHERE latest.alert = d.alert AND latest.url_key = d.url_key
+                   AND latest.last_error IS NOT NULL AND latest.state IN ('pending', 'failed')
+                 ORDER BY COALESCE(latest.finished_at, latest.next_attempt) DESC, latest.id DESC
+                 LIMIT 1) AS last_error
+            FROM alert_deliveries AS d
+            GROUP BY alert, url_key
+            ORDER BY alert, destination
+            """,
+        )
+        return [
+            AlertDestinationStatus(
+                alert=row["alert"],
+                url_key=row["url_key"],
+                destination=row["destination"],
+                pending=row["pending"],
+                sent=row["sent"],
+                failed=row["failed"],
+                last_sent=from_db(row["last_sent"]),
+                last_error=row["last_error"],
+                next_attempt=from_db(row["next_attempt"]),
+            )
+            for row in rows
+        ]
 
     # ------------------------------------------------------------------ hits and backfill
 

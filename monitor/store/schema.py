@@ -2,6 +2,8 @@
 
     feeds ──< entries >── articles ──< hits >── digests
               (feed_id, entry_key) unique    (article_id, watchlist) unique
+                                               hits ──< alert_deliveries
+                                               (hit_id, alert, url_key) unique
 
 sqlite-utils' `Migrations` records each applied step in ``_sqlite_migrations``;
 `Store` applies the pending ones inside its own write transaction, so two
@@ -142,3 +144,32 @@ def _named_digests(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE digest_names (name TEXT PRIMARY KEY, since TEXT NOT NULL)")
     # The existing digest started before every stored hit: the ones it has not sent are its.
     db.execute("INSERT INTO digest_names (name, since) VALUES ('digest', '')")
+
+
+@MIGRATIONS(name="0008_alert_deliveries")
+def _alert_deliveries(db: sqlite_utils.Database) -> None:
+    # One row per hit per alert destination, written in the transaction that records the
+    # hit, so a crash can never lose an alert. `url_key` and `destination` come from the
+    # URL as Apprise masks it: no token or password is stored. `created_at` is when the
+    # hit was recorded: retries stop GIVE_UP_AFTER later.
+    db.execute(
+        """
+        CREATE TABLE alert_deliveries (
+            id INTEGER PRIMARY KEY,
+            hit_id INTEGER NOT NULL REFERENCES hits (id),
+            alert TEXT NOT NULL,
+            url_key TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'failed', 'cancelled')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            finished_at TEXT,
+            UNIQUE (hit_id, alert, url_key)
+        )
+        """
+    )
+    db.execute("CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_attempt)")
