@@ -39,9 +39,12 @@ from monitor.models import (
 )
 from monitor.schedule import manual_digest_key
 from monitor.service import (
+    HEALTH_LOOKBACK,
     AlertRun,
     alert_routes,
     compose_digest,
+    digest_content,
+    health_notices,
     open_pipeline,
     rescore_hits,
     run_digest,
@@ -410,7 +413,16 @@ def _preview_digest(
             markup=False,
         )
         return
-    message = compose_digest(config, settings, preview, now=now)
+    covers_from = store.last_digest_sent(settings.name)
+    content = digest_content(
+        config,
+        settings,
+        preview,
+        now=now,
+        covers_from=covers_from,
+        notices=health_notices(store, since=covers_from or now - HEALTH_LOOKBACK),
+    )
+    message = compose_digest(config, settings, preview, now=now, content=content)
     body = message.get_body(preferencelist=("plain",))
     click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
     click.echo(body.get_content() if body is not None else message.as_string())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +30,9 @@ from monitor.models import (
     ClaimedDigest,
     Clock,
     DigestContent,
+    HealthNotice,
     HitResult,
+    NoticeKind,
     Watchlist,
 )
 from monitor.notify import deliver
@@ -85,6 +87,7 @@ class DigestRun:
 
 
 DELIVERY_POLL_SECONDS = 0.2
+HEALTH_LOOKBACK = timedelta(days=1)  # a first digest reports the problems of the last day
 
 
 @contextmanager
@@ -117,6 +120,20 @@ def delivery_lock(database: Path, *, wait: float) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def health_notices(store: Store, *, since: datetime) -> list[HealthNotice]:
+    """What the digest's health section says: alert destinations given up on since `since`."""
+    return [
+        HealthNotice(
+            NoticeKind.ALERT_FAILED,
+            f"{failure.alert} → {failure.destination}",
+            since=failure.since,
+            count=failure.hits,
+            error=failure.last_error or None,
+        )
+        for failure in store.failed_alerts(since)
+    ]
+
+
 def digest_content(
     config: Config,
     digest: DigestSettings,
@@ -124,6 +141,7 @@ def digest_content(
     *,
     now: datetime,
     covers_from: datetime | None = None,
+    notices: Sequence[HealthNotice] = (),
 ) -> DigestContent:
     """What a claimed (or previewed) digest says, as `config` orders and filters it."""
     return build_digest(
@@ -134,6 +152,7 @@ def digest_content(
         topics={w.name: w.topic for w in config.watchlists if w.topic},
         hide_passing=[w.name for w in config.watchlists if w.hide_passing],
         covers_from=covers_from,
+        notices=notices,
     )
 
 
@@ -163,8 +182,10 @@ def compose_digest(
 def _deliver_claimed(
     store: Store, config: Config, digest: DigestSettings, claimed: ClaimedDigest, *, now: datetime
 ) -> DigestRun:
+    covers_from = store.last_digest_sent(digest.name)
+    notices = health_notices(store, since=covers_from or now - HEALTH_LOOKBACK)
     content = digest_content(
-        config, digest, claimed, now=now, covers_from=store.last_digest_sent(digest.name)
+        config, digest, claimed, now=now, covers_from=covers_from, notices=notices
     )
     if not content.groups and not content.backfilled:
         # Only passing mentions of watchlists that hide them: they are done, nothing to mail.

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import logging
 import signal
@@ -41,7 +43,7 @@ from monitor.models import (
 )
 from monitor.reload import ConfigWatcher
 from monitor.schedule import decide_update
-from monitor.service import alert_routes, open_pipeline, send_alerts
+from monitor.service import alert_routes, open_pipeline, run_digest, send_alerts
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Received, Reply
 from tests.smtp_server import SmtpSink
@@ -480,6 +482,9 @@ def test_alerts_given_up_after_a_day_are_reported_for_the_digest(
             moment += timedelta(minutes=30)
         failures = store.failed_alerts(NOW)
         assert store.failed_alerts(moment) == []
+        # The next digest says so in its health section, secrets masked.
+        [digest_run] = run_digest(store, config, config.digest, key="digest@now", now=moment)
+        assert digest_run.delivered
     assert [state for state, _ in states(database)] == ["failed", "failed"]
     (failure,) = failures
     assert failure.alert == "Urgent Togo" and failure.hits == 2
@@ -491,6 +496,16 @@ def test_alerts_given_up_after_a_day_are_reported_for_the_digest(
         for record in caplog.records
     )
     assert b"pa55word" not in database_bytes(database)
+    [sent] = config.digest.outbox.glob("*.eml")
+    mail = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    plain = mail.get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert (
+        f"Urgent Togo → json://monitor:****@127.0.0.1:{hooks.port}/broken: "
+        "2 alerts not delivered since"
+    ) in text
+    assert "pa55word" not in sent.read_text(errors="replace")
 
 
 def test_alerts_of_a_destination_removed_from_the_configuration_are_cancelled(
