@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from monitor.models import (
     Watchlist,
     utc_now,
 )
-from monitor.schedule import manual_digest_key
+from monitor.schedule import due_digest, manual_digest_key, next_digest_time
 from monitor.service import (
     HEALTH_LOOKBACK,
     AlertRun,
@@ -433,11 +434,14 @@ def _preview_digest(
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def status(ctx: click.Context, output: str) -> None:
-    """One row per feed: last poll, last success, HTTP status, entries, last error."""
+    """One row per feed (last poll, last success, HTTP status, entries, last error), one
+    per digest (last delivery, next time) and one per alert destination."""
     config = _load(ctx)
+    now = utc_now()
     with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
         deliveries = _alert_statuses(config, store)
+        digests = [_digest_status(config, digest, store, now) for digest in config.digests]
     if output == "json":
         click.echo(
             json.dumps(
@@ -446,6 +450,7 @@ def status(ctx: click.Context, output: str) -> None:
                         _status_json(spec.url, spec.name, states.get(spec.url))
                         for spec in config.feeds
                     ],
+                    "digests": [status.as_json() for status in digests],
                     "alerts": [_alert_status_json(delivery) for delivery in deliveries],
                 },
                 ensure_ascii=False,
@@ -483,8 +488,62 @@ def status(ctx: click.Context, output: str) -> None:
             state.last_error or "",
         )
     stdout.print(table)
+    digest_table = Table(title="digests")
+    for column in ("digest", "schedule", "to", "last delivery", "next", "waiting"):
+        digest_table.add_column(column, overflow="fold")
+    for status in digests:
+        digest_table.add_row(
+            status.name,
+            status.schedule,
+            ", ".join(status.recipients),
+            local(status.last_sent),
+            local(status.next_time),
+            "unconfirmed, re-sent at the next run" if status.unconfirmed else "",
+        )
+    stdout.print(digest_table, markup=False)
     if deliveries:
         stdout.print(_alert_table(deliveries, local), markup=False)
+
+
+@dataclass(frozen=True)
+class _DigestStatus:
+    name: str
+    schedule: str
+    recipients: tuple[str, ...]
+    last_sent: datetime | None
+    next_time: datetime
+    unconfirmed: bool  # an issue left "sending": re-sent as it was at the next run
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "schedule": self.schedule,
+            "to": list(self.recipients),
+            "last_sent": self.last_sent.isoformat() if self.last_sent else None,
+            "next": self.next_time.isoformat(),
+            "unconfirmed": self.unconfirmed,
+        }
+
+
+def _digest_status(
+    config: Config, digest: DigestSettings, store: Store, now: datetime
+) -> _DigestStatus:
+    """When `digest` last went out and when it goes out next: at once when a period is
+    due and not done (the daemon sends it within a minute)."""
+    known, registered = store.digest_registered(digest.name)
+    last_done = store.last_digest_done(digest.name)
+    # Not yet seen by the daemon: it registers it at its next minute, so `now` stands in.
+    since = registered if known else now
+    due = due_digest(now, config.timezone, digest, last_done, registered=since)
+    upcoming = now if due else next_digest_time(now, config.timezone, digest.at, digest.every)
+    return _DigestStatus(
+        name=digest.name,
+        schedule=f"{digest.schedule_words} {config.timezone.key}",
+        recipients=digest.recipients,
+        last_sent=store.last_digest_sent(digest.name),
+        next_time=upcoming,
+        unconfirmed=store.pending_digest(digest.name) is not None,
+    )
 
 
 def _status_json(url: str, name: str | None, state: FeedState | None) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """`monitor run`: APScheduler wiring, live reload, single-instance lock, signals.
 
-Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
+Jobs (all in UTC; local time appears only in `schedule.due_digest`):
 
 * ``feed:<url>``: one interval job per feed. After each poll the job's next
   run is set to the `next_poll` the poll's report carries (the same value
   the store recorded, so back-off and Retry-After survive restarts and a
   feed is never disabled).
-* ``digest``: every minute, send the digest whose key is due and not done
-  (a digest missed while the daemon was down is sent on start).
+* ``digest``: every minute, for each configured digest, send its latest
+  scheduled issue if it has not run since (a digest missed while the daemon
+  was down is sent on start; a digest new to the configuration waits for its
+  first scheduled time).
 * ``reload``: every 2 seconds, re-read feeds.yaml if it changed; an invalid
   edit is logged and the last good configuration stays in force. SIGHUP
   (``systemctl reload``) runs it at once.
@@ -189,7 +191,9 @@ class Daemon:
             failed_at = self._digest_failed_at.get(digest.name)
             if failed_at and now - failed_at < DIGEST_RETRY_AFTER:
                 continue
-            key = due_digest(now, config.timezone, digest, self.store.last_digest_done(digest.name))
+            registered = self.store.register_digest(digest.name, now=now)
+            last_done = self.store.last_digest_done(digest.name)
+            key = due_digest(now, config.timezone, digest, last_done, registered=registered)
             if key is None:
                 # Nothing new is due, but an issue left unconfirmed is re-sent at once.
                 stuck = self.store.pending_digest(digest.name)

@@ -226,17 +226,25 @@ def next_digest_time(now: datetime, tz: ZoneInfo, at: time, every: Every = "day"
 
 
 def due_digest(
-    now: datetime, tz: ZoneInfo, digest: DigestSettings, last_done: datetime | None
+    now: datetime,
+    tz: ZoneInfo,
+    digest: DigestSettings,
+    last_done: datetime | None,
+    *,
+    registered: datetime | None = None,
 ) -> str | None:
     """The key of the period of `digest` to send now, or None when none is due.
 
-    Due: the most recent scheduled instant, if the digest has not run to the end
-    since (`last_done`, from `Store.last_digest_done`). A digest that never ran is due
-    at once, so a daemon started after the scheduled time still sends that day's.
+    Due: the most recent scheduled instant, if the digest has not run to the end since
+    (`last_done`, from `Store.last_digest_done`) nor was first seen after it
+    (`registered`, from `Store.register_digest`): a digest added on a Tuesday with
+    `every: friday` first goes out on Friday. The digest that predates that record
+    (`registered` None) and never ran is due at once, as before.
     """
     instant = latest_digest_time(now, tz, digest.at, digest.every)
-    if last_done is not None and instant.timestamp() <= last_done.timestamp():
-        return None
+    for before in (last_done, registered):
+        if before is not None and instant.timestamp() <= before.timestamp():
+            return None
     return digest_period_key(digest.name, instant)
 
 

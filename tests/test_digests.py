@@ -3,13 +3,16 @@ exactly-once record, and schedules changed while running (no digest early, none 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+from monitor.cli import main
 from monitor.config import Config, DigestSettings, load_config
 from monitor.errors import ConfigError
 from monitor.models import (
@@ -258,3 +261,45 @@ def test_moving_at_while_running_sends_at_the_new_time_with_the_hits_found_since
         assert tick(started.replace(hour=10), moved) == "Matin@2026-11-28T10:00Z"
         assert tick(started.replace(hour=10, minute=1), moved) is None
     assert sent_titles(config, "Matin") == [{"t1"}]
+
+
+def test_a_digest_new_to_the_configuration_waits_for_its_first_scheduled_time(
+    tmp_path: Path,
+) -> None:
+    config = load(tmp_path, MULTI)
+    direction = config.digests[1]  # every friday at 18:00
+    tuesday = datetime(2026, 12, 1, 9, 0, tzinfo=LOME)
+    with Store(config.database) as store:
+        registered = store.register_digest("Direction", now=tuesday)
+        assert registered == tuesday
+        assert store.register_digest("Direction", now=tuesday + timedelta(days=1)) == tuesday
+        for later in (tuesday + timedelta(hours=1), datetime(2026, 12, 4, 17, 59, tzinfo=LOME)):
+            assert due_digest(later, LOME, direction, None, registered=registered) is None
+        friday = datetime(2026, 12, 4, 18, 0, tzinfo=LOME)
+        assert due_digest(friday, LOME, direction, None, registered=registered) == (
+            "Direction@2026-12-04T18:00Z"
+        )
+        # The digest of a `digest:` block, from before this record, is due at once.
+        assert store.register_digest("digest", now=tuesday) is None
+
+
+def test_status_lists_each_digest_with_its_last_delivery_and_next_time(tmp_path: Path) -> None:
+    config = load(tmp_path, MULTI)
+    matin = config.digests[0]
+    sent_at = datetime.now(UTC) - timedelta(minutes=5)
+    with Store(config.database) as store:
+        record_hits(store, sent_at, ("https://news.example/t1", "Togo"))
+        run_digest(store, config, matin, key="Matin@1", now=sent_at)
+    result = CliRunner().invoke(main, ["-c", str(config.path), "status", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    digests = {entry["name"]: entry for entry in json.loads(result.output)["digests"]}
+    assert digests["Matin"]["last_sent"] == sent_at.isoformat()
+    assert digests["Matin"]["schedule"] == "every day at 07:00 Africa/Lome"
+    assert digests["Direction"]["last_sent"] is None
+    assert digests["Direction"]["to"] == ["direction@example.org"]
+    upcoming = datetime.fromisoformat(digests["Direction"]["next"]).astimezone(LOME)
+    # New to the daemon: its first issue is at its first Friday 18:00, not at once.
+    assert (upcoming.weekday(), upcoming.hour, upcoming.minute) == (4, 18, 0)
+    assert timedelta(0) < upcoming - datetime.now(UTC) <= timedelta(days=7)
+    table = CliRunner().invoke(main, ["-c", str(config.path), "status"]).output
+    assert "every friday at 18:00" in table and "Direction" in table

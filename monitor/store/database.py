@@ -718,18 +718,44 @@ class Store:
             return self._claimed(conn, key)
 
     def _digest_since(self, conn: sqlite3.Connection, name: str, now: datetime) -> str:
-        """When the digest `name` started, recorded the first time it is claimed: then,
-        the last time any digest was made. A digest added to the configuration carries
-        the hits no digest has looked at yet, not a backlog that others already sent;
-        the first digest of a database carries every hit."""
+        """Where the hits of the digest `name` start, recorded when it is first seen: the
+        last time any digest was made. A digest added to the configuration carries the
+        hits no digest has looked at yet, not a backlog that others already sent; the
+        first digest of a database carries every hit."""
         row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
         if row is not None:
             since: str = row["since"]
             return since
         latest = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0]
         since = latest or ""
-        conn.execute("INSERT INTO digest_names (name, since) VALUES (?, ?)", [name, since])
+        conn.execute(
+            "INSERT INTO digest_names (name, since, registered_at) VALUES (?, ?, ?)",
+            [name, since, to_db(now)],
+        )
         return since
+
+    def register_digest(self, name: str, *, now: datetime) -> datetime | None:
+        """Note that the digest `name` exists from `now`, if it was not known; returns when
+        it was first seen (None for the digest that predates this record). The daemon
+        calls it before asking whether the digest is due: a new digest's first issue is
+        at its first scheduled time after that, not at once."""
+        with self._db.write(f"registering digest {name}") as conn:
+            self._digest_since(conn, name, now)
+            row = conn.execute(
+                "SELECT registered_at FROM digest_names WHERE name = ?", [name]
+            ).fetchone()
+        return from_db(row["registered_at"] or None)
+
+    def digest_registered(self, name: str) -> tuple[bool, datetime | None]:
+        """(known, first seen) of the digest `name`, without recording anything."""
+        rows = self._db.read(
+            f"reading digest {name}",
+            "SELECT registered_at FROM digest_names WHERE name = ?",
+            [name],
+        )
+        if not rows:
+            return False, None
+        return True, from_db(rows[0]["registered_at"] or None)
 
     def preview_digest(
         self,

@@ -141,9 +141,19 @@ def _named_digests(db: sqlite_utils.Database) -> None:
         "INSERT INTO digest_hits (name, hit_id, digest_key) "
         "SELECT 'digest', id, digest_key FROM hits WHERE digest_key IS NOT NULL"
     )
-    db.execute("CREATE TABLE digest_names (name TEXT PRIMARY KEY, since TEXT NOT NULL)")
+    # `registered_at`: when the digest was first seen; its first issue is due at its first
+    # scheduled time after that, not at once.
+    db.execute(
+        """
+        CREATE TABLE digest_names (
+            name TEXT PRIMARY KEY,
+            since TEXT NOT NULL,
+            registered_at TEXT NOT NULL
+        )
+        """
+    )
     # The existing digest started before every stored hit: the ones it has not sent are its.
-    db.execute("INSERT INTO digest_names (name, since) VALUES ('digest', '')")
+    db.execute("INSERT INTO digest_names (name, since, registered_at) VALUES ('digest', '', '')")
 
 
 @MIGRATIONS(name="0008_alert_deliveries")
