@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from monitor import DEFAULT_USER_AGENT
 
@@ -45,6 +45,8 @@ class FeedSpec:
     name: str | None = None  # None: use the feed's own title
     interval: timedelta = timedelta(minutes=15)
     language: str | None = None  # overrides the feed's declared language
+    # "sitemap": the URL serves a (news) sitemap; "feed" also reads one when the URL serves it.
+    kind: Literal["feed", "sitemap"] = "feed"
 
 
 @dataclass(frozen=True)
