@@ -234,6 +234,10 @@ class NewBody:
     feed_title: str | None  # the configured name, else the feed's own title
     entries: int  # entries in the body, seen or not
     new: tuple[NewArticle, ...]
+    waiting: int = 0  # new sitemap entries left for the next poll (poll.max_sitemap_urls)
+    # The next poll must fetch and read the body again whatever its validators and hash
+    # say: entries are waiting, or it is a sitemap index whose children change without it.
+    revisit: bool = False
 
 
 @dataclass(frozen=True)

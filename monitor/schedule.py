@@ -13,7 +13,8 @@ spec and `now`, and written by `Store.record` in one transaction::
     BodyUnchanged (200)                healthy, and a whole body came: the daily unconditional
                                        GET is done
     NewBody (200)                      healthy: new validators, body hash and title; its new
-                                       entries, articles and hits
+                                       entries, articles and hits (neither validators nor
+                                       hash when the body must be read again: `revisit`)
 
 Digests are keyed by the local calendar date of their scheduled time. The
 daemon asks every minute for `due_digest_key(now)`; a key that the store has
@@ -103,6 +104,7 @@ def decide_update(
         )
     next_poll = next_poll_after(now, spec.interval)
     if isinstance(result, NewBody):
+        # A body to read again is not remembered: no 304, no "unchanged" next time.
         return FeedUpdate(
             feed_id=state.feed_id,
             outcome=PollOutcome.UPDATED,
@@ -110,8 +112,8 @@ def decide_update(
             next_poll=next_poll,
             http_status=result.fetched.status,
             title=result.feed_title or state.title,
-            validators=result.fetched.validators,
-            body_hash=result.body_hash,
+            validators=Validators() if result.revisit else result.fetched.validators,
+            body_hash=None if result.revisit else result.body_hash,
             last_success=now,
             last_full_fetch=now,
             error=None,

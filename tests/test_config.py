@@ -889,7 +889,9 @@ def test_bad_feed_type_and_max_sitemap_urls_are_located(tmp_path: Path) -> None:
     text = MINIMAL.replace("rss\n", "rss\n    type: rss\n", 1)
     problems = problems_of(tmp_path, text + "poll:\n  max_sitemap_urls: 0\n")
     assert problems[0].endswith(":3:11: \"rss\" is not allowed: use one of 'feed' or 'sitemap'")
-    assert problems[1].endswith(":11:21: poll.max_sitemap_urls must be at least 1, got the number 0")
+    assert problems[1].endswith(
+        ":11:21: poll.max_sitemap_urls must be at least 1, got the number 0"
+    )
     too_many = only_problem(tmp_path, with_minimal("poll:\n  max_sitemap_urls: 10001\n"))
     assert too_many.endswith(
         ":10:21: poll.max_sitemap_urls must be at most 10000, got the number 10001"

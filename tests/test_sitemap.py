@@ -1,0 +1,374 @@
+"""News sitemaps as a source: parsing (news, plain, index, hostile XML), what one poll
+reads, and whole polls against a real server on 127.0.0.1 with a real SQLite file
+(newest first, the per-poll cap and its carry-over, gzip, 304, auto-detection).
+
+The fixtures in tests/data/sitemaps imitate real sitemaps (each file says which);
+http://SITE in them is replaced by the test server's address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.articles import InlineArticles
+from monitor.fetch import Fetcher
+from monitor.models import (
+    ArticleText,
+    Entry,
+    FetchLimits,
+    ParseFailed,
+    PollOutcome,
+    Watchlist,
+)
+from monitor.pipeline import FeedReport, Pipeline
+from monitor.query import parse_query
+from monitor.sitemaps import (
+    MAX_CHILD_SITEMAPS,
+    SITEMAP_LOOKBACK,
+    ChildSitemap,
+    ParsedSitemap,
+    children_to_read,
+    entries_to_read,
+    looks_like_sitemap,
+    parse_sitemap,
+    read_since,
+    w3c_datetime,
+)
+from monitor.store import Store
+from tests.servers import HTTPTestServer, Reply
+
+DATA = Path(__file__).parent / "data" / "sitemaps"
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+WATCHLISTS = [Watchlist(name="Togo", query=parse_query("Togo", {}))]
+XML = {"Content-Type": "application/xml; charset=utf-8"}
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+
+def fixture(name: str, site: str) -> bytes:
+    """A data file with http://SITE pointing at `site` (``127.0.0.1:PORT``)."""
+    return (DATA / name).read_text(encoding="utf-8").replace("SITE", site).encode()
+
+
+def site_of(server: HTTPTestServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+def page(title: str) -> bytes:
+    return (
+        f"<html lang='fr'><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+        "<p>Lomé et ses partenaires ont signé mardi un accord qui prévoit la formation "
+        "d'officiers togolais et des exercices communs dans le golfe de Guinée.</p>"
+        "<p>Le texte doit encore être ratifié par le Parlement du Togo dans les semaines "
+        "à venir, selon le ministère.</p></article></body></html>"
+    ).encode()
+
+
+def news_sitemap(urls: list[tuple[str, datetime]]) -> bytes:
+    items = "".join(
+        f"<url><loc>{loc}</loc><news:news><news:publication><news:name>Le Fil</news:name>"
+        f"<news:language>fr</news:language></news:publication>"
+        f"<news:publication_date>{published.isoformat()}</news:publication_date>"
+        f"<news:title>Le Togo, dépêche {n}</news:title></news:news></url>"
+        for n, (loc, published) in enumerate(urls)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+        f'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{items}</urlset>'
+    ).encode()
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPTestServer]:
+    with HTTPTestServer() as running:
+        yield running
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "monitor.db") as opened:
+        yield opened
+
+
+Clock = list[datetime]
+PipelineFactory = Callable[..., tuple[Pipeline, Clock]]
+
+
+@pytest.fixture
+def make_pipeline(store: Store) -> Iterator[PipelineFactory]:
+    """A pipeline with a real fetcher, the article step inline and a clock the test moves."""
+    with ExitStack() as stack:
+
+        def make(max_sitemap_urls: int = 200) -> tuple[Pipeline, Clock]:
+            fetcher = stack.enter_context(Fetcher(FetchLimits(timeout=5.0, connect_timeout=2.0)))
+            now = [NOW]
+            pipeline = Pipeline(
+                store=store,
+                fetcher=fetcher,
+                articles=InlineArticles(WATCHLISTS),
+                clock=lambda: now[0],
+                page_threads=1,  # pages in entry order, so request order can be checked
+                max_sitemap_urls=max_sitemap_urls,
+            )
+            stack.callback(pipeline.close)
+            return pipeline, now
+
+        yield make
+
+
+def stored(store: Store) -> dict[str, ArticleText]:
+    return {article.url or "": article for _, article, _ in store.articles_since(None)}
+
+
+def page_paths(server: HTTPTestServer) -> list[str]:
+    return [request.path for request in server.requests if request.path.endswith(".html")]
+
+
+def polled(report: FeedReport, outcome: PollOutcome) -> FeedReport:
+    assert report.outcome is outcome, report
+    return report
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_news_sitemap_gives_title_date_language_and_publication() -> None:
+    parsed = parse_sitemap(fixture("news-sitemap.xml", "news.test"), url="http://news.test/n.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert parsed.title == "Le Quotidien d'Afrique"
+    assert not parsed.is_index and parsed.warnings == ()
+    first, second, third = parsed.entries
+    assert first == Entry(
+        key="http://news.test/afrique/article/2026/11/28/togo-accord-de-defense.html",
+        link="http://news.test/afrique/article/2026/11/28/togo-accord-de-defense.html",
+        title="Le Togo signe un accord de défense avec ses voisins",
+        summary="",
+        content="",
+        published=datetime(2026, 11, 28, 7, 15, tzinfo=UTC),
+        language="fr",
+    )
+    assert second.title == "Ghana : la commission électorale publie les résultats"  # CDATA
+    assert second.published == datetime(2026, 11, 28, 6, 40, 12, tzinfo=UTC)
+    # publication_date wins over lastmod; fr-FR is reduced to its primary subtag.
+    assert third.published == datetime(2026, 11, 27, 21, 5, tzinfo=UTC)
+    assert third.title == "Sahel : un sommet à Niamey sur la sécurité & le commerce"
+    assert third.language == "fr"
+
+
+def test_plain_sitemap_gives_lastmod_and_no_title() -> None:
+    parsed = parse_sitemap(fixture("plain-sitemap.xml", "site.test"), url="http://site.test/s.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert [(entry.link, entry.published, entry.title) for entry in parsed.entries] == [
+        ("http://site.test/2026/11/25/conseil-des-ministres/", datetime(2026, 11, 25, 10, 2, 41, tzinfo=UTC), ""),
+        ("http://site.test/2026/11/27/port-de-lome/", datetime(2026, 11, 27, 16, 30, tzinfo=UTC), ""),
+        ("http://site.test/2026/11/28/accord-de-defense/", datetime(2026, 11, 28, 7, 45, tzinfo=UTC), ""),
+        ("http://site.test/a-propos/", None, ""),
+    ]  # fmt: skip
+    assert all(entry.key == entry.link for entry in parsed.entries)
+
+
+def test_sitemap_index_gives_its_children() -> None:
+    parsed = parse_sitemap(fixture("sitemap-index.xml", "site.test"), url="http://site.test/i.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert parsed.is_index and parsed.entries == ()
+    assert [(child.url, child.lastmod) for child in parsed.children] == [
+        ("http://site.test/post-sitemap.xml", datetime(2026, 10, 2, 9, 12, 44, tzinfo=UTC)),
+        ("http://site.test/post-sitemap2.xml.gz", datetime(2026, 11, 28, 7, 50, 3, tzinfo=UTC)),
+        ("http://site.test/page-sitemap.xml", datetime(2026, 11, 27, 18, 0, tzinfo=UTC)),
+    ]
+
+
+def test_bad_locations_are_skipped_and_repeats_read_once() -> None:
+    body = (
+        b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<url><loc>/relative/ok</loc></url><url><loc>javascript:alert(1)</loc></url>"
+        b"<url><loc></loc></url><url><loc>https://site.test/relative/ok</loc></url>"
+        b"<url><lastmod>2026-11-28</lastmod></url></urlset>"
+    )
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert [entry.link for entry in parsed.entries] == ["https://site.test/relative/ok"]
+    assert parsed.warnings == (
+        "3 location(s) skipped: not an absolute http(s) URL",
+        "1 location(s) listed twice: read once",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-28", datetime(2026, 11, 28, tzinfo=UTC)),
+        ("2026-11-28T08:15+01:00", datetime(2026, 11, 28, 7, 15, tzinfo=UTC)),
+        ("2026-11-28T08:15:30.123Z", datetime(2026, 11, 28, 8, 15, 30, 123000, tzinfo=UTC)),
+        ("2026-11-28T08:15:30", datetime(2026, 11, 28, 8, 15, 30, tzinfo=UTC)),
+        ("Sat, 28 Nov 2026 08:15:00 +0100", datetime(2026, 11, 28, 7, 15, tzinfo=UTC)),
+        ("0000-00-00", None),
+        ("1900-01-01", None),
+        ("2026-13-45", None),
+        ("yesterday", None),
+        ("", None),
+    ],
+)
+def test_sitemap_dates(text: str, expected: datetime | None) -> None:
+    assert w3c_datetime(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'<?xml version="1.0"?>\n<urlset xmlns="x">', True),
+        (b"\xef\xbb\xbf  <sitemapindex>", True),
+        (b"<!-- a <url> in a comment --><?xml-stylesheet href='s.xsl'?><urlset>", True),
+        (b"<sm:urlset xmlns:sm='http://www.sitemaps.org/schemas/sitemap/0.9'>", True),
+        (b'<?xml version="1.0"?><rss version="2.0"><channel>', False),
+        (b"<feed xmlns='http://www.w3.org/2005/Atom'>", False),
+        (b"<!DOCTYPE html><html>", False),
+        (b'{"version": "https://jsonfeed.org/version/1.1"}', False),
+        (b"", False),
+    ],
+)
+def test_looks_like_sitemap(body: bytes, expected: bool) -> None:
+    assert looks_like_sitemap(body) is expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!DOCTYPE html><html><body>Log in</body></html>",
+        b'<?xml version="1.0"?><rss version="2.0"><channel/></rss>',
+        b"not xml at all",
+        b"",
+    ],
+)
+def test_what_is_not_a_sitemap_fails_with_the_url_and_what_to_do(body: bytes) -> None:
+    failed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(failed, ParseFailed), failed
+    assert failed.message.startswith("https://site.test/sitemap.xml is not a")
+    assert "type: sitemap" in failed.message
+
+
+def test_a_broken_sitemap_keeps_what_came_before_the_break() -> None:
+    body = (
+        b"<urlset><url><loc>https://site.test/a</loc></url>"
+        b"<url><loc>https://site.test/b</loc></url><url><loc>https://site.test/c</lo"
+    )
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert [entry.link for entry in parsed.entries][:2] == [
+        "https://site.test/a",
+        "https://site.test/b",
+    ]
+    assert parsed.warnings[0].startswith("the sitemap is not well-formed XML (")
+
+
+# --------------------------------------------------------------------------- hostile XML
+
+
+def test_entity_expansion_is_not_performed() -> None:
+    levels = ['<!ENTITY lol0 "lollollollollollollollollollol">'] + [
+        f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10)
+    ]
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE urlset [{"".join(levels)}]>'
+        "<urlset><url><loc>https://site.test/a</loc><news:news "
+        'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+        "<news:title>&lol9;</news:title></news:news></url></urlset>"
+    ).encode()
+    failed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    # libxml2 stops at the first reference that would expand: 10**9 "lol"s are never made.
+    assert isinstance(failed, ParseFailed), failed
+    assert failed.message.startswith(
+        "https://site.test/sitemap.xml is not a readable sitemap (Maximum entity amplification"
+    )
+    # One entry before the attack is kept, with a warning.
+    body = body.replace(b"<urlset>", b"<urlset><url><loc>https://site.test/first</loc></url>")
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert [entry.link for entry in parsed.entries] == ["https://site.test/first"]
+    assert "amplification" in parsed.warnings[0]
+
+
+def test_external_entities_and_dtds_are_never_loaded(
+    tmp_path: Path, server: HTTPTestServer
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE")
+    server.routes["/evil.dtd"] = Reply(body=b'<!ENTITY remote "REMOTE-VALUE">')
+    dtd_url = server.url("/evil.dtd")
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE urlset SYSTEM "{dtd_url}" ['
+        f'<!ENTITY file SYSTEM "file://{secret}">'
+        f'<!ENTITY % param SYSTEM "{dtd_url}"> %param;]>'
+        "<urlset><url><loc>https://site.test/a</loc><news:news "
+        'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+        "<news:title>&file; &remote;</news:title></news:news></url></urlset>"
+    ).encode()
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert "TOP-SECRET-VALUE" not in parsed.entries[0].title
+    assert "REMOTE-VALUE" not in parsed.entries[0].title
+    assert server.count("/evil.dtd") == 0
+
+
+def test_a_deeply_nested_document_is_refused_or_read_without_crashing() -> None:
+    body = b"<urlset>" + b"<url>" * 100_000 + b"</url>" * 100_000 + b"</urlset>"
+    result = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(result, ParsedSitemap | ParseFailed)
+    if isinstance(result, ParsedSitemap):
+        assert result.entries == ()
+
+
+# --------------------------------------------------------------------------- what a poll reads
+
+
+def dated(name: str, published: datetime | None) -> Entry:
+    link = f"https://site.test/{name}"
+    return Entry(key=link, link=link, title="", summary="", content="", published=published)
+
+
+def test_entries_to_read_are_the_newest_fresh_ones_within_the_limit() -> None:
+    since = datetime(2026, 11, 27, tzinfo=UTC)
+    unseen = [
+        dated("old", datetime(2026, 11, 1, tzinfo=UTC)),
+        dated("undated", None),
+        dated("b", datetime(2026, 11, 28, 6, tzinfo=UTC)),
+        dated("a", datetime(2026, 11, 28, 8, tzinfo=UTC)),
+        dated("c", datetime(2026, 11, 27, 12, tzinfo=UTC)),
+    ]
+    chosen, waiting = entries_to_read(unseen, since, 2)
+    assert [entry.key.rsplit("/", 1)[1] for entry in chosen] == ["a", "b"]
+    assert waiting == 2  # c and the undated one; "old" is before `since`
+    everything, none_left = entries_to_read(unseen, None, 10)
+    assert [entry.key.rsplit("/", 1)[1] for entry in everything] == [
+        "a",
+        "b",
+        "c",
+        "old",
+        "undated",
+    ]
+    assert none_left == 0
+
+
+def test_children_to_read_are_the_changed_ones_newest_first() -> None:
+    children = [
+        ChildSitemap("https://site.test/2026-10.xml", datetime(2026, 10, 31, tzinfo=UTC)),
+        ChildSitemap("https://site.test/news.xml", None),
+        ChildSitemap("https://site.test/2026-11.xml", datetime(2026, 11, 28, tzinfo=UTC)),
+    ]
+    since = datetime(2026, 11, 26, tzinfo=UTC)
+    assert [child.url for child in children_to_read(children, since)] == [
+        "https://site.test/2026-11.xml",
+        "https://site.test/news.xml",
+    ]
+    many = [ChildSitemap(f"https://site.test/{n}.xml", None) for n in range(50)]
+    assert len(children_to_read(many, None)) == MAX_CHILD_SITEMAPS
+
+
+def test_read_since_looks_back_from_the_last_success() -> None:
+    assert read_since(None) is None
+    assert read_since(NOW) == NOW - SITEMAP_LOOKBACK
