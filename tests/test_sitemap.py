@@ -8,9 +8,10 @@ http://SITE in them is replaced by the test server's address.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from monitor.fetch import Fetcher
 from monitor.models import (
     ArticleText,
     Entry,
+    FeedSpec,
     FetchLimits,
     ParseFailed,
     PollOutcome,
@@ -372,3 +374,251 @@ def test_children_to_read_are_the_changed_ones_newest_first() -> None:
 def test_read_since_looks_back_from_the_last_success() -> None:
     assert read_since(None) is None
     assert read_since(NOW) == NOW - SITEMAP_LOOKBACK
+
+
+# --------------------------------------------------------------------------- whole polls
+
+
+def test_a_news_sitemap_poll_stores_its_articles_and_hits(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    site = site_of(server)
+    server.routes["/sitemap_news.xml"] = Reply(headers=XML, body=fixture("news-sitemap.xml", site))
+    togo = "/afrique/article/2026/11/28/togo-accord-de-defense.html"
+    sahel = "/international/article/2026/11/27/sahel-sommet.html"
+    server.routes[togo] = Reply(headers=HTML, body=page("Accord de défense à Lomé"))
+    server.routes[sahel] = Reply(headers=HTML, body=page("Sommet de Niamey"))
+    # The Ghana page is gone: its article falls back to the sitemap's title.
+    pipeline, _ = make_pipeline()
+
+    report = polled(
+        pipeline.poll_feed(FeedSpec(url=server.url("/sitemap_news.xml"), kind="sitemap")),
+        PollOutcome.UPDATED,
+    )
+    assert (report.entries, report.new_entries, report.waiting) == (3, 3, 0)
+    assert report.name == "Le Quotidien d'Afrique"  # news:publication/news:name
+    articles = stored(store)
+    assert articles[server.url(togo)].title == "Accord de défense à Lomé"
+    assert articles[server.url(togo)].published == datetime(2026, 11, 28, 7, 15, tzinfo=UTC)
+    ghana = articles[server.url("/afrique/article/2026/11/28/ghana-elections.html")]
+    assert ghana.title == "Ghana : la commission électorale publie les résultats"
+    assert ghana.language == "fr"
+    assert ghana.note is not None and "404" in ghana.note
+    # Newest first: publication dates 07:15, 06:40 and (the day before) 21:05 UTC.
+    assert page_paths(server) == [
+        togo,
+        "/afrique/article/2026/11/28/ghana-elections.html",
+        sahel,
+    ]
+    assert {hit.url for hit in store.hits()} == {server.url(togo), server.url(sahel)}
+    assert store.feed_state(server.url("/sitemap_news.xml")).title == "Le Quotidien d'Afrique"
+
+
+def test_a_plain_sitemap_takes_titles_from_the_pages(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    site = site_of(server)
+    server.routes["/wp-sitemap-posts-post-1.xml"] = Reply(
+        headers=XML, body=fixture("plain-sitemap.xml", site)
+    )
+    for path, title in [
+        ("/2026/11/25/conseil-des-ministres/", "Conseil des ministres"),
+        ("/2026/11/27/port-de-lome/", "Le port de Lomé"),
+        ("/2026/11/28/accord-de-defense/", "Accord de défense"),
+        ("/a-propos/", "À propos"),
+    ]:
+        server.routes[path] = Reply(headers=HTML, body=page(title))
+    pipeline, _ = make_pipeline()
+    spec = FeedSpec(url=server.url("/wp-sitemap-posts-post-1.xml"), name="Site", kind="sitemap")
+
+    report = polled(pipeline.poll_feed(spec), PollOutcome.UPDATED)
+    assert (report.entries, report.new_entries) == (4, 4)
+    articles = stored(store)
+    assert articles[server.url("/2026/11/27/port-de-lome/")].title == "Le port de Lomé"
+    assert articles[server.url("/2026/11/28/accord-de-defense/")].published == datetime(
+        2026, 11, 28, 7, 45, tzinfo=UTC
+    )
+    assert articles[server.url("/a-propos/")].published is None
+    # Newest lastmod first, the undated page last.
+    assert [request.path for request in server.requests[1:]] == [
+        "/2026/11/28/accord-de-defense/",
+        "/2026/11/27/port-de-lome/",
+        "/2026/11/25/conseil-des-ministres/",
+        "/a-propos/",
+    ]
+
+
+def plain_sitemap(paths: list[tuple[str, str]], site: str) -> bytes:
+    urls = "".join(
+        f"<url><loc>http://{site}{path}</loc><lastmod>{lastmod}</lastmod></url>"
+        for path, lastmod in paths
+    )
+    return (f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>').encode()
+
+
+def test_an_index_is_read_newest_child_first_gzip_included(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    site = site_of(server)
+    server.routes["/sitemap_index.xml"] = Reply(
+        headers=XML, body=fixture("sitemap-index.xml", site)
+    )
+    server.routes["/post-sitemap.xml"] = Reply(  # October: never read
+        headers=XML, body=plain_sitemap([("/2026/10/02/vieux.html", "2026-10-02")], site)
+    )
+    newest = [
+        ("/2026/11/28/togo-1.html", "2026-11-28T07:50:03Z"),
+        ("/2026/11/28/togo-2.html", "2026-11-28T07:10:00Z"),
+    ]
+    server.routes["/post-sitemap2.xml.gz"] = Reply(
+        headers={"Content-Type": "application/x-gzip"},
+        body=gzip.compress(plain_sitemap(newest, site)),
+    )
+    server.routes["/page-sitemap.xml"] = Reply(
+        headers=XML, body=plain_sitemap([("/qui-sommes-nous.html", "2026-11-27T18:00Z")], site)
+    )
+    for path in ["/2026/11/28/togo-1.html", "/2026/11/28/togo-2.html", "/qui-sommes-nous.html"]:
+        server.routes[path] = Reply(headers=HTML, body=page("Le Togo"))
+    pipeline, now = make_pipeline(max_sitemap_urls=2)
+    spec = FeedSpec(url=server.url("/sitemap_index.xml"), name="Yoast", kind="sitemap")
+
+    first = polled(pipeline.poll_feed(spec), PollOutcome.UPDATED)
+    assert first.new_entries == 2
+    # The newest child alone held enough new URLs for this poll.
+    assert [request.path for request in server.requests] == [
+        "/sitemap_index.xml",
+        "/post-sitemap2.xml.gz",
+        "/2026/11/28/togo-1.html",
+        "/2026/11/28/togo-2.html",
+    ]
+    # An index is read again at every poll: its children change without it.
+    state = store.feed_state(spec.url)
+    assert state.body_hash is None and state.validators.etag is None
+
+    now[0] = NOW + timedelta(minutes=15)
+    server.requests.clear()
+    second = polled(pipeline.poll_feed(spec), PollOutcome.UPDATED)
+    assert second.new_entries == 1
+    assert [request.path for request in server.requests] == [
+        "/sitemap_index.xml",
+        "/post-sitemap2.xml.gz",
+        "/page-sitemap.xml",
+        "/qui-sommes-nous.html",
+    ]
+    assert server.count("/post-sitemap.xml") == 0  # older than the last poll's lookback
+    assert server.count("/2026/10/02/vieux.html") == 0
+
+
+def test_the_cap_leaves_the_rest_unseen_for_the_next_polls(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    urls = [(server.url(f"/depeche-{n}.html"), NOW - timedelta(hours=n)) for n in range(5)]
+    server.routes["/news.xml"] = Reply(headers=XML, body=news_sitemap(urls), etag='"v1"')
+    for n in range(5):
+        server.routes[f"/depeche-{n}.html"] = Reply(headers=HTML, body=page(f"Dépêche {n}"))
+    pipeline, now = make_pipeline(max_sitemap_urls=2)
+    spec = FeedSpec(url=server.url("/news.xml"), kind="sitemap")
+
+    def poll() -> tuple[FeedReport, list[str], str | None]:
+        server.requests.clear()
+        report = pipeline.poll_feed(spec)
+        sent = server.requests[0].headers.get("if-none-match")
+        now[0] += timedelta(minutes=15)
+        return report, page_paths(server), sent
+
+    report, pages, sent = poll()
+    assert (report.outcome, report.new_entries, report.waiting) == ("updated", 2, 3)
+    assert pages == ["/depeche-0.html", "/depeche-1.html"]
+    assert "2 new, 3 waiting for the next poll" in report.log_line()
+    # Not remembered: the next poll must not stop at a 304 while URLs wait.
+    assert store.feed_state(spec.url).validators.etag is None
+
+    report, pages, sent = poll()
+    assert sent is None
+    assert (report.outcome, report.new_entries, report.waiting) == ("updated", 2, 1)
+    assert pages == ["/depeche-2.html", "/depeche-3.html"]
+
+    report, pages, sent = poll()
+    assert (report.outcome, report.new_entries, report.waiting) == ("updated", 1, 0)
+    assert pages == ["/depeche-4.html"]
+    assert store.feed_state(spec.url).validators.etag == '"v1"'
+
+    report, pages, sent = poll()  # nothing waits: a conditional GET again
+    assert sent == '"v1"'
+    assert report.outcome is PollOutcome.NOT_MODIFIED
+    assert pages == []
+    assert len(stored(store)) == 5
+
+
+def test_a_sitemap_is_fetched_conditionally(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    site = site_of(server)
+    server.routes["/sitemap.xml"] = Reply(
+        headers=XML,
+        body=plain_sitemap([("/a.html", "2026-11-28")], site),
+        last_modified="Sat, 28 Nov 2026 08:00:00 GMT",
+    )
+    server.routes["/a.html"] = Reply(headers=HTML, body=page("A"))
+    pipeline, now = make_pipeline()
+    spec = FeedSpec(url=server.url("/sitemap.xml"), kind="sitemap")
+    polled(pipeline.poll_feed(spec), PollOutcome.UPDATED)
+
+    now[0] = NOW + timedelta(minutes=15)
+    polled(pipeline.poll_feed(spec), PollOutcome.NOT_MODIFIED)
+    assert server.requests[-1].headers["if-modified-since"] == "Sat, 28 Nov 2026 08:00:00 GMT"
+    assert server.count("/a.html") == 1
+
+
+def test_a_feed_url_serving_a_sitemap_is_read_as_one(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    site = site_of(server)
+    server.routes["/feed"] = Reply(  # configured without type:, served as a gzip file
+        headers={"Content-Type": "application/gzip"},
+        body=gzip.compress(fixture("news-sitemap.xml", site)),
+    )
+    pipeline, _ = make_pipeline()
+    report = polled(pipeline.poll_feed(FeedSpec(url=server.url("/feed"))), PollOutcome.UPDATED)
+    assert (report.entries, report.new_entries) == (3, 3)
+
+
+def test_type_sitemap_on_a_feed_fails_saying_what_to_do(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    server.routes["/rss.xml"] = Reply(
+        headers={"Content-Type": "application/rss+xml"},
+        body=b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>',
+    )
+    pipeline, _ = make_pipeline()
+    url = server.url("/rss.xml")
+    report = polled(pipeline.poll_feed(FeedSpec(url=url, kind="sitemap")), PollOutcome.FAILED)
+    assert report.error == (
+        f"{url} is not a sitemap (its root element is <rss>); check the URL (a sitemap has "
+        "<urlset> or <sitemapindex> at its root), or drop `type: sitemap` if the URL serves "
+        "RSS, Atom or JSON Feed"
+    )
+
+
+def test_a_broken_child_is_skipped_and_all_broken_fails_the_poll(
+    server: HTTPTestServer, store: Store, make_pipeline: PipelineFactory
+) -> None:
+    site = site_of(server)
+    index = (
+        '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>http://{site}/gone.xml</loc><lastmod>2026-11-28</lastmod></sitemap>"
+        f"<sitemap><loc>http://{site}/ok.xml</loc><lastmod>2026-11-27</lastmod></sitemap>"
+        "</sitemapindex>"
+    ).encode()
+    server.routes["/index.xml"] = Reply(headers=XML, body=index)
+    server.routes["/ok.xml"] = Reply(headers=XML, body=plain_sitemap([("/a.html", "")], site))
+    server.routes["/a.html"] = Reply(headers=HTML, body=page("A"))
+    pipeline, now = make_pipeline()
+    spec = FeedSpec(url=server.url("/index.xml"), kind="sitemap")
+    assert polled(pipeline.poll_feed(spec), PollOutcome.UPDATED).new_entries == 1
+
+    del server.routes["/ok.xml"]
+    now[0] = NOW + timedelta(minutes=15)
+    report = polled(pipeline.poll_feed(spec), PollOutcome.FAILED)
+    assert report.error is not None
+    assert report.error.startswith(f"http://{site}/gone.xml: the server answered 404 Not Found")
