@@ -142,6 +142,7 @@ class FeedReport:
             "outcome": self.outcome.value,
             "status": self.status,
             "new_entries": self.new_entries,
+            "waiting": self.waiting,
             "new_hits": self.new_hits,
             "error": self.error,
         }

@@ -24,6 +24,7 @@ anyway, so the margin costs nothing but a lookup.
 from __future__ import annotations
 
 import email.utils
+import html.entities
 import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from urllib.parse import urljoin, urlsplit
 from lxml import etree
 
 from monitor.models import Entry, ParseFailed
-from monitor.text import one_line, primary_language
+from monitor.text import CP1252_FALLBACK, decode_certain, one_line, primary_language
 
 __all__ = [
     "MAX_CHILD_SITEMAPS",
@@ -163,6 +164,58 @@ def w3c_datetime(value: str) -> datetime | None:
 
 # --------------------------------------------------------------------------- parsing
 
+_XML_DECLARED_ENCODING = re.compile(
+    rb"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z][\w.:-]*)["']"""
+)
+_HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+
+
+def _as_utf8(content: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None]:
+    """The document re-encoded as UTF-8, by the rule feeds are read with (`monitor.parse`):
+    a byte order mark, then valid UTF-8, then the declared charset (HTTP, then XML), and
+    last UTF-8 with each invalid byte read as windows-1252 (with a warning)."""
+    header = _HTTP_CHARSET.search(headers.get("content-type", ""))
+    declaration = _XML_DECLARED_ENCODING.match(content[:256])
+    declared = (
+        header.group(1) if header else declaration.group(1).decode("ascii") if declaration else None
+    )
+    text = decode_certain(content, declared)
+    warning = None
+    if text is None:
+        text = content.decode("utf-8", errors=CP1252_FALLBACK)
+        label = f"declared {declared}" if declared else "no charset declared"
+        warning = f"some bytes are not valid UTF-8 ({label}); read them as windows-1252"
+    return _mend_ampersands(text.lstrip()).encode("utf-8"), warning
+
+
+# The two commonest slips in sitemaps, mended before parsing: a bare "&" (`?id=1&lang=fr`
+# written as is) and an HTML entity that XML does not define (`&nbsp;`, `&eacute;` in a
+# title). libxml2's recovery drops the "&lang" part of the URL, and after an undefined
+# entity it drops every later "&amp;" of the same text.
+_AMPERSAND = re.compile(r"&(?:([A-Za-z_][\w.-]*);|(#[0-9]+;|#x[0-9A-Fa-f]+;))?")
+_CDATA = re.compile(r"(<!\[CDATA\[.*?\]\]>)", re.DOTALL)
+_XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
+
+
+def _mended(found: re.Match[str]) -> str:
+    name, numeric = found.group(1), found.group(2)
+    if name is None and numeric is None:
+        return "&amp;"
+    if numeric is not None or name in _XML_ENTITIES:
+        return found.group(0)
+    codepoint = html.entities.name2codepoint.get(name)
+    # Any other name stays: declared in the DTD, it is left unexpanded, never resolved.
+    return f"&#{codepoint};" if codepoint is not None else found.group(0)
+
+
+def _mend_ampersands(text: str) -> str:
+    if "&" not in text:
+        return text
+    parts = _CDATA.split(text)  # odd indexes are CDATA sections, where "&" is plain text
+    return "".join(
+        part if index % 2 else _AMPERSAND.sub(_mended, part) for index, part in enumerate(parts)
+    )
+
 
 def _entry(element: Any, base: str) -> tuple[Entry | None, str | None]:
     """The entry of one `<url>`, and the publication's name when news: gives it."""
@@ -214,8 +267,10 @@ def parse_sitemap(
     Never raises for any content, never reads a file or the network, never expands
     an entity: a hostile document gets `ParseFailed` or loses the entity text.
     """
-    del headers  # the XML declaration and byte order mark say the encoding
     warnings: list[str] = []
+    data, decoding_warning = _as_utf8(content, {k.lower(): v for k, v in (headers or {}).items()})
+    if decoding_warning:
+        warnings.append(decoding_warning)
     entries: list[Entry] = []
     children: list[ChildSitemap] = []
     keys: set[str] = set()
@@ -224,8 +279,9 @@ def parse_sitemap(
     root: str | None = None
     closed = False  # the root element's end was reached
     events = etree.iterparse(
-        io.BytesIO(content.lstrip()),
+        io.BytesIO(data),
         events=("start", "end"),
+        encoding="utf-8",  # decoded above: the declaration inside may say otherwise
         resolve_entities=False,
         load_dtd=False,
         no_network=True,
@@ -282,7 +338,9 @@ def parse_sitemap(
                 url=url,
                 message=f"{url} is not a readable sitemap ({error}); " + _SITEMAP_HINT,
             )
-        warnings.append(f"the sitemap is not well-formed XML ({error}); read what came before")
+        warnings.append(
+            f"the sitemap is not well-formed XML ({error}); read it leniently, so some URLs may be missing or damaged"
+        )
     if root is None:
         return ParseFailed(
             url=url, message=f"{url} is not a sitemap (no XML found); {_SITEMAP_HINT}"
@@ -297,7 +355,9 @@ def parse_sitemap(
                 url=url,
                 message=f"{url} is not a readable sitemap ({reason}); {_SITEMAP_HINT}",
             )
-        warnings.append(f"the sitemap is not well-formed XML ({reason}); read what came before")
+        warnings.append(
+            f"the sitemap is not well-formed XML ({reason}); read it leniently, so some URLs may be missing or damaged"
+        )
     if skipped:
         warnings.append(f"{skipped} location(s) skipped: not an absolute http(s) URL")
     if repeated:

@@ -268,6 +268,59 @@ def test_a_broken_sitemap_keeps_what_came_before_the_break() -> None:
     assert parsed.warnings[0].startswith("the sitemap is not well-formed XML (")
 
 
+def _titled(title: str) -> str:
+    return (
+        '<urlset xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
+        "<loc>https://site.test/a</loc><news:news>"
+        f"<news:title>{title}</news:title></news:news></url></urlset>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # Latin-1 bytes, as the XML declaration says.
+        (('<?xml version="1.0" encoding="ISO-8859-1"?>' + _titled("Défense à Lomé")).encode("latin-1"), {}),
+        # UTF-8 bytes served under a wrong charset: valid UTF-8 wins, as for feeds.
+        (_titled("Défense à Lomé").encode(), {"Content-Type": "text/xml; charset=iso-8859-1"}),
+        # A byte order mark and blank lines before the declaration.
+        (b"\xef\xbb\xbf\n\n" + ('<?xml version="1.0"?>' + _titled("Défense à Lomé")).encode(), {}),
+    ],
+    ids=["latin-1-declared", "utf-8-mislabelled", "bom-and-blank-lines"],
+)  # fmt: skip
+def test_sitemap_text_is_decoded_as_feeds_are(body: bytes, headers: dict[str, str]) -> None:
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml", headers=headers)
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert [entry.title for entry in parsed.entries] == ["Défense à Lomé"]
+    assert parsed.warnings == ()
+
+
+def test_bytes_in_no_encoding_are_read_as_windows_1252_with_a_warning() -> None:
+    body = _titled("Défense").encode()
+    body = body.replace("Défense".encode(), b"D\xe9fense \x93Lom\xe9\x94")
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    assert [entry.title for entry in parsed.entries] == ["Défense “Lomé”"]
+    assert parsed.warnings == (
+        "some bytes are not valid UTF-8 (no charset declared); read them as windows-1252",
+    )
+
+
+def test_bare_ampersands_and_html_entities_are_mended() -> None:
+    body = (
+        '<urlset xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
+        "<loc>https://site.test/article?id=12&lang=fr&amp;page=2</loc><news:news>"
+        "<news:title>Lom&eacute;&nbsp;: l&#8217;accord &amp; la suite "
+        "<![CDATA[& le reste]]></news:title></news:news></url></urlset>"
+    ).encode()
+    parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
+    assert isinstance(parsed, ParsedSitemap), parsed
+    (entry,) = parsed.entries
+    assert entry.link == "https://site.test/article?id=12&lang=fr&page=2"
+    assert entry.title == "Lomé : l’accord & la suite & le reste"
+    assert parsed.warnings == ()
+
+
 # --------------------------------------------------------------------------- hostile XML
 
 
