@@ -308,11 +308,11 @@ def test_bytes_in_no_encoding_are_read_as_windows_1252_with_a_warning() -> None:
 
 def test_bare_ampersands_and_html_entities_are_mended() -> None:
     body = (
-        '<urlset xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
-        "<loc>https://site.test/article?id=12&lang=fr&amp;page=2</loc><news:news>"
-        "<news:title>Lom&eacute;&nbsp;: l&#8217;accord &amp; la suite "
-        "<![CDATA[& le reste]]></news:title></news:news></url></urlset>"
-    ).encode()
+        b'<urlset xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
+        b"<loc>https://site.test/article?id=12&lang=fr&amp;page=2</loc><news:news>"
+        b"<news:title>Lom&eacute;&nbsp;: l&#8217;accord &amp; la suite "
+        b"<![CDATA[& le reste]]></news:title></news:news></url></urlset>"
+    )
     parsed = parse_sitemap(body, url="https://site.test/sitemap.xml")
     assert isinstance(parsed, ParsedSitemap), parsed
     (entry,) = parsed.entries
