@@ -121,18 +121,15 @@ def _namespace(element: Any) -> str:
 def _text(element: Any | None) -> str:
     if element is None:
         return ""
-    return one_line("".join(element.itertext()))
-
-
-def _child(element: Any, name: str) -> Any | None:
-    """The direct child called `name`; extensions wrap their own (image:image/image:loc)."""
-    return next((child for child in element if _local(child) == name), None)
+    if len(element):  # CDATA is plain text; only an unexpanded entity makes a child
+        return one_line("".join(element.itertext()))
+    return one_line(element.text or "")
 
 
 def _http_url(value: str, base: str) -> str | None:
     if not value:
         return None
-    absolute = urljoin(base, value)
+    absolute = value if value.startswith(("https://", "http://")) else urljoin(base, value)
     parts = urlsplit(absolute)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
@@ -217,26 +214,36 @@ def _mend_ampersands(text: str) -> str:
     )
 
 
+def _children(element: Any) -> dict[str, Any]:
+    """The direct children of `element` by local name (the first of each); extensions wrap
+    their own elements (image:image/image:loc), so a direct `loc` is the sitemap's."""
+    found: dict[str, Any] = {}
+    for child in element:
+        tag = child.tag
+        if isinstance(tag, str):  # not a comment or an entity reference
+            found.setdefault(tag[tag.rfind("}") + 1 :], child)
+    return found
+
+
 def _entry(element: Any, base: str) -> tuple[Entry | None, str | None]:
     """The entry of one `<url>`, and the publication's name when news: gives it."""
-    loc = _text(_child(element, "loc"))
-    link = _http_url(loc, base)
+    fields = _children(element)
+    link = _http_url(_text(fields.get("loc")), base)
     if link is None:
         return None, None
-    news = next(
-        (child for child in element if _local(child) == "news" and "news" in _namespace(child)),
-        None,
-    )
+    news = fields.get("news")
     title, published, language, publication = "", None, None, None
-    if news is not None:
-        title = _text(_child(news, "title"))
-        published = w3c_datetime(_text(_child(news, "publication_date")))
-        source = _child(news, "publication")
+    if news is not None and "news" in _namespace(news):
+        about = _children(news)
+        title = _text(about.get("title"))
+        published = w3c_datetime(_text(about.get("publication_date")))
+        source = about.get("publication")
         if source is not None:
-            language = primary_language(_text(_child(source, "language")))
-            publication = _text(_child(source, "name")) or None
+            names = _children(source)
+            language = primary_language(_text(names.get("language")))
+            publication = _text(names.get("name")) or None
     if published is None:
-        published = w3c_datetime(_text(_child(element, "lastmod")))
+        published = w3c_datetime(_text(fields.get("lastmod")))
     entry = Entry(
         key=link,
         link=link,
@@ -281,6 +288,7 @@ def parse_sitemap(
     events = etree.iterparse(
         io.BytesIO(data),
         events=("start", "end"),
+        tag=("{*}urlset", "{*}sitemapindex", "{*}url", "{*}sitemap"),
         encoding="utf-8",  # decoded above: the declaration inside may say otherwise
         resolve_entities=False,
         load_dtd=False,
@@ -292,23 +300,19 @@ def parse_sitemap(
     )
     try:
         for event, element in events:
-            name = _local(element)
             if root is None:
-                root = name
-                if name not in ("urlset", "sitemapindex"):
-                    return ParseFailed(
-                        url=url,
-                        message=f"{url} is not a sitemap (its root element is <{name}>); "
-                        + _SITEMAP_HINT,
-                    )
-                continue
+                root = _local(element.getroottree().getroot())
+                if root not in ("urlset", "sitemapindex"):
+                    break
             if event != "end":
                 continue
-            if element.getparent() is None:
+            parent = element.getparent()
+            if parent is None:
                 closed = True
                 continue
-            if element.getparent().getparent() is not None:
+            if parent.getparent() is not None:
                 continue  # only direct children of the root are urls/sitemaps
+            name = _local(element)
             if len(entries) + len(children) >= MAX_URLS_PER_SITEMAP:
                 warnings.append(
                     f"more than {MAX_URLS_PER_SITEMAP:,} locations: the rest were not read"
@@ -325,11 +329,12 @@ def parse_sitemap(
                     entries.append(entry)
                     title = title or publication
             elif root == "sitemapindex" and name == "sitemap":
-                child_url = _http_url(_text(_child(element, "loc")), url)
+                fields = _children(element)
+                child_url = _http_url(_text(fields.get("loc")), url)
                 if child_url is None:
                     skipped += 1
                 else:
-                    lastmod = w3c_datetime(_text(_child(element, "lastmod")))
+                    lastmod = w3c_datetime(_text(fields.get("lastmod")))
                     children.append(ChildSitemap(url=child_url, lastmod=lastmod))
             _release(element)
     except etree.LxmlError as error:
@@ -341,9 +346,16 @@ def parse_sitemap(
         warnings.append(
             f"the sitemap is not well-formed XML ({error}); read it leniently, so some URLs may be missing or damaged"
         )
+    if root is None and events.root is not None:
+        root = _local(events.root)  # a document with no sitemap element at all
     if root is None:
         return ParseFailed(
             url=url, message=f"{url} is not a sitemap (no XML found); {_SITEMAP_HINT}"
+        )
+    if root not in ("urlset", "sitemapindex"):
+        return ParseFailed(
+            url=url,
+            message=f"{url} is not a sitemap (its root element is <{root}>); {_SITEMAP_HINT}",
         )
     # In recovery mode libxml2 goes on quietly past errors, or stops at a fatal one (an
     # entity amplification attack); its log says which.
