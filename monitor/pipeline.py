@@ -316,10 +316,13 @@ class Pipeline:
         entries = list(parsed.entries)
         if parsed.is_index:
             read = self._read_children(spec, name, state, parsed, since, times)
-            if isinstance(read, ParsedSitemap):
-                entries = list(read.entries)
-            else:
+            if self.stopping.is_set():  # the children failed because the client is closing
+                return FeedReport(
+                    url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times
+                )
+            if not isinstance(read, ParsedSitemap):
                 return self._record(spec, name, state, read, now, times)
+            entries = list(read.entries)
         unseen = self.store.unseen_entries(state.feed_id, entries)
         chosen, waiting = entries_to_read(unseen, since, self.max_sitemap_urls)
         new = self._new_articles(spec, name, spec.language, chosen, times)

@@ -52,7 +52,6 @@ __all__ = [
     "read_since",
 ]
 
-NEWS_NAMESPACE = "http://www.google.com/schemas/sitemap-news/0.9"
 # sitemaps.org caps one sitemap at 50,000 URLs and an index at 50,000 sitemaps.
 MAX_URLS_PER_SITEMAP = 50_000
 # Child sitemaps fetched in one poll of an index; each is a request to the site.
@@ -60,7 +59,7 @@ MAX_CHILD_SITEMAPS = 10
 SITEMAP_LOOKBACK = timedelta(days=2)
 _MIN_YEAR, _MAX_YEAR = 1970, 2100
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _SITEMAP_HINT = (
     "check the URL (a sitemap has <urlset> or <sitemapindex> at its root), "
@@ -233,7 +232,9 @@ def _entry(element: Any, base: str) -> tuple[Entry | None, str | None]:
         return None, None
     news = fields.get("news")
     title, published, language, publication = "", None, None, None
-    if news is not None and "news" in _namespace(news):
+    # http://www.google.com/schemas/sitemap-news/0.9, and the variants sites write (https,
+    # another version): any namespace naming sitemap-news.
+    if news is not None and "sitemap-news" in _namespace(news):
         about = _children(news)
         title = _text(about.get("title"))
         published = w3c_datetime(_text(about.get("publication_date")))
@@ -396,9 +397,9 @@ def is_fresh(published: datetime | None, since: datetime | None) -> bool:
     return since is None or published is None or published >= since
 
 
-def _newest_first(items: Iterable[T], date_of: Callable[[T], datetime | None]) -> list[T]:
-    dated: list[tuple[datetime, T]] = []
-    undated: list[T] = []
+def _newest_first(items: Iterable[_T], date_of: Callable[[_T], datetime | None]) -> list[_T]:
+    dated: list[tuple[datetime, _T]] = []
+    undated: list[_T] = []
     for item in items:
         moment = date_of(item)
         if moment is None:
