@@ -9,14 +9,17 @@ http://SITE in them is replaced by the test server's address.
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from monitor.articles import InlineArticles
+from monitor.cli import main
 from monitor.fetch import Fetcher
 from monitor.models import (
     ArticleText,
@@ -675,3 +678,36 @@ def test_a_broken_child_is_skipped_and_all_broken_fails_the_poll(
     report = polled(pipeline.poll_feed(spec), PollOutcome.FAILED)
     assert report.error is not None
     assert report.error.startswith(f"http://{site}/gone.xml: the server answered 404 Not Found")
+
+
+def test_monitor_poll_reads_a_configured_sitemap_within_its_cap(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    urls = [(server.url(f"/depeche-{n}.html"), NOW - timedelta(hours=n)) for n in range(3)]
+    server.routes["/sitemap_news.xml"] = Reply(headers=XML, body=news_sitemap(urls))
+    for n in range(3):
+        server.routes[f"/depeche-{n}.html"] = Reply(headers=HTML, body=page(f"Dépêche {n}"))
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        "poll:\n"
+        "  max_sitemap_urls: 2\n"
+        "feeds:\n"
+        f"  - url: {server.url('/sitemap_news.xml')}\n"
+        "    name: Le Fil\n"
+        "    type: sitemap\n"
+        "watchlists:\n"
+        "  - name: Togo\n"
+        "    all: [Togo]\n"
+        "digest:\n"
+        "  from: veille@example.org\n"
+        "  to: [analyste@example.org]\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["-c", str(config), "poll", "--format", "json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.output)
+    assert (report["outcome"], report["new_entries"], report["waiting"]) == ("updated", 2, 1)
+    # The two newest; fetched by parallel page threads, so in any order.
+    assert sorted(page_paths(server)) == ["/depeche-0.html", "/depeche-1.html"]
