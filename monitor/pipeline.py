@@ -323,7 +323,9 @@ class Pipeline:
             if not isinstance(read, ParsedSitemap):
                 return self._record(spec, name, state, read, now, times)
             entries = list(read.entries)
-        unseen = self.store.unseen_entries(state.feed_id, entries)
+        # Dated before `since`: never read, so not looked up (an archive sitemap has 50,000).
+        fresh = [entry for entry in entries if is_fresh(entry.published, since)]
+        unseen = self.store.unseen_entries(state.feed_id, fresh)
         chosen, waiting = entries_to_read(unseen, since, self.max_sitemap_urls)
         new = self._new_articles(spec, name, spec.language, chosen, times)
         if new is None:
@@ -355,11 +357,11 @@ class Pipeline:
         the feed's own site may be private), without validators: none are stored per child.
         """
         entries: dict[str, Entry] = {}
-        fresh = 0
+        new_found = 0  # fresh unseen entries found so far
         failures: list[FetchFailed | NotAFeed] = []
         children = children_to_read(index.children, since)
         for child in children:
-            if fresh >= self.max_sitemap_urls:
+            if new_found >= self.max_sitemap_urls:
                 break
             with times.timing("fetch"):
                 got = self.fetcher.fetch_page(child.url, feed_url=spec.url)
@@ -386,8 +388,8 @@ class Pipeline:
                 log.info("%s: %s: %s", name, got.url, warning)
             added = [entry for entry in parsed.entries if entry.key not in entries]
             entries.update((entry.key, entry) for entry in added)
-            unseen = self.store.unseen_entries(state.feed_id, added)
-            fresh += sum(1 for entry in unseen if is_fresh(entry.published, since))
+            dated_after = [entry for entry in added if is_fresh(entry.published, since)]
+            new_found += len(self.store.unseen_entries(state.feed_id, dated_after))
         if children and len(failures) == len(children):
             return failures[0]
         return ParsedSitemap(entries=tuple(entries.values()))
