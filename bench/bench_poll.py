@@ -206,7 +206,7 @@ def make_config(root: Path, feeds: list[FeedSpec], concurrency: int) -> Config:
         poll=PollSettings(concurrency=concurrency, per_host=2, timeout=60.0),
         feeds=tuple(feeds),
         watchlists=watchlists(),
-        digest=DigestSettings(outbox=root / "digests"),
+        digests=(DigestSettings(outbox=root / "digests"),),
     )
 
 

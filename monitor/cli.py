@@ -265,7 +265,7 @@ def poll(ctx: click.Context, output: str) -> None:
             report.name,
             report.outcome.words,
             str(report.entries),
-            str(report.new_entries),
+            str(report.new_entries) + (f" (+{report.waiting} waiting)" if report.waiting else ""),
             str(report.new_hits),
             str(report.fallbacks),
             report.error or "",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from monitor import DEFAULT_USER_AGENT
 
@@ -45,6 +45,8 @@ class FeedSpec:
     name: str | None = None  # None: use the feed's own title
     interval: timedelta = timedelta(minutes=15)
     language: str | None = None  # overrides the feed's declared language
+    # "sitemap": the URL serves a (news) sitemap; "feed" also reads one when the URL serves it.
+    kind: Literal["feed", "sitemap"] = "feed"
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,10 @@ class NewBody:
     feed_title: str | None  # the configured name, else the feed's own title
     entries: int  # entries in the body, seen or not
     new: tuple[NewArticle, ...]
+    waiting: int = 0  # new sitemap entries left for the next poll (poll.max_sitemap_urls)
+    # The next poll must fetch and read the body again whatever its validators and hash
+    # say: entries are waiting, or it is a sitemap index whose children change without it.
+    revisit: bool = False
 
 
 @dataclass(frozen=True)

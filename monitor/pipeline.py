@@ -5,8 +5,12 @@ stage that owns it::
 
     store.feed_state ─► schedule.validators_to_send ─► fetcher.fetch_feed
       ├─ FetchFailed, NotModified, a known body (schedule.is_known_body) ──────────┐
-      └─ parse.parse_feed ─► store.unseen_entries ─► fetcher.fetch_page (threads)   │
-           ─► articles.process (extraction and matching, in the workers) ─► NewBody │
+      ├─ parse.parse_feed ─► store.unseen_entries ─► fetcher.fetch_page (threads)   │
+      │    ─► articles.process (extraction and matching, in the workers) ─► NewBody │
+      └─ a sitemap (type: sitemap, or a <urlset>/<sitemapindex> body):              │
+           sitemaps.parse_sitemap [─► child sitemaps, newest first, fetch_page]     │
+           ─► store.unseen_entries ─► sitemaps.entries_to_read (newest, capped)     │
+           ─► the same page fetches and article step ─► NewBody (waiting, revisit)  │
     schedule.decide_update(state, spec, result, now) ─► FeedUpdate ◄───────────────┘
     ─► store.record(update)       (one transaction per feed: entries, articles, hits, state)
 
@@ -32,6 +36,7 @@ from monitor.models import (
     ArticleText,
     BodyUnchanged,
     Clock,
+    Entry,
     FeedSpec,
     FeedState,
     FeedUpdate,
@@ -52,6 +57,15 @@ from monitor.models import (
 )
 from monitor.parse import parse_feed
 from monitor.schedule import body_hash, decide_update, is_known_body, validators_to_send
+from monitor.sitemaps import (
+    ParsedSitemap,
+    children_to_read,
+    entries_to_read,
+    is_fresh,
+    looks_like_sitemap,
+    parse_sitemap,
+    read_since,
+)
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -114,6 +128,7 @@ class FeedReport:
     new_articles: int = 0
     new_hits: int = 0
     fallbacks: int = 0
+    waiting: int = 0  # sitemap entries left for the next poll
     error: str | None = None
     next_poll: datetime | None = None  # None: nothing was recorded
     times: StageTimes = field(default_factory=StageTimes)
@@ -127,6 +142,7 @@ class FeedReport:
             "outcome": self.outcome.value,
             "status": self.status,
             "new_entries": self.new_entries,
+            "waiting": self.waiting,
             "new_hits": self.new_hits,
             "error": self.error,
         }
@@ -138,8 +154,9 @@ class FeedReport:
             return f"{self.name}: abandoned, the daemon is stopping (nothing recorded)"
         if self.outcome in (PollOutcome.NOT_MODIFIED, PollOutcome.UNCHANGED):
             return f"{self.name}: {self.outcome.words} (HTTP {self.status})"
+        waiting = f", {self.waiting} waiting for the next poll" if self.waiting else ""
         return (
-            f"{self.name}: {self.entries} entries, {self.new_entries} new, "
+            f"{self.name}: {self.entries} entries, {self.new_entries} new{waiting}, "
             f"{self.new_hits} hits, {self.fallbacks} from feed text (HTTP {self.status})"
         )
 
@@ -158,6 +175,7 @@ class Pipeline:
     articles: ArticleProcessor
     clock: Clock
     page_threads: int = 8
+    max_sitemap_urls: int = 200  # poll.max_sitemap_urls: pages read from a sitemap per poll
     # Set by the daemon when it stops: a poll in flight then records nothing, because
     # its fetches fail only because the client is being closed.
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -208,6 +226,8 @@ class Pipeline:
         if is_known_body(state, digest):
             return self._record(spec, name, state, BodyUnchanged(fetched), now, times)
 
+        if spec.kind == "sitemap" or looks_like_sitemap(fetched.content):
+            return self._poll_sitemap(spec, name, state, fetched, digest, now, times)
         with times.timing("parse"):
             parsed = parse_feed(fetched.content, url=fetched.url, headers=fetched.headers)
         if isinstance(parsed, ParseFailed):
@@ -218,6 +238,28 @@ class Pipeline:
         feed_language = spec.language or parsed.language
 
         fresh = self.store.unseen_entries(state.feed_id, parsed.entries)
+        new = self._new_articles(spec, name, feed_language, fresh, times)
+        if new is None:
+            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
+        result = NewBody(
+            fetched=fetched,
+            body_hash=digest,
+            feed_title=spec.name or parsed.title,
+            entries=len(parsed.entries),
+            new=new,
+        )
+        return self._record(spec, name, state, result, now, times)
+
+    def _new_articles(
+        self,
+        spec: FeedSpec,
+        name: str,
+        feed_language: str | None,
+        fresh: Sequence[Entry],
+        times: StageTimes,
+    ) -> tuple[NewArticle, ...] | None:
+        """The unseen entries turned into articles with their hits; None when the daemon
+        began stopping meanwhile."""
         # Looked up here so that page threads never open a database connection.
         known = {
             entry.key: article
@@ -243,19 +285,114 @@ class Pipeline:
         if self.stopping.is_set():
             # Pages fetched while stopping fell back to feed text; storing them would mark
             # the entries seen and never extract them. The next start redoes this feed.
-            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
-        new = tuple(
+            return None
+        return tuple(
             NewArticle(entry=entry, article=article, hits=hits)
             for entry, (article, hits) in zip(fresh, processed, strict=True)
         )
+
+    # ------------------------------------------------------------------ sitemaps
+
+    def _poll_sitemap(
+        self,
+        spec: FeedSpec,
+        name: str,
+        state: FeedState,
+        fetched: Fetched,
+        digest: str,
+        now: datetime,
+        times: StageTimes,
+    ) -> FeedReport:
+        """A sitemap (or sitemap index): its newest unseen URLs, at most
+        `max_sitemap_urls`, read as entries; the rest wait for the next poll."""
+        with times.timing("parse"):
+            parsed = parse_sitemap(fetched.content, url=fetched.url, headers=fetched.headers)
+        if isinstance(parsed, ParseFailed):
+            return self._record(spec, name, state, NotAFeed(fetched, parsed), now, times)
+        name = spec.name or parsed.title or name
+        for warning in parsed.warnings:
+            log.info("%s: %s", name, warning)
+        since = read_since(state.last_success)
+        entries = list(parsed.entries)
+        if parsed.is_index:
+            read = self._read_children(spec, name, state, parsed, since, times)
+            if self.stopping.is_set():  # the children failed because the client is closing
+                return FeedReport(
+                    url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times
+                )
+            if not isinstance(read, ParsedSitemap):
+                return self._record(spec, name, state, read, now, times)
+            entries = list(read.entries)
+        # Dated before `since`: never read, so not looked up (an archive sitemap has 50,000).
+        fresh = [entry for entry in entries if is_fresh(entry.published, since)]
+        unseen = self.store.unseen_entries(state.feed_id, fresh)
+        chosen, waiting = entries_to_read(unseen, since, self.max_sitemap_urls)
+        new = self._new_articles(spec, name, spec.language, chosen, times)
+        if new is None:
+            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
         result = NewBody(
             fetched=fetched,
             body_hash=digest,
             feed_title=spec.name or parsed.title,
-            entries=len(parsed.entries),
+            entries=len(entries),
             new=new,
+            waiting=waiting,
+            revisit=parsed.is_index or waiting > 0,
         )
         return self._record(spec, name, state, result, now, times)
+
+    def _read_children(
+        self,
+        spec: FeedSpec,
+        name: str,
+        state: FeedState,
+        index: ParsedSitemap,
+        since: datetime | None,
+        times: StageTimes,
+    ) -> ParsedSitemap | FetchFailed | NotAFeed:
+        """The entries of an index's child sitemaps, newest child first, until enough
+        fresh unseen entries for one poll were found; a failure when no child could be read.
+
+        A child is fetched like an article page (same caps, and the SSRF guard: only
+        the feed's own site may be private), without validators: none are stored per child.
+        """
+        entries: dict[str, Entry] = {}
+        new_found = 0  # fresh unseen entries found so far
+        failures: list[FetchFailed | NotAFeed] = []
+        children = children_to_read(index.children, since)
+        for child in children:
+            if new_found >= self.max_sitemap_urls:
+                break
+            with times.timing("fetch"):
+                got = self.fetcher.fetch_page(child.url, feed_url=spec.url)
+            if not isinstance(got, Fetched):
+                message = got.message if isinstance(got, FetchFailed) else "not modified"
+                log.warning("%s: child sitemap skipped: %s", name, message)
+                if isinstance(got, FetchFailed):
+                    failures.append(got)
+                continue
+            with times.timing("parse"):
+                parsed = parse_sitemap(got.content, url=got.url, headers=got.headers)
+            if isinstance(parsed, ParseFailed) or parsed.is_index:
+                failure = parsed if isinstance(parsed, ParseFailed) else None
+                if failure is None:
+                    failure = ParseFailed(
+                        url=got.url,
+                        message=f"{got.url} is a sitemap index inside the index {spec.url}; "
+                        "only one level is read — configure the inner index as its own feed",
+                    )
+                log.warning("%s: child sitemap skipped: %s", name, failure.message)
+                failures.append(NotAFeed(got, failure))
+                continue
+            for warning in parsed.warnings:
+                log.info("%s: %s: %s", name, got.url, warning)
+            added = [entry for entry in parsed.entries if entry.key not in entries]
+            entries.update((entry.key, entry) for entry in added)
+            dated_after = [entry for entry in added if is_fresh(entry.published, since)]
+            new_found += len(self.store.unseen_entries(state.feed_id, dated_after))
+        if children and len(failures) == len(children):
+            return failures[0]
+        return ParsedSitemap(entries=tuple(entries.values()))
 
     def _process(
         self, job: ArticleJob, feed_url: str, times: StageTimes
@@ -330,6 +467,7 @@ def _report(
         new_articles=counts.new_articles,
         new_hits=counts.new_hits,
         fallbacks=sum(1 for item in update.new if item.article.note),
+        waiting=result.waiting if isinstance(result, NewBody) else 0,
         error=update.error,
         next_poll=update.next_poll,
         times=times,

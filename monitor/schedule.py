@@ -13,7 +13,8 @@ spec and `now`, and written by `Store.record` in one transaction::
     BodyUnchanged (200)                healthy, and a whole body came: the daily unconditional
                                        GET is done
     NewBody (200)                      healthy: new validators, body hash and title; its new
-                                       entries, articles and hits
+                                       entries, articles and hits (neither validators nor
+                                       hash when the body must be read again: `revisit`)
 
 Each digest has scheduled instants (`every` day, weekday, given weekday or
 hour, `at` a local time). Every minute the daemon asks `due_digest(now,
@@ -113,6 +114,7 @@ def decide_update(
         )
     next_poll = next_poll_after(now, spec.interval)
     if isinstance(result, NewBody):
+        # A body to read again is not remembered: no 304, no "unchanged" next time.
         return FeedUpdate(
             feed_id=state.feed_id,
             outcome=PollOutcome.UPDATED,
@@ -120,8 +122,8 @@ def decide_update(
             next_poll=next_poll,
             http_status=result.fetched.status,
             title=result.feed_title or state.title,
-            validators=result.fetched.validators,
-            body_hash=result.body_hash,
+            validators=Validators() if result.revisit else result.fetched.validators,
+            body_hash=None if result.revisit else result.body_hash,
             last_success=now,
             last_full_fetch=now,
             error=None,

@@ -67,6 +67,7 @@ def open_pipeline(
         # one feed usually share a host, and the first queued pages would otherwise hold
         # every thread while other hosts sit idle), then for a worker to extract it.
         page_threads=4 * config.poll.concurrency,
+        max_sitemap_urls=config.poll.max_sitemap_urls,
     )
     try:
         extractor.start()

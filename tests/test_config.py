@@ -381,7 +381,7 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
     )
     assert problem.endswith(
         ':3:5: unknown key "intervall" (did you mean "interval"?): '
-        "allowed here: url, name, interval, language"
+        "allowed here: url, name, interval, language, type"
     )
 
 
@@ -870,3 +870,29 @@ digest:
     path.write_text(text.replace("[français]", "[fr]"), encoding="utf-8")
     config = load_config(path, environ={})
     assert config.watchlists[0].languages == ("fr", "en")
+
+
+# --------------------------------------------------------------------------- sitemaps
+
+
+def test_feed_type_and_max_sitemap_urls_are_loaded(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "rss\n", "rss\n  - url: https://news.example.org/sitemap-news.xml\n    type: sitemap\n", 1
+    )
+    config = load_config(write(tmp_path, text + "poll:\n  max_sitemap_urls: 50\n"))
+    assert [feed.kind for feed in config.feeds] == ["feed", "sitemap"]
+    assert config.poll.max_sitemap_urls == 50
+    assert load_config(write(tmp_path, MINIMAL)).poll.max_sitemap_urls == 200
+
+
+def test_bad_feed_type_and_max_sitemap_urls_are_located(tmp_path: Path) -> None:
+    text = MINIMAL.replace("rss\n", "rss\n    type: rss\n", 1)
+    problems = problems_of(tmp_path, text + "poll:\n  max_sitemap_urls: 0\n")
+    assert problems[0].endswith(":3:11: \"rss\" is not allowed: use one of 'feed' or 'sitemap'")
+    assert problems[1].endswith(
+        ":11:21: poll.max_sitemap_urls must be at least 1, got the number 0"
+    )
+    too_many = only_problem(tmp_path, with_minimal("poll:\n  max_sitemap_urls: 10001\n"))
+    assert too_many.endswith(
+        ":10:21: poll.max_sitemap_urls must be at most 10000, got the number 10001"
+    )

@@ -21,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import brotli
 import pytest
+import zstandard
 
 from monitor.fetch import (
     DEFAULT_USER_AGENT,
@@ -160,7 +162,7 @@ def test_requests_carry_user_agent_and_accept(
     assert feed_request.headers["user-agent"] == DEFAULT_USER_AGENT
     assert "application/rss+xml" in feed_request.headers["accept"]
     assert page_request.headers["accept"].startswith("text/html")
-    assert page_request.headers["accept-encoding"] == "gzip, deflate"
+    assert page_request.headers["accept-encoding"] == "gzip, deflate, br, zstd"
     assert "if-none-match" not in feed_request.headers
 
 
@@ -368,8 +370,15 @@ def test_redirect_to_another_scheme_is_blocked(
 # --------------------------------------------------------------------------- content encodings
 
 
+LARGE_TEXT = b"".join(b"<item><title>entry %d</title></item>" % n for n in range(5000))
+
+
 def _gzip_members(*parts: bytes) -> bytes:
     return b"".join(gzip.compress(part) for part in parts)
+
+
+def _zstd_frames(*parts: bytes) -> bytes:
+    return b"".join(zstandard.ZstdCompressor().compress(part) for part in parts)
 
 
 def _raw_deflate(data: bytes) -> bytes:
@@ -388,8 +397,25 @@ def _raw_deflate(data: bytes) -> bytes:
         ("identity", RSS, RSS),
         ("gzip", _gzip_members(b"first ", b"second"), b"first second"),
         ("gzip", gzip.compress(b""), b""),
+        ("br", brotli.compress(LARGE_TEXT), LARGE_TEXT),
+        ("zstd", zstandard.ZstdCompressor().compress(LARGE_TEXT), LARGE_TEXT),
+        ("zstd", _zstd_frames(b"first ", b"second"), b"first second"),
+        ("gzip, br", brotli.compress(gzip.compress(RSS)), RSS),
     ],
-    ids=["gzip", "x-gzip", "zlib", "raw-deflate", "stacked", "identity", "members", "empty"],
+    ids=[
+        "gzip",
+        "x-gzip",
+        "zlib",
+        "raw-deflate",
+        "stacked",
+        "identity",
+        "members",
+        "empty",
+        "br",
+        "zstd",
+        "zstd-frames",
+        "gzip-then-br",
+    ],
 )
 def test_compressed_body_is_decoded(
     server: HTTPTestServer, make_fetcher: FetcherFactory, coding: str, body: bytes, expected: bytes
@@ -408,9 +434,6 @@ def _corrupted(data: bytes) -> bytes:
     return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 8]) + data[middle + 8 :]
 
 
-LARGE_TEXT = b"".join(b"<item><title>entry %d</title></item>" % n for n in range(5000))
-
-
 @pytest.mark.parametrize(
     ("coding", "body"),
     [
@@ -418,16 +441,46 @@ LARGE_TEXT = b"".join(b"<item><title>entry %d</title></item>" % n for n in range
         ("gzip", gzip.compress(LARGE_TEXT)[:-100]),
         ("gzip", b"this is not gzip at all"),
         ("gzip", gzip.compress(RSS) + b"trailing garbage"),
-        ("br", b"\x0b\x02\x80hello\x03"),
+        ("br", _corrupted(brotli.compress(LARGE_TEXT))),
+        ("br", brotli.compress(LARGE_TEXT)[:-20]),
+        ("br", brotli.compress(RSS) + b"trailing garbage"),
+        ("zstd", _corrupted(zstandard.ZstdCompressor().compress(LARGE_TEXT))),
+        ("zstd", zstandard.ZstdCompressor().compress(LARGE_TEXT)[:-20]),
         ("zstd", b"\x28\xb5\x2f\xfd"),
+        ("compress", RSS),
+        ("gzip, sdch", gzip.compress(RSS)),
     ],
-    ids=["corrupt", "truncated", "not-gzip", "garbage-after-member", "br", "zstd"],
+    ids=[
+        "corrupt",
+        "truncated",
+        "not-gzip",
+        "garbage-after-member",
+        "br-corrupt",
+        "br-truncated",
+        "br-garbage-after",
+        "zstd-corrupt",
+        "zstd-truncated",
+        "zstd-header-only",
+        "unknown-coding",
+        "unknown-coding-in-a-list",
+    ],
 )
 def test_undecodable_body_is_decoding_failure(
     server: HTTPTestServer, make_fetcher: FetcherFactory, coding: str, body: bytes
 ) -> None:
     server.routes["/feed"] = Reply(headers={"Content-Encoding": coding}, body=body)
     failed(make_fetcher().fetch_feed(server.url("/feed")), FetchErrorKind.DECODING)
+
+
+@pytest.mark.parametrize("coding", ["compress", "x-bzip2", "gzip, sdch"])
+def test_unknown_content_encoding_is_named_in_the_failure(
+    server: HTTPTestServer, make_fetcher: FetcherFactory, coding: str
+) -> None:
+    server.routes["/feed"] = Reply(headers={"Content-Encoding": coding}, body=RSS)
+    url = server.url("/feed")
+    result = failed(make_fetcher().fetch_feed(url), FetchErrorKind.DECODING)
+    unknown = coding.split(", ")[-1]
+    assert result.message.startswith(f"{url}: the server used Content-Encoding {unknown},")
 
 
 def test_body_cut_short_is_decoding_failure(make_fetcher: FetcherFactory) -> None:
@@ -500,6 +553,81 @@ def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(
     # The 15 MiB cap itself plus bounded decoder steps; an unbounded decompress of
     # one 64 KiB network read would already add 64 MiB.
     assert int(growth) < 48 * MIB
+
+
+@pytest.fixture(scope="session")
+def br_bomb() -> bytes:
+    """256 MiB of zeros as a brotli stream of a few hundred bytes."""
+    return bytes(brotli.compress(bytes(256 * MIB), quality=5))
+
+
+@pytest.fixture(scope="session")
+def zstd_bomb() -> bytes:
+    """2,000 MiB of zeros as a few KB of zstd: one 50 MiB frame repeated 40 times."""
+    return zstandard.ZstdCompressor(level=3).compress(bytes(50 * MIB)) * 40
+
+
+@pytest.mark.parametrize(("coding", "bomb_fixture"), [("br", "br_bomb"), ("zstd", "zstd_bomb")])
+def test_br_and_zstd_bombs_stop_at_the_cap_with_bounded_memory(
+    server: HTTPTestServer, request: pytest.FixtureRequest, coding: str, bomb_fixture: str
+) -> None:
+    bomb: bytes = request.getfixturevalue(bomb_fixture)
+    assert len(bomb) < 64 * 1024
+    server.routes["/feed"] = Reply(headers={"Content-Encoding": coding}, body=bomb)
+
+    measured = subprocess.run(
+        [sys.executable, "-c", MEASURE_FETCH, server.url("/feed")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    kind, growth = measured.stdout.split()
+    assert kind == FetchErrorKind.TOO_LARGE
+    # The 15 MiB cap plus bounded decoder steps; decoding the bomb whole would add
+    # 256 MiB (br) or 2,000 MiB (zstd).
+    assert int(growth) < 48 * MIB
+
+
+@pytest.mark.parametrize(("coding", "bomb_fixture"), [("br", "br_bomb"), ("zstd", "zstd_bomb")])
+def test_br_and_zstd_bombs_fail_naming_the_url_and_the_cap(
+    server: HTTPTestServer,
+    make_fetcher: FetcherFactory,
+    request: pytest.FixtureRequest,
+    coding: str,
+    bomb_fixture: str,
+) -> None:
+    server.routes["/page"] = Reply(
+        headers={"Content-Encoding": coding}, body=request.getfixturevalue(bomb_fixture)
+    )
+    url = server.url("/page")
+    fetcher = make_fetcher(FetchLimits(timeout=5.0, max_bytes=2 * MIB))
+    result = failed(fetcher.fetch_page(url, feed_url=url), FetchErrorKind.TOO_LARGE)
+    assert result.message.startswith(f"{url}: the body exceeds the 2 MiB limit (decoded)")
+    assert server.requests[-1].headers["accept-encoding"] == "gzip, deflate, br, zstd"
+
+
+def test_gzip_file_body_is_unpacked_within_the_cap(
+    server: HTTPTestServer, make_fetcher: FetcherFactory
+) -> None:
+    # A .xml.gz sitemap: the body is a gzip file, with no Content-Encoding.
+    server.routes["/sitemap.xml.gz"] = Reply(
+        headers={"Content-Type": "application/x-gzip"}, body=gzip.compress(LARGE_TEXT)
+    )
+    server.routes["/bomb.xml.gz"] = Reply(
+        headers={"Content-Type": "application/gzip"}, body=gzip.compress(bytes(3 * MIB))
+    )
+    server.routes["/broken.xml.gz"] = Reply(body=gzip.compress(LARGE_TEXT)[:-50])
+    fetcher = make_fetcher(FetchLimits(timeout=5.0, max_bytes=2 * MIB))
+
+    result = fetcher.fetch_feed(server.url("/sitemap.xml.gz"))
+    assert isinstance(result, Fetched), result
+    assert result.content == LARGE_TEXT
+    url = server.url("/bomb.xml.gz")
+    too_large = failed(fetcher.fetch_feed(url), FetchErrorKind.TOO_LARGE)
+    assert too_large.message.startswith(f"{url}: the body exceeds the 2 MiB limit (decoded)")
+    failed(fetcher.fetch_feed(server.url("/broken.xml.gz")), FetchErrorKind.DECODING)
 
 
 def test_declared_length_over_cap_is_refused_before_reading(

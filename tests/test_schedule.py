@@ -532,3 +532,22 @@ def test_digest_key_is_right_for_a_now_in_the_configured_zone_during_the_repeate
     assert next_digest_time(second_quarter_past_two, paris, time(2, 30)).date() == date(
         2026, 10, 26
     )
+
+
+def test_a_body_to_read_again_leaves_neither_validators_nor_hash() -> None:
+    # A sitemap whose newest URLs were read while others wait, or a sitemap index.
+    body = NewBody(
+        fetched=fetched(validators=Validators(etag='"v9"')),
+        body_hash="hash-9",
+        feed_title=None,
+        entries=5,
+        new=(new_article("e1"),),
+        waiting=4,
+        revisit=True,
+    )
+    update = decide_update(feed_state(), SPEC, body, NOW)
+    assert update.outcome is PollOutcome.UPDATED
+    assert (update.validators, update.body_hash) == (Validators(), None)
+    later = after(feed_state(), update)
+    assert validators_to_send(later, NOW + QUARTER) == Validators()
+    assert not is_known_body(later, "hash-9")

@@ -214,6 +214,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         concurrency=model.poll.concurrency,
         per_host=model.poll.per_host,
         user_agent=model.poll.user_agent,
+        max_sitemap_urls=model.poll.max_sitemap_urls,
     )
     watchlists = tuple(
         Watchlist(
@@ -238,6 +239,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
                 name=feed.name,
                 interval=feed.interval or poll.interval,
                 language=feed.language,
+                kind=feed.type,
             )
             for feed in model.feeds
         ),

@@ -296,6 +296,7 @@ class _PollModel(_Section):
     concurrency: Annotated[int, Field(ge=1, le=64)] = PollSettings.concurrency
     per_host: Annotated[int, Field(ge=1, le=16)] = PollSettings.per_host
     user_agent: Text = PollSettings.user_agent
+    max_sitemap_urls: Annotated[int, Field(ge=1, le=10000)] = PollSettings.max_sitemap_urls
 
     @model_validator(mode="after")
     def _consistent(self) -> _PollModel:
@@ -314,6 +315,7 @@ class _FeedModel(_Section):
     name: Text | None = None
     interval: Interval | None = None
     language: Language | None = None
+    type: Literal["feed", "sitemap"] = "feed"
 
 
 class _WatchlistModel(_Section):

@@ -22,6 +22,7 @@ class PollSettings(FetchLimits):
     and the default interval between polls of a feed."""
 
     interval: timedelta = timedelta(minutes=15)  # default per feed
+    max_sitemap_urls: int = 200  # pages read from sitemaps per feed and poll; the rest wait
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ threads::
       └─ _fetch: wait for a per-host slot, then a global slot; start the deadline
            └─ one hop per redirect (followed here, never by httpx), each hop:
                 vet scheme and literal IP ─► send ─► 3xx: next hop │ 304 │ 4xx/5xx │ 2xx: body
-                └─ body: iter_raw() ─► BoundedDecoder (gzip/deflate, output capped)
+                └─ body: iter_raw() ─► BoundedDecoder (gzip/deflate/br/zstd, output capped)
+                         ─► gunzip_file (a body that is itself a .gz file, same cap)
     connect time (httpcore network backend, every hop, every new connection):
       resolver(host) ─► every address vetted by AddressPolicy ─► connect to exactly that IP
       ─► a stream whose every read/write is bounded by the request's deadline

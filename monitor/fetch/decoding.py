@@ -1,19 +1,28 @@
 """Bounded decoding of response bodies: Content-Encoding layers and the decoded-size cap.
 
-The body cap counts *decoded* bytes and the decompressor output is bounded
-per step, so a gzip bomb stops at the cap with bounded memory.
+The body cap counts *decoded* bytes and every decompressor's output is bounded
+per step, so a gzip, brotli or zstd bomb stops at the cap with bounded memory.
 
-Content-Encoding: gzip and deflate only. `br` is never advertised: bounded
-brotli decoding needs the optional `brotli` package (1.2 or later, for
-`output_buffer_limit`), which is not a dependency; a server that sends `br`
-(or any other coding) anyway gets a DECODING failure.
+Content-Encoding: gzip, deflate, br (`brotli` 1.2 or later, whose
+`output_buffer_limit` bounds each step) and zstd (`zstandard`, whose stream
+writer hands its output over in `_DECODE_STEP` pieces). httpx could decode
+br and zstd itself, but only a whole network read at a time: one 64 KiB read
+of a bomb would already be gigabytes. Any other coding (compress, sdch, a
+typo) gets a DECODING failure that names it.
+
+A body that is itself a gzip file (a `.xml.gz` sitemap served as
+application/gzip, with no Content-Encoding) is unpacked by `gunzip_file`,
+within the same cap.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
+
+import brotli
+import zstandard
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -21,9 +30,12 @@ __all__ = [
     "BoundedDecoder",
     "UndecodableBody",
     "content_codings",
+    "gunzip_file",
 ]
 
-ACCEPT_ENCODING = "gzip, deflate"
+ACCEPT_ENCODING = "gzip, deflate, br, zstd"
+_CODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd")
+_GZIP_MAGIC = b"\x1f\x8b"
 # Decompressor output per step: bounds memory whatever the compression ratio.
 _DECODE_STEP = 64 * 1024
 
@@ -34,6 +46,12 @@ class BodyTooLarge(Exception):
 
 class UndecodableBody(Exception):
     """The body is corrupt, cut short, or uses a Content-Encoding we do not decode."""
+
+
+class _Layer(Protocol):
+    def decode(self, data: bytes) -> Iterator[bytes]: ...
+
+    def check_complete(self) -> None: ...
 
 
 class _ZlibLayer:
@@ -80,11 +98,83 @@ class _ZlibLayer:
             raise UndecodableBody("the compressed stream is cut short")
 
 
+class _BrotliLayer:
+    """One br layer: `output_buffer_limit` stops each step at `_DECODE_STEP` bytes."""
+
+    def __init__(self) -> None:
+        self._decompressor = brotli.Decompressor()
+        self._fed = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        if not data:
+            return
+        if self._decompressor.is_finished():
+            raise UndecodableBody("data after the end of the brotli stream")
+        self._fed = True
+        pending = data
+        while True:
+            try:
+                piece = self._decompressor.process(pending, output_buffer_limit=_DECODE_STEP)
+            except brotli.error as error:
+                raise UndecodableBody(f"corrupt brotli data ({error})") from None
+            if piece:
+                yield piece
+            if not piece or self._decompressor.is_finished():
+                return
+            # A step that filled its limit may leave output behind: ask again with no
+            # input until a step makes nothing (`can_accept_more_data` does not say).
+            pending = b""
+
+    def check_complete(self) -> None:
+        if self._fed and not self._decompressor.is_finished():
+            raise UndecodableBody("the compressed stream is cut short")
+
+
+class _ZstdLayer:
+    """One zstd layer (one or more frames). zstandard's decompressor has no output
+    limit, so input goes in in small slices: at zstd's best ratio (an RLE block,
+    4 bytes for 128 KiB) one slice cannot make more than a few MiB at once."""
+
+    _INPUT_SLICE = 128
+
+    def __init__(self) -> None:
+        self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+        self._fed = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        view = memoryview(data)
+        for start in range(0, len(view), self._INPUT_SLICE):
+            pending = bytes(view[start : start + self._INPUT_SLICE])
+            while pending:
+                if self._decompressor.eof:
+                    self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+                self._fed = True
+                try:
+                    piece = self._decompressor.decompress(pending)
+                except zstandard.ZstdError as error:
+                    raise UndecodableBody(f"corrupt zstd data ({error})") from None
+                pending = self._decompressor.unused_data if self._decompressor.eof else b""
+                if piece:
+                    yield piece
+
+    def check_complete(self) -> None:
+        if self._fed and not self._decompressor.eof:
+            raise UndecodableBody("the compressed stream is cut short")
+
+
+def _layer(coding: str) -> _Layer:
+    if coding == "br":
+        return _BrotliLayer()
+    if coding == "zstd":
+        return _ZstdLayer()
+    return _ZlibLayer(coding)
+
+
 class BoundedDecoder:
     """Undoes Content-Encoding layers; more than `limit` decoded bytes raises BodyTooLarge."""
 
     def __init__(self, codings: Sequence[str], limit: int) -> None:
-        self._layers = [_ZlibLayer(coding) for coding in reversed(codings)]
+        self._layers = [_layer(coding) for coding in reversed(codings)]
         self._limit = limit
         self._decoded = bytearray()
 
@@ -110,9 +200,25 @@ def content_codings(header: str | None) -> list[str]:
     """The codings applied to the body, in order; identity dropped; unknown ones raise UndecodableBody."""
     codings = [part.strip().lower() for part in (header or "").split(",")]
     codings = [coding for coding in codings if coding and coding != "identity"]
-    unsupported = [c for c in codings if c not in ("gzip", "x-gzip", "deflate")]
+    unsupported = [c for c in codings if c not in _CODINGS]
     if unsupported:
         raise UndecodableBody(
             f"the server used Content-Encoding {', '.join(unsupported)}, which we did not ask for"
         )
     return codings
+
+
+def gunzip_file(content: bytes, limit: int) -> bytes:
+    """`content` unpacked when it is a gzip file (a `.xml.gz` sitemap), else as it is.
+
+    XML, HTML and JSON never start with the gzip magic bytes, so the body decides,
+    not the Content-Type or the URL. Raises BodyTooLarge past `limit` decoded bytes
+    and UndecodableBody for a corrupt or truncated file.
+    """
+    if not content.startswith(_GZIP_MAGIC):
+        return content
+    decoder = BoundedDecoder(["gzip"], limit)
+    view = memoryview(content)
+    for start in range(0, len(view), _DECODE_STEP):
+        decoder.feed(bytes(view[start : start + _DECODE_STEP]))
+    return decoder.finish()

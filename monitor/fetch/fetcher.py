@@ -36,6 +36,7 @@ from monitor.fetch.decoding import (
     BoundedDecoder,
     UndecodableBody,
     content_codings,
+    gunzip_file,
 )
 from monitor.fetch.responses import (
     declared_length,
@@ -463,7 +464,7 @@ class Fetcher:
                 decoder.feed(chunk)
                 if time.monotonic() >= deadline:
                     raise self._deadline_failure()
-            return decoder.finish()
+            return gunzip_file(decoder.finish(), limits.max_bytes)
         except BodyTooLarge:
             raise too_large from None
         except UndecodableBody as error:
