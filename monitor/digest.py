@@ -148,22 +148,30 @@ class Layout:
     """How much of each story is shown: the first level that fits the budget wins."""
 
     max_full: int  # stories in full per watchlist; the rest one line each
-    snippets: int  # sentences per story in full
-    line_sentences: bool  # one-line entries carry their sentence
+    snippets: int = MAX_SNIPPETS  # sentences per story in full
+    line_sentences: bool = True  # one-line stories carry their sentence
+    passing_sentences: bool = True  # passing mentions carry their sentence
+    max_passing: int | None = None  # passing mentions listed per watchlist; the rest counted
     max_lines: int | None = None  # one-line entries per list; the rest are counted
 
 
 def layouts(max_full: int) -> list[Layout]:
-    """From the richest to the most compact: fewer sentences first, then fewer stories in
-    full, then one-line entries without their sentence, and at last fewer entries per
-    list (the others counted, with the command that lists them)."""
-    levels = [Layout(max_full, MAX_SNIPPETS, True), Layout(max_full, 1, True)]
+    """From the richest to the most compact, giving up first what matters least: extra
+    sentences of stories in full, then the passing mentions (their sentence, then all but
+    the first few, counted), then the sentences of one-line stories, then stories in
+    full, and at last one-line entries (counted, with the command that lists them)."""
+    levels = [Layout(max_full), Layout(max_full, 1)]
+    levels.append(Layout(max_full, 1, passing_sentences=False))
+    levels.extend(
+        Layout(max_full, 1, passing_sentences=False, max_passing=shown) for shown in (10, 3, 0)
+    )
+    compact = Layout(max_full, 1, line_sentences=False, passing_sentences=False, max_passing=0)
+    levels.append(compact)
     full = max_full
     while full > 0:
         full //= 2
-        levels.append(Layout(full, 1, True))
-    levels.append(Layout(0, 1, False))
-    levels.extend(Layout(0, 1, False, lines) for lines in (20, 10, 5, 2, 0))
+        levels.append(replace(compact, max_full=full))
+    levels.extend(replace(compact, max_full=0, max_lines=lines) for lines in (20, 10, 5, 2, 0))
     return levels
 
 
@@ -368,7 +376,7 @@ def _section(
     passing: list[_Line] = []
     for hit in hits:
         if hit.in_passing:
-            passing.append(_line(hit, None, layout, words))
+            passing.append(_line(hit, None, layout, words, passing=True))
             continue
         home = homes.get(hit.article_id)
         if home is not None:
@@ -382,6 +390,9 @@ def _section(
             more.append(_line(hit, story_anchor, layout, words))
     listed = layout.max_lines
     unlisted = 0
+    if layout.max_passing is not None:
+        unlisted += max(0, len(passing) - layout.max_passing)
+        passing = passing[: layout.max_passing]
     if listed is not None:
         unlisted = sum(max(0, len(lines) - listed) for lines in (more, references, passing))
         more, references, passing = more[:listed], references[:listed], passing[:listed]
@@ -435,9 +446,11 @@ def _line(
     words: NullTranslations,
     *,
     see: str | None = None,
+    passing: bool = False,
 ) -> _Line:
     sentence = ""
-    if layout.line_sentences and see is None:
+    wanted = layout.passing_sentences if passing else layout.line_sentences
+    if wanted and see is None:
         sentence = next((one for one in map(_one_line, hit.snippets) if one), "")
         sentence = _truncate_snippet(sentence, MAX_LINE_SENTENCE_CHARS)
     return _Line(
