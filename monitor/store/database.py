@@ -29,10 +29,12 @@ from typing import Any, Self
 import sqlite_utils
 
 from monitor.errors import StorageError
+from monitor.health import FeedHealth, FeedHistory, assess, not_polled
 from monitor.models import (
     ArticleText,
     ClaimedDigest,
     Entry,
+    FeedSpec,
     FeedState,
     FeedUpdate,
     HitResult,
@@ -56,6 +58,7 @@ from monitor.store.schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 _ARTICLE_PAGE = 200  # rows per query when streaming articles for a backfill
+HISTORY_ARRIVALS = 30  # arrivals of new entries per feed from which its usual gap is judged
 
 
 def _message_id(db_path: Path, key: str) -> str:
@@ -206,6 +209,38 @@ class Store:
         rows = self._db.read("listing feeds", f"SELECT {_FEED_COLUMNS} FROM feeds ORDER BY url")
         return [feed_state(row) for row in rows]
 
+    def feed_histories(self, *, arrivals: int = HISTORY_ARRIVALS) -> dict[str, FeedHistory]:
+        """Per feed URL, the latest `arrivals` distinct times new entries were stored."""
+        rows = self._db.read(
+            "reading when new entries arrived",
+            """
+            SELECT feeds.url, arrivals.first_seen FROM (
+                SELECT feed_id, first_seen,
+                       ROW_NUMBER() OVER (PARTITION BY feed_id ORDER BY first_seen DESC) AS rank
+                FROM (SELECT DISTINCT feed_id, first_seen FROM entries)
+            ) AS arrivals JOIN feeds ON feeds.id = arrivals.feed_id
+            WHERE arrivals.rank <= ?
+            ORDER BY feeds.url, arrivals.first_seen
+            """,
+            [arrivals],
+        )
+        times: dict[str, list[datetime]] = {}
+        for row in rows:
+            times.setdefault(row["url"], []).append(required_time(row["first_seen"]))
+        return {url: FeedHistory(new_entry_times=tuple(found)) for url, found in times.items()}
+
+    def feed_health(self, now: datetime, specs: Sequence[FeedSpec]) -> list[FeedHealth]:
+        """The health of each configured feed, in the order of `specs`, its times in the
+        zone of `now` (see `monitor.health`)."""
+        states = {state.url: state for state in self.feed_states()}
+        histories = self.feed_histories()
+        return [
+            assess(state, name=spec.name, now=now, history=histories.get(spec.url, FeedHistory()))
+            if (state := states.get(spec.url)) is not None
+            else not_polled(spec.url, spec.name)
+            for spec in specs
+        ]
+
     def unseen_entries(self, feed_id: int, entries: Sequence[Entry]) -> list[Entry]:
         """The entries whose key this feed never stored, in their original order."""
         keys = [entry.key for entry in entries]
@@ -260,6 +295,19 @@ class Store:
                     update.error_count,
                     to_db(update.next_poll),
                     to_db(update.last_full_fetch),
+                    feed_id,
+                ],
+            )
+            conn.execute(
+                """
+                UPDATE feeds SET failing_since = ?, gone_since = ?, moved_to = ?, moved_since = ?
+                WHERE id = ?
+                """,
+                [
+                    to_db(update.failing_since),
+                    to_db(update.gone_since),
+                    update.moved_to,
+                    to_db(update.moved_since),
                     feed_id,
                 ],
             )
