@@ -211,7 +211,7 @@ def _silent_since(state: FeedState, history: FeedHistory, gap: timedelta | None)
 
 
 def _moment(moment: datetime | None) -> str:
-    return moment.strftime("%d %b %H:%M") if moment is not None else "an unknown time"
+    return f"{moment.day} {moment:%b %H:%M}" if moment is not None else "an unknown time"
 
 
 def _duration(span: timedelta) -> str:

@@ -252,7 +252,7 @@ class Deferral:
         unless it is the date of `now`."""
         local = self.until.astimezone(tz)
         same_day = now is not None and now.astimezone(tz).date() == local.date()
-        until = local.strftime("%H:%M" if same_day else "%d %b %H:%M")
+        until = f"{local:%H:%M}" if same_day else f"{local.day} {local:%b %H:%M}"
         failures = f"{self.failures} failure{'s' if self.failures != 1 else ''}"
         if self.reason is Wait.BACKING_OFF:
             return f"backing off until {until} after {failures}"

@@ -22,9 +22,10 @@ from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
 from monitor.matching import Matcher
-from monitor.models import ClaimedDigest, Clock, DigestContent, HitResult, Watchlist
+from monitor.models import ClaimedDigest, Clock, DigestContent, FeedSpec, HitResult, Watchlist
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
+from monitor.schedule import Deferral, deferral
 from monitor.store import Store
 from monitor.workers import ExtractionPool
 
@@ -60,6 +61,36 @@ def open_pipeline(
         pipeline.close()
         fetcher.close()
         extractor.close()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A feed `monitor poll` left for later."""
+
+    spec: FeedSpec
+    name: str  # configured name, else the feed's title, else its URL
+    deferral: Deferral
+
+
+def plan_poll(
+    store: Store, specs: Sequence[FeedSpec], *, now: datetime, force: bool = False
+) -> tuple[list[FeedSpec], list[Skipped]]:
+    """The feeds `monitor poll` polls now, and those it leaves for later with why (backing
+    off, asked to wait by Retry-After, gone, or not due yet); with `force`, every feed."""
+    if force:
+        return list(specs), []
+    states = {state.url: state for state in store.feed_states()}
+    due: list[FeedSpec] = []
+    skipped: list[Skipped] = []
+    for spec in specs:
+        state = states.get(spec.url)
+        wait = deferral(state, spec, now)
+        if wait is None:
+            due.append(spec)
+        else:
+            name = spec.name or (state.title if state else None) or spec.url
+            skipped.append(Skipped(spec, name, wait))
+    return due, skipped
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,9 @@ def test_times_are_in_the_zone_of_now_and_the_name_falls_back_to_title_then_url(
     assert health.since == START and health.since.tzinfo == paris
     assert health.words.startswith("failing since 28 Nov 08:00 (1 poll)")
     assert health.name == "Le Fil"
+    december = replace(failing, failing_since=datetime(2026, 12, 1, 6, 5, tzinfo=UTC))
+    later = assess(december, name=None, now=START + timedelta(days=4), history=FeedHistory())
+    assert later.words.startswith("failing since 1 Dec 06:05 (1 poll)")
     assert assess(state(title=None), name=None, now=START, history=FeedHistory()).name == URL
     assert assess(state(), name="Mine", now=START, history=FeedHistory()).name == "Mine"
 
