@@ -238,6 +238,19 @@ def test_the_health_of_feeds_comes_in_the_order_configured_and_unpolled_ones_are
     assert healths[1].words == "ok"
 
 
+def test_the_history_holds_the_latest_distinct_arrivals_oldest_first(
+    poller: Poller, server: HTTPTestServer
+) -> None:
+    spec = FeedSpec(url=server.url("/feed"))
+    keys: list[str] = []
+    for step in range(6):
+        keys += [f"e{step}a", f"e{step}b"]  # two entries arrive at each poll
+        server.routes["/feed"] = Reply(body=rss(*keys))
+        poller.poll(spec, timedelta(hours=step))
+    history = poller.store.feed_histories(arrivals=4)[spec.url]
+    assert history.new_entry_times == tuple(START + timedelta(hours=h) for h in (2, 3, 4, 5))
+
+
 def test_the_migration_dates_the_failures_of_a_feed_already_failing(tmp_path: Path) -> None:
     import sqlite_utils
 
