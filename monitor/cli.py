@@ -244,6 +244,7 @@ def poll(ctx: click.Context, output: str, force: bool) -> None:
                 "new_entries": 0,
                 "new_hits": 0,
                 "error": None,
+                "moved_to": skip.moved_to,
                 "entries": 0,
                 "skipped_until": skip.deferral.until.isoformat(),
                 "skip_reason": skip.deferral.reason.value,

@@ -70,6 +70,7 @@ class Skipped:
     spec: FeedSpec
     name: str  # configured name, else the feed's title, else its URL
     deferral: Deferral
+    moved_to: str | None = None  # where its permanent redirects lead, if it has some
 
 
 def plan_poll(
@@ -89,7 +90,7 @@ def plan_poll(
             due.append(spec)
         else:
             name = spec.name or (state.title if state else None) or spec.url
-            skipped.append(Skipped(spec, name, wait))
+            skipped.append(Skipped(spec, name, wait, state.moved_to if state else None))
     return due, skipped
 
 

@@ -25,7 +25,7 @@ from monitor.health import (
 )
 from monitor.models import FeedSpec, FeedState, FetchLimits, ParseFailed, Validators
 from monitor.parse import parse_feed
-from monitor.pipeline import Pipeline
+from monitor.pipeline import FeedReport, Pipeline
 from monitor.schedule import GONE_AFTER, GONE_POLL_EVERY, Wait
 from monitor.service import plan_poll
 from monitor.store import Store
@@ -56,9 +56,9 @@ class Poller:
     store: Store
     now: datetime = START
 
-    def poll(self, spec: FeedSpec, at: timedelta) -> None:
+    def poll(self, spec: FeedSpec, at: timedelta) -> FeedReport:
         self.now = START + at
-        self.pipeline.poll_feed(spec)
+        return self.pipeline.poll_feed(spec)
 
     def health(self, spec: FeedSpec, at: timedelta | None = None) -> FeedHealth:
         now = START + at if at is not None else self.now
@@ -156,7 +156,11 @@ def test_a_permanent_redirect_makes_the_feed_moved_with_its_new_url(
     server.routes["/new"] = Reply(body=rss("a"))
     spec = FeedSpec(url=server.url("/old"), name="Le Fil")
     poller.poll(spec, timedelta(0))
-    poller.poll(spec, timedelta(minutes=15))
+    report = poller.poll(spec, timedelta(minutes=15))
+    assert report.moved_to == server.url("/new")
+    assert report.log_line().endswith(
+        f"; it moved permanently to {server.url('/new')}: put the new URL in feeds.yaml"
+    )
     moved = poller.health(spec)
     assert moved.state is HealthState.MOVED
     assert (moved.moved_to, moved.since) == (server.url("/new"), START)
