@@ -3,6 +3,7 @@ and the pure rules (silence, attention, words) with literal times."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.articles import InlineArticles
 from monitor.fetch import Fetcher
@@ -23,10 +26,26 @@ from monitor.health import (
     plain_error,
     usual_gap,
 )
-from monitor.models import FeedSpec, FeedState, FetchLimits, ParseFailed, Validators
+from monitor.models import (
+    ArticleText,
+    Entry,
+    FeedSpec,
+    FeedState,
+    Fetched,
+    FetchErrorKind,
+    FetchFailed,
+    FetchLimits,
+    NewArticle,
+    NewBody,
+    NotModified,
+    ParseFailed,
+    PollResult,
+    TextSource,
+    Validators,
+)
 from monitor.parse import parse_feed
 from monitor.pipeline import FeedReport, Pipeline
-from monitor.schedule import GONE_AFTER, GONE_POLL_EVERY, Wait
+from monitor.schedule import GONE_AFTER, GONE_POLL_EVERY, Wait, decide_update
 from monitor.service import plan_poll
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Reply
@@ -453,3 +472,86 @@ def html_failure() -> str:
 )
 def test_errors_in_plain_words_without_url_or_advice(message: str, plain: str) -> None:
     assert plain_error(message, URL) == plain
+
+
+# --------------------------------------------------------------------------- decider and health together
+
+POLL_KINDS = ["new", "same", "moved", "404", "410", "500", "timeout"]
+
+
+def poll_result(kind: str, step: int) -> PollResult:
+    moved_url = "https://b.example/feed.xml"
+    if kind == "new":
+        entry = Entry(key=f"k{step}", link=None, title="t", summary="", content="", published=None)
+        article = ArticleText(url=None, title="t", text="x", source=TextSource.FEED)
+        fetched = Fetched(url=URL, status=200, headers={}, content=b"")
+        item = NewArticle(entry=entry, article=article, hits=())
+        return NewBody(
+            fetched=fetched, body_hash=str(step), feed_title=None, entries=1, new=(item,)
+        )
+    if kind in ("same", "moved"):
+        moved_to = moved_url if kind == "moved" else None
+        return NotModified(url=moved_to or URL, moved_to=moved_to)
+    if kind == "timeout":
+        return FetchFailed(url=URL, kind=FetchErrorKind.TIMEOUT, message=f"{URL}: no response")
+    status = int(kind)
+    message = f"{URL}: the server answered {status}; check the URL"
+    return FetchFailed(url=URL, kind=FetchErrorKind.HTTP_STATUS, message=message, status=status)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(POLL_KINDS),
+            st.timedeltas(min_value=timedelta(minutes=1), max_value=timedelta(days=2)),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_the_state_always_agrees_with_the_polls_that_led_to_it(
+    polls: list[tuple[str, timedelta]],
+) -> None:
+    spec = FeedSpec(url=URL)
+    current = state(last_poll=None, last_success=None, next_poll=None)
+    now = START
+    arrivals: list[datetime] = []
+    failures: list[tuple[datetime, str]] = []  # the current run of failed polls
+    for step, (kind, wait) in enumerate(polls):
+        now += wait
+        update = decide_update(current, spec, poll_result(kind, step), now)
+        current = replace(
+            current,
+            last_poll=update.polled_at,
+            last_success=update.last_success,
+            http_status=update.http_status,
+            last_error=update.error,
+            error_count=update.error_count,
+            next_poll=update.next_poll,
+            failing_since=update.failing_since,
+            gone_since=update.gone_since,
+            moved_to=update.moved_to,
+            moved_since=update.moved_since,
+        )
+        arrivals += [now] if kind == "new" else []
+        failures = [*failures, (now, kind)] if kind in ("404", "410", "500", "timeout") else []
+    health = assess(current, name=None, now=now, history=FeedHistory(tuple(arrivals)))
+    assert health.failed_polls == len(failures)
+    statuses = [kind for _, kind in failures]
+    gone_run = list(itertools.takewhile(lambda f: f[1] in ("404", "410"), reversed(failures)))
+    if health.state is HealthState.GONE:
+        assert gone_run and now - gone_run[-1][0] >= GONE_AFTER
+        assert health.since == gone_run[-1][0]
+        assert update.next_poll == now + GONE_POLL_EVERY
+    elif health.state is HealthState.FAILING:
+        assert failures and health.since == failures[0][0]
+        assert not (gone_run and now - gone_run[-1][0] >= GONE_AFTER)
+    else:
+        assert statuses == []
+        assert health.last_error is None
+    if health.state is HealthState.MOVED:
+        assert health.moved_to == "https://b.example/feed.xml"
+    if health.state is HealthState.SILENT:
+        assert health.since == max(arrivals)
+    assert health.words and "\n" not in health.words
+    assert URL not in (health.last_error or "")
