@@ -88,12 +88,13 @@ class FeedHealth:
         """One line in plain English, e.g.
         ``"failing since 28 Nov 07:00 (12 polls): the server answered 503 Service Unavailable"``."""
         since = _moment(self.since)
+        moved = f"; it moved to {self.moved_to}" if self.moved_to else ""
         if self.state is HealthState.GONE:
-            return f"gone since {since}: {self.last_error or 'not found'}; polled once a day"
+            error = self.last_error or "not found"
+            return f"gone since {since}: {error}; polled once a day{moved}"
         if self.state is HealthState.FAILING:
             polls = f"{self.failed_polls} poll{'s' if self.failed_polls != 1 else ''}"
-            line = f"failing since {since} ({polls}): {self.last_error or 'unknown error'}"
-            return line + (f"; it moved to {self.moved_to}" if self.moved_to else "")
+            return f"failing since {since} ({polls}): {self.last_error or 'unknown error'}{moved}"
         if self.state is HealthState.MOVED:
             return (
                 f"moved to {self.moved_to} (a permanent redirect, seen since {since}); "

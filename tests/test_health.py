@@ -392,7 +392,12 @@ def test_gone_comes_before_failing_which_comes_before_moved() -> None:
     )
     assert needs_attention(health, now=START)  # under a day, but it moved
     gone = replace(failing, gone_since=START - GONE_AFTER, http_status=404)
-    assert assess(gone, name=None, now=START, history=FeedHistory()).state is HealthState.GONE
+    gone_health = assess(gone, name=None, now=START, history=FeedHistory())
+    assert gone_health.state is HealthState.GONE
+    assert gone_health.words == (
+        "gone since 27 Nov 07:00: the server answered 502 Bad Gateway; polled once a day; "
+        "it moved to https://b.example/feed"
+    )
 
 
 def test_times_are_in_the_zone_of_now_and_the_name_falls_back_to_title_then_url() -> None:
