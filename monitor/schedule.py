@@ -96,15 +96,15 @@ def _moved(
 ) -> tuple[str | None, datetime | None]:
     """(moved_to, moved_since) after this poll: what a poll that reached the server saw of
     permanent redirects; what was known before when the poll says nothing about them."""
-    reached_server = isinstance(result, NotModified) or (
-        isinstance(result, FetchFailed) and (result.moved_to or result.status is not None)
-    )
-    if isinstance(result, NewBody | BodyUnchanged | NotAFeed):
-        moved_to = result.fetched.moved_to
-    elif isinstance(result, NotModified | FetchFailed) and reached_server:
-        moved_to = result.moved_to
-    else:  # a timeout, a refused connection, a bug of ours: nothing learnt
-        return state.moved_to, state.moved_since
+    match result:
+        case NewBody() | BodyUnchanged() | NotAFeed():
+            moved_to = result.fetched.moved_to
+        case NotModified():
+            moved_to = result.moved_to
+        case FetchFailed() if result.moved_to is not None or result.status is not None:
+            moved_to = result.moved_to
+        case _:  # a timeout, a refused connection, a bug of ours: nothing learnt
+            return state.moved_to, state.moved_since
     if moved_to is None:
         return None, None
     if moved_to == state.moved_to and state.moved_since is not None:
