@@ -266,11 +266,14 @@ class Deferral:
 def deferral(state: FeedState | None, spec: FeedSpec, now: datetime) -> Deferral | None:
     """Why `monitor poll` leaves this feed for later, or None when it is due now.
 
-    A feed never polled is due. A healthy feed is due once its next poll time or its
-    interval as configured now (it may have been shortened) has passed; a failing one
-    once its back-off, a server's Retry-After, or a gone feed's day has passed.
+    A feed never polled is due, and so is every feed after the clock went back past its
+    last poll. A healthy feed is due once its next poll time or its interval as
+    configured now (it may have been shortened) has passed; a failing one once its
+    back-off, a server's Retry-After, or a gone feed's day has passed.
     """
     if state is None or state.last_poll is None or state.next_poll is None:
+        return None
+    if state.last_poll > now:  # the clock went back: what was planned means nothing now
         return None
     until = state.next_poll
     if state.error_count == 0:

@@ -575,6 +575,12 @@ def test_a_feed_never_polled_or_past_its_time_is_due() -> None:
     assert deferral(feed_state(error_count=3, next_poll=NOW - QUARTER), SPEC, NOW) is None
 
 
+def test_after_the_clock_went_back_every_feed_is_due() -> None:
+    backing_off = feed_state(last_poll=NOW, next_poll=NOW + MAX_BACKOFF, error_count=9)
+    assert deferral(backing_off, SPEC, NOW - timedelta(hours=2)) is None
+    assert deferral(backing_off, SPEC, NOW + timedelta(hours=2)) is not None
+
+
 def test_a_healthy_feed_waits_for_its_interval_as_configured_now() -> None:
     state = feed_state(last_poll=NOW - timedelta(minutes=5), next_poll=NOW + timedelta(minutes=10))
     wait = deferral(state, SPEC, NOW)
