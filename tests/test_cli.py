@@ -666,6 +666,8 @@ def test_status_check_fails_on_failing_gone_and_silent_feeds(
     assert as_json.exit_code == exit_code
     fil, never = json.loads(as_json.output)
     assert (fil["state"], never["state"]) == (scenario, "ok")
+    if scenario != "ok":  # times in JSON are UTC, whatever the configured zone
+        assert datetime.fromisoformat(fil["since"]).utcoffset() == timedelta(0)
     table = invoke(config, "status")
     assert table.exit_code == 0  # without --check, status always succeeds
     assert "health" in table.output and "not polled yet" in table.output
