@@ -39,8 +39,15 @@ from monitor.models import (
 )
 from monitor.pipeline import FeedReport, Pipeline
 from monitor.schedule import manual_digest_key
+from monitor.service import (
+    Skipped,
+    compose_digest,
+    open_pipeline,
+    plan_poll,
+    rescore_hits,
+    run_digest,
+)
 from monitor.service import backfill as run_backfill
-from monitor.service import compose_digest, open_pipeline, plan_poll, rescore_hits, run_digest
 from monitor.store import Store
 from monitor.text import human_size
 
@@ -230,27 +237,7 @@ def poll(ctx: click.Context, output: str, force: bool) -> None:
                 reports = _poll_with_progress(pipeline, due, threads=config.poll.concurrency)
     now = utc_now()
     if output == "json":
-        rows: dict[str, dict[str, Any]] = {}
-        for report in reports:
-            fields = {**report.log_fields(), "entries": report.entries}
-            fields.pop("event")
-            rows[report.url] = {**fields, "skipped_until": None, "skip_reason": None}
-        for skip in skipped:
-            rows[skip.spec.url] = {
-                "feed": skip.name,
-                "url": skip.spec.url,
-                "outcome": "skipped",
-                "status": None,
-                "new_entries": 0,
-                "new_hits": 0,
-                "error": None,
-                "moved_to": skip.moved_to,
-                "entries": 0,
-                "skipped_until": skip.deferral.until.isoformat(),
-                "skip_reason": skip.deferral.reason.value,
-            }
-        ordered = [rows[spec.url] for spec in config.feeds if spec.url in rows]
-        click.echo(json.dumps(ordered, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(_poll_json(config, reports, skipped), ensure_ascii=False, indent=2))
         return
     if reports:
         table = Table(title="poll summary")
@@ -280,6 +267,32 @@ def poll(ctx: click.Context, output: str, force: bool) -> None:
     if skipped:
         summary += f"; {len(skipped)} skipped (`monitor poll --force` polls them now)"
     stdout.print(summary, markup=False)
+
+
+def _poll_json(
+    config: Config, reports: list[FeedReport], skipped: list[Skipped]
+) -> list[dict[str, Any]]:
+    """One object per configured feed, polled or skipped, in configuration order."""
+    rows: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        fields = {**report.log_fields(), "entries": report.entries}
+        fields.pop("event")
+        rows[report.url] = {**fields, "skipped_until": None, "skip_reason": None}
+    for skip in skipped:
+        rows[skip.spec.url] = {
+            "feed": skip.name,
+            "url": skip.spec.url,
+            "outcome": "skipped",
+            "status": None,
+            "new_entries": 0,
+            "new_hits": 0,
+            "error": None,
+            "moved_to": skip.moved_to,
+            "entries": 0,
+            "skipped_until": skip.deferral.until.isoformat(),
+            "skip_reason": skip.deferral.reason.value,
+        }
+    return [rows[spec.url] for spec in config.feeds if spec.url in rows]
 
 
 def _poll_with_progress(
