@@ -26,11 +26,14 @@ from monitor.digest import by_relevance
 from monitor.errors import ConfigError, MonitorError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
+from monitor.health import FeedHealth, HealthState
 from monitor.logs import setup_logging
 from monitor.matching import explain as explain_match
 from monitor.models import (
     AlertDestinationStatus,
     ArticleText,
+    ClaimedDigest,
+    FeedSpec,
     FeedState,
     Fetched,
     StoredHit,
@@ -38,15 +41,18 @@ from monitor.models import (
     Watchlist,
     utc_now,
 )
+from monitor.pipeline import FeedReport, Pipeline
 from monitor.schedule import due_digest, manual_digest_key, next_digest_time
 from monitor.service import (
     HEALTH_LOOKBACK,
     AlertRun,
+    Skipped,
     alert_routes,
     compose_digest,
     digest_content,
     health_notices,
     open_pipeline,
+    plan_poll,
     rescore_hits,
     run_digest,
     send_alerts,
@@ -223,63 +229,112 @@ def check(ctx: click.Context) -> None:
 @main.command()
 @config_option
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Poll every feed now, even those backing off, asked to wait (Retry-After) or not due.",
+)
 @click.pass_context
-def poll(ctx: click.Context, output: str) -> None:
-    """Poll every feed once now: fetch, extract, match, store, send the alerts the hits
-    call for; print a summary."""
+def poll(ctx: click.Context, output: str, force: bool) -> None:
+    """Poll the feeds that are due now: fetch, extract, match, store, send the alerts the
+    hits call for; print a summary.
+
+    Feeds backing off after failures, asked to wait by the server (Retry-After), gone
+    (polled once a day) or not due yet are listed as skipped, with until when.
+    """
     config = _load(ctx)
+    reports: list[FeedReport] = []
     alerts: AlertRun | None = None
-    with Store(config.database) as store, open_pipeline(config, store, clock=utc_now) as pipeline:
+    with Store(config.database) as store:
         rescore_hits(store, config.watchlists)
         store.set_alert_routes(alert_routes(config))
-        if stderr.is_terminal:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=stderr,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("polling", total=len(config.feeds))
-                reports = pipeline.poll_all(
-                    config.feeds,
-                    threads=config.poll.concurrency,
-                    on_done=lambda _report: progress.advance(task),
-                )
-        else:
-            reports = pipeline.poll_all(config.feeds, threads=config.poll.concurrency)
+        due, skipped = plan_poll(store, config.feeds, now=utc_now(), force=force)
+        if due:
+            with open_pipeline(config, store, clock=utc_now) as pipeline:
+                reports = _poll_with_progress(pipeline, due, threads=config.poll.concurrency)
         if config.alerts:
             alerts = send_alerts(store, config, utc_now())
+    now = utc_now()
     if output == "json":
-        fields = [{**report.log_fields(), "entries": report.entries} for report in reports]
-        for field in fields:
-            field.pop("event")
-        click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(_poll_json(config, reports, skipped), ensure_ascii=False, indent=2))
         return
-    table = Table(title="poll summary")
-    for column in ("feed", "result", "entries", "new", "hits", "feed text", "error"):
-        table.add_column(column, overflow="fold")
-    for report in reports:
-        table.add_row(
-            report.name,
-            report.outcome.words,
-            str(report.entries),
-            str(report.new_entries) + (f" (+{report.waiting} waiting)" if report.waiting else ""),
-            str(report.new_hits),
-            str(report.fallbacks),
-            report.error or "",
+    if reports:
+        table = Table(title="poll summary")
+        for column in ("feed", "result", "entries", "new", "hits", "feed text", "error"):
+            table.add_column(column, overflow="fold")
+        for report in reports:
+            table.add_row(
+                report.name,
+                report.outcome.words,
+                str(report.entries),
+                str(report.new_entries)
+                + (f" (+{report.waiting} waiting)" if report.waiting else ""),
+                str(report.new_hits),
+                str(report.fallbacks),
+                report.error or "",
+            )
+        stdout.print(table)
+    for skip in skipped:
+        stdout.print(
+            f"skipped {skip.name}: {skip.deferral.words(config.timezone, now)}", markup=False
         )
-    stdout.print(table)
     failed = [report for report in reports if report.outcome == "failed"]
-    stdout.print(
+    summary = (
         f"{len(reports)} feeds polled, {len(failed)} failed, "
         f"{sum(r.new_entries for r in reports)} new entries, "
-        f"{sum(r.new_hits for r in reports)} new hits",
-        markup=False,
+        f"{sum(r.new_hits for r in reports)} new hits"
     )
+    if skipped:
+        summary += f"; {len(skipped)} skipped (`monitor poll --force` polls them now)"
+    stdout.print(summary, markup=False)
     if alerts is not None:
         stdout.print(f"alerts: {alerts.describe()}", markup=False)
+
+
+def _poll_json(
+    config: Config, reports: list[FeedReport], skipped: list[Skipped]
+) -> list[dict[str, Any]]:
+    """One object per configured feed, polled or skipped, in configuration order."""
+    rows: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        fields = {**report.log_fields(), "entries": report.entries}
+        fields.pop("event")
+        rows[report.url] = {**fields, "skipped_until": None, "skip_reason": None}
+    for skip in skipped:
+        rows[skip.spec.url] = {
+            "feed": skip.name,
+            "url": skip.spec.url,
+            "outcome": "skipped",
+            "status": None,
+            "new_entries": 0,
+            "new_hits": 0,
+            "error": None,
+            "moved_to": skip.moved_to,
+            "entries": 0,
+            "skipped_until": skip.deferral.until.isoformat(),
+            "skip_reason": skip.deferral.reason.value,
+        }
+    return [rows[spec.url] for spec in config.feeds if spec.url in rows]
+
+
+def _poll_with_progress(
+    pipeline: Pipeline, specs: list[FeedSpec], *, threads: int
+) -> list[FeedReport]:
+    """Poll `specs`, with a progress bar on stderr when it is a terminal."""
+    if not stderr.is_terminal:
+        return pipeline.poll_all(specs, threads=threads)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("polling", total=len(specs))
+        return pipeline.poll_all(
+            specs, threads=threads, on_done=lambda _report: progress.advance(task)
+        )
 
 
 def _hit_json(hit: StoredHit) -> dict[str, Any]:
@@ -408,20 +463,18 @@ def _preview_digest(
     preview = store.preview_digest(
         now=now, name=settings.name, watchlists=settings.watchlists or None
     )
-    if preview is None:
+    covers_from = store.last_digest_sent(settings.name)
+    notices = health_notices(store, config, now=now, since=covers_from or now - HEALTH_LOOKBACK)
+    if preview is None and not notices:
         stdout.print(
             f"digest {settings.name}: no unsent hits: a digest now would send nothing",
             markup=False,
         )
         return
-    covers_from = store.last_digest_sent(settings.name)
+    if preview is None:  # only sources that need attention: a real run reports them
+        preview = ClaimedDigest("preview", "<preview@monitor.local>", (), now, 0)
     content = digest_content(
-        config,
-        settings,
-        preview,
-        now=now,
-        covers_from=covers_from,
-        notices=health_notices(store, since=covers_from or now - HEALTH_LOOKBACK),
+        config, settings, preview, now=now, covers_from=covers_from, notices=notices
     )
     message = compose_digest(config, settings, preview, now=now, content=content)
     body = message.get_body(preferencelist=("plain",))
@@ -432,23 +485,31 @@ def _preview_digest(
 @main.command()
 @config_option
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For cron and monitoring: exit 1 when a feed is failing, gone or silent, listing "
+    "only those (and moved feeds); print nothing and exit 0 when all is well.",
+)
 @click.pass_context
-def status(ctx: click.Context, output: str) -> None:
-    """One row per feed (last poll, last success, HTTP status, entries, last error), one
-    per digest (last delivery, next time) and one per alert destination."""
+def status(ctx: click.Context, output: str, check: bool) -> None:
+    """One row per feed (its health, last poll, last success, HTTP status, entries, last
+    error), one per digest (last delivery, next time) and one per alert destination."""
     config = _load(ctx)
-    now = utc_now()
+    now = utc_now().astimezone(config.timezone)
     with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
+        healths = store.feed_health(now, config.feeds)
         deliveries = _alert_statuses(config, store)
         digests = [_digest_status(config, digest, store, now) for digest in config.digests]
+    alarming = [health for health in healths if health.state in CHECK_FAILS_ON]
     if output == "json":
         click.echo(
             json.dumps(
                 {
                     "feeds": [
-                        _status_json(spec.url, spec.name, states.get(spec.url))
-                        for spec in config.feeds
+                        _status_json(spec.url, spec.name, states.get(spec.url), health)
+                        for spec, health in zip(config.feeds, healths, strict=True)
                     ],
                     "digests": [status.as_json() for status in digests],
                     "alerts": [_alert_status_json(delivery) for delivery in deliveries],
@@ -457,10 +518,34 @@ def status(ctx: click.Context, output: str) -> None:
                 indent=2,
             )
         )
-        return
+    elif check:
+        for health in healths:
+            if health.state in CHECK_FAILS_ON or health.moved_to is not None:
+                stdout.print(
+                    f"{health.state.value.upper()} {health.name}: {health.words}", markup=False
+                )
+    else:
+        _status_table(config, states, healths, digests, deliveries)
+    if check and alarming:
+        ctx.exit(EXIT_FAILED)
+
+
+# What `monitor status --check` fails on. A moved feed is still polled through its
+# redirect, so it is listed but does not fail the check.
+CHECK_FAILS_ON = frozenset({HealthState.FAILING, HealthState.GONE, HealthState.SILENT})
+
+
+def _status_table(
+    config: Config,
+    states: dict[str, FeedState],
+    healths: list[FeedHealth],
+    digests: list[_DigestStatus],
+    deliveries: list[AlertDestinationStatus],
+) -> None:
     table = Table(title="feeds")
     for column in (
         "feed",
+        "health",
         "last poll",
         "last success",
         "HTTP",
@@ -473,13 +558,14 @@ def status(ctx: click.Context, output: str) -> None:
     def local(moment: datetime | None) -> str:
         return moment.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M") if moment else "never"
 
-    for spec in config.feeds:
+    for spec, health in zip(config.feeds, healths, strict=True):
         state = states.get(spec.url)
         if state is None:
-            table.add_row(spec.name or spec.url, "never", "never", "", "0", "", "")
+            table.add_row(spec.name or spec.url, health.words, "never", "never", "", "0", "", "")
             continue
         table.add_row(
             spec.name or state.title or spec.url,
+            health.words,
             local(state.last_poll),
             local(state.last_success),
             str(state.http_status or ""),
@@ -503,6 +589,38 @@ def status(ctx: click.Context, output: str) -> None:
     stdout.print(digest_table, markup=False)
     if deliveries:
         stdout.print(_alert_table(deliveries, local), markup=False)
+
+
+def _status_json(
+    url: str, name: str | None, state: FeedState | None, health: FeedHealth
+) -> dict[str, Any]:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    described = {
+        "state": health.state.value,
+        "since": moment(health.since.astimezone(UTC) if health.since else None),
+        "failed_polls": health.failed_polls,
+        "last_error": health.last_error,
+        "moved_to": health.moved_to,
+        "usual_gap_seconds": health.usual_gap.total_seconds() if health.usual_gap else None,
+        "words": health.words,
+    }
+    if state is None:
+        return {"url": url, "name": name, "polled": False, **described}
+    return {
+        "url": url,
+        "name": name or state.title,
+        "polled": state.last_poll is not None,
+        "last_poll": moment(state.last_poll),
+        "last_success": moment(state.last_success),
+        "http_status": state.http_status,
+        "entries": state.entries,
+        "next_poll": moment(state.next_poll),
+        "consecutive_errors": state.error_count,
+        **described,
+        "error_message": state.last_error,
+    }
 
 
 @dataclass(frozen=True)
@@ -544,26 +662,6 @@ def _digest_status(
         next_time=upcoming,
         unconfirmed=store.pending_digest(digest.name) is not None,
     )
-
-
-def _status_json(url: str, name: str | None, state: FeedState | None) -> dict[str, Any]:
-    def moment(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    if state is None:
-        return {"url": url, "name": name, "polled": False}
-    return {
-        "url": url,
-        "name": name or state.title,
-        "polled": state.last_poll is not None,
-        "last_poll": moment(state.last_poll),
-        "last_success": moment(state.last_success),
-        "http_status": state.http_status,
-        "entries": state.entries,
-        "next_poll": moment(state.next_poll),
-        "last_error": state.last_error,
-        "consecutive_errors": state.error_count,
-    }
 
 
 def _alert_statuses(config: Config, store: Store) -> list[AlertDestinationStatus]:

@@ -617,6 +617,13 @@ def _summary(content: DigestContent, words: NullTranslations) -> str:
     passing = sum(1 for _, hits in content.groups for hit in hits if hit.in_passing)
     backfilled = sum(len(hits) for _, hits in content.backfilled)
     watchlists = len(content.groups)
+    if not (fresh or passing or backfilled) and content.notices:
+        problems = len(content.notices)
+        return words.ngettext(
+            "No new story; %(num)d problem needs attention",
+            "No new story; %(num)d problems need attention",
+            problems,
+        ) % {"num": problems}
     parts = []
     if fresh or passing or not backfilled:
         stories = words.ngettext("%(num)d new story", "%(num)d new stories", fresh) % {"num": fresh}

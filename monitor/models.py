@@ -114,6 +114,7 @@ class Fetched:
     content: bytes
     validators: Validators = Validators()
     elapsed: float = 0.0
+    moved_to: str | None = None  # where permanent redirects (301/308) from the URL asked led
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class NotModified:
     url: str
     validators: Validators = Validators()
     elapsed: float = 0.0
+    moved_to: str | None = None  # where permanent redirects (301/308) from the URL asked led
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class FetchFailed:
     status: int | None = None
     retry_after: timedelta | None = None  # from Retry-After on 429/503
     elapsed: float = 0.0
+    moved_to: str | None = None  # where permanent redirects (301/308) from the URL asked led
 
 
 FetchResult = Fetched | NotModified | FetchFailed
@@ -194,6 +197,10 @@ class FeedState:
     error_count: int
     next_poll: datetime | None
     last_full_fetch: datetime | None = None  # last 200 with a whole body
+    failing_since: datetime | None = None  # first failure of the current run of failures
+    gone_since: datetime | None = None  # first 404/410 of the current run of them
+    moved_to: str | None = None  # where the feed's permanent redirects lead, when it has some
+    moved_since: datetime | None = None  # when that redirect was first seen
 
 
 class PollOutcome(StrEnum):
@@ -273,6 +280,10 @@ class FeedUpdate:
     error: str | None  # the last error in words; None after a success
     error_count: int  # consecutive failed polls
     new: tuple[NewArticle, ...] = ()
+    failing_since: datetime | None = None
+    gone_since: datetime | None = None
+    moved_to: str | None = None
+    moved_since: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ class FeedReport:
     error: str | None = None
     next_poll: datetime | None = None  # None: nothing was recorded
     times: StageTimes = field(default_factory=StageTimes)
+    moved_to: str | None = None  # where the feed's permanent redirects lead, if it has some
 
     def log_fields(self) -> dict[str, object]:
         """The report as fields, for JSON logs (`monitor --log-format json`)."""
@@ -145,19 +146,25 @@ class FeedReport:
             "waiting": self.waiting,
             "new_hits": self.new_hits,
             "error": self.error,
+            "moved_to": self.moved_to,
         }
 
     def log_line(self) -> str:
-        if self.outcome is PollOutcome.FAILED:
-            return f"{self.name}: FAILED {self.error}"
         if self.outcome is PollOutcome.ABANDONED:
             return f"{self.name}: abandoned, the daemon is stopping (nothing recorded)"
+        moved = (
+            f"; it moved permanently to {self.moved_to}: put the new URL in feeds.yaml"
+            if self.moved_to
+            else ""
+        )
+        if self.outcome is PollOutcome.FAILED:
+            return f"{self.name}: FAILED {self.error}{moved}"
         if self.outcome in (PollOutcome.NOT_MODIFIED, PollOutcome.UNCHANGED):
-            return f"{self.name}: {self.outcome.words} (HTTP {self.status})"
+            return f"{self.name}: {self.outcome.words} (HTTP {self.status}){moved}"
         waiting = f", {self.waiting} waiting for the next poll" if self.waiting else ""
         return (
             f"{self.name}: {self.entries} entries, {self.new_entries} new{waiting}, "
-            f"{self.new_hits} hits, {self.fallbacks} from feed text (HTTP {self.status})"
+            f"{self.new_hits} hits, {self.fallbacks} from feed text (HTTP {self.status}){moved}"
         )
 
 
@@ -471,4 +478,5 @@ def _report(
         error=update.error,
         next_poll=update.next_poll,
         times=times,
+        moved_to=update.moved_to,
     )

@@ -8,13 +8,18 @@ One poll of one feed ends in a `FeedUpdate`, decided here by `decide_update`
 from the stored `FeedState`, what the poll found (`PollResult`), the feed's
 spec and `now`, and written by `Store.record` in one transaction::
 
-    FetchFailed, NotAFeed, PollError   failed: error counted, validators and body kept, backed off
+    FetchFailed, NotAFeed, PollError   failed: error counted, validators and body kept, backed off;
+                                       after a day of 404/410 answers the feed is gone and
+                                       polled once a day from then on
     NotModified (304)                  healthy: validators the server repeated replace ours
     BodyUnchanged (200)                healthy, and a whole body came: the daily unconditional
                                        GET is done
     NewBody (200)                      healthy: new validators, body hash and title; its new
                                        entries, articles and hits (neither validators nor
                                        hash when the body must be read again: `revisit`)
+
+Whatever the outcome, a poll that reached the server records where permanent
+redirects (301/308) led, or that there were none: `health` calls such a feed moved.
 
 Each digest has scheduled instants (`every` day, weekday, given weekday or
 hour, `at` a local time). Every minute the daemon asks `due_digest(now,
@@ -37,11 +42,14 @@ using a local-time cron trigger or a date, means that:
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from monitor.config.settings import DigestSettings, Every
 from monitor.models import (
+    BodyUnchanged,
     FeedSpec,
     FeedState,
     FeedUpdate,
@@ -61,6 +69,11 @@ MAX_RETRY_AFTER = timedelta(hours=24)
 # Last-Modified in the future, an ETag shared by every version): a day after the
 # last whole body, the request goes out without validators.
 UNCONDITIONAL_GET_EVERY = timedelta(hours=24)
+# A feed answering 404 or 410 for this long is gone: it is polled once a day from then on,
+# never dropped (sites come back, and `monitor status` says so).
+GONE_AFTER = timedelta(days=1)
+GONE_POLL_EVERY = timedelta(days=1)
+GONE_STATUSES = frozenset({404, 410})
 
 # --------------------------------------------------------------------------- polls
 
@@ -84,10 +97,37 @@ def is_known_body(state: FeedState, digest: str) -> bool:
     return state.body_hash is not None and digest == state.body_hash
 
 
+def is_gone(gone_since: datetime | None, at: datetime) -> bool:
+    """True when a feed answering 404/410 since `gone_since` has done so for `GONE_AFTER` at `at`."""
+    return gone_since is not None and at - gone_since >= GONE_AFTER
+
+
+def _moved(
+    state: FeedState, result: PollResult, now: datetime
+) -> tuple[str | None, datetime | None]:
+    """(moved_to, moved_since) after this poll: what a poll that reached the server saw of
+    permanent redirects; what was known before when the poll says nothing about them."""
+    match result:
+        case NewBody() | BodyUnchanged() | NotAFeed():
+            moved_to = result.fetched.moved_to
+        case NotModified():
+            moved_to = result.moved_to
+        case FetchFailed() if result.moved_to is not None or result.status is not None:
+            moved_to = result.moved_to
+        case _:  # a timeout, a refused connection, a bug of ours: nothing learnt
+            return state.moved_to, state.moved_since
+    if moved_to is None:
+        return None, None
+    if moved_to == state.moved_to and state.moved_since is not None:
+        return moved_to, state.moved_since
+    return moved_to, now
+
+
 def decide_update(
     state: FeedState, spec: FeedSpec, result: PollResult, now: datetime
 ) -> FeedUpdate:
     """Every change one poll makes to a feed, as the feed's new values."""
+    moved_to, moved_since = _moved(state, result, now)
     if isinstance(result, FetchFailed | NotAFeed | PollError):
         if isinstance(result, FetchFailed):
             message, status, retry_after = result.message, result.status, result.retry_after
@@ -96,13 +136,19 @@ def decide_update(
         else:
             message, status, retry_after = result.message, None, None
         errors = state.error_count + 1
+        failing_since = state.failing_since if state.error_count > 0 else None
+        gone_since = (state.gone_since or now) if status in GONE_STATUSES else None
+        if is_gone(gone_since, now):
+            next_poll = now + max(spec.interval, GONE_POLL_EVERY)
+        else:
+            next_poll = next_poll_after(
+                now, spec.interval, consecutive_errors=errors, retry_after=retry_after
+            )
         return FeedUpdate(
             feed_id=state.feed_id,
             outcome=PollOutcome.FAILED,
             polled_at=now,
-            next_poll=next_poll_after(
-                now, spec.interval, consecutive_errors=errors, retry_after=retry_after
-            ),
+            next_poll=next_poll,
             http_status=status,
             title=state.title,
             validators=state.validators,
@@ -111,6 +157,10 @@ def decide_update(
             last_full_fetch=state.last_full_fetch,
             error=message,
             error_count=errors,
+            failing_since=failing_since or now,
+            gone_since=gone_since,
+            moved_to=moved_to,
+            moved_since=moved_since,
         )
     next_poll = next_poll_after(now, spec.interval)
     if isinstance(result, NewBody):
@@ -129,6 +179,8 @@ def decide_update(
             error=None,
             error_count=0,
             new=result.new,
+            moved_to=moved_to,
+            moved_since=moved_since,
         )
     if isinstance(result, NotModified):
         outcome, status, sent = PollOutcome.NOT_MODIFIED, 304, result.validators
@@ -158,6 +210,8 @@ def decide_update(
         last_full_fetch=last_full_fetch,
         error=None,
         error_count=0,
+        moved_to=moved_to,
+        moved_since=moved_since,
     )
 
 
@@ -186,6 +240,68 @@ def next_poll_after(
         clamped = min(max(retry_after, timedelta(0)), MAX_RETRY_AFTER)
         delay = max(delay, clamped)
     return now + delay
+
+
+class Wait(StrEnum):
+    """Why a feed is not polled yet."""
+
+    NOT_DUE = "not_due"  # healthy, its interval has not passed
+    BACKING_OFF = "backing_off"  # after failures
+    RETRY_AFTER = "retry_after"  # the server asked us to wait
+    GONE = "gone"  # a day of 404/410: once a day
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """A feed that is not due: until when, and why."""
+
+    until: datetime
+    reason: Wait
+    failures: int  # consecutive failed polls
+
+    def words(self, tz: tzinfo, now: datetime | None = None) -> str:
+        """``"backing off until 14:05 after 3 failures"``: times in `tz`, with the date
+        unless it is the date of `now`."""
+        local = self.until.astimezone(tz)
+        same_day = now is not None and now.astimezone(tz).date() == local.date()
+        until = f"{local:%H:%M}" if same_day else f"{local.day} {local:%b %H:%M}"
+        failures = f"{self.failures} failure{'s' if self.failures != 1 else ''}"
+        if self.reason is Wait.BACKING_OFF:
+            return f"backing off until {until} after {failures}"
+        if self.reason is Wait.RETRY_AFTER:
+            return f"Retry-After until {until} (the server asked us to wait)"
+        if self.reason is Wait.GONE:
+            return f"gone (404/410 for a day): polled once a day, next at {until}"
+        return f"not due until {until}"
+
+
+def deferral(state: FeedState | None, spec: FeedSpec, now: datetime) -> Deferral | None:
+    """Why `monitor poll` leaves this feed for later, or None when it is due now.
+
+    A feed never polled is due, and so is every feed after the clock went back past its
+    last poll. A healthy feed is due once its next poll time or its interval as
+    configured now (it may have been shortened) has passed; a failing one once its
+    back-off, a server's Retry-After, or a gone feed's day has passed.
+    """
+    if state is None or state.last_poll is None or state.next_poll is None:
+        return None
+    if state.last_poll > now:  # the clock went back: what was planned means nothing now
+        return None
+    until = state.next_poll
+    if state.error_count == 0:
+        until = min(until, state.last_poll + spec.interval)
+        return Deferral(until, Wait.NOT_DUE, 0) if until > now else None
+    if until <= now:
+        return None
+    if is_gone(state.gone_since, state.last_poll):
+        reason = Wait.GONE
+    else:
+        backed_off = next_poll_after(
+            state.last_poll, spec.interval, consecutive_errors=state.error_count
+        )
+        asked = state.http_status in (429, 503) and until > backed_off
+        reason = Wait.RETRY_AFTER if asked else Wait.BACKING_OFF
+    return Deferral(until, reason, state.error_count)
 
 
 def latest_digest_time(now: datetime, tz: ZoneInfo, at: time, every: Every = "day") -> datetime:

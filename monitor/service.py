@@ -24,12 +24,14 @@ from monitor.config import Config, DigestSettings
 from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
+from monitor.health import HealthState, needs_attention
 from monitor.matching import Matcher
 from monitor.models import (
     AlertTarget,
     ClaimedDigest,
     Clock,
     DigestContent,
+    FeedSpec,
     HealthNotice,
     HitResult,
     NoticeKind,
@@ -37,6 +39,7 @@ from monitor.models import (
 )
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
+from monitor.schedule import Deferral, deferral
 from monitor.store import Store
 from monitor.workers import ExtractionPool
 
@@ -76,6 +79,37 @@ def open_pipeline(
         pipeline.close()
         fetcher.close()
         extractor.close()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A feed `monitor poll` left for later."""
+
+    spec: FeedSpec
+    name: str  # configured name, else the feed's title, else its URL
+    deferral: Deferral
+    moved_to: str | None = None  # where its permanent redirects lead, if it has some
+
+
+def plan_poll(
+    store: Store, specs: Sequence[FeedSpec], *, now: datetime, force: bool = False
+) -> tuple[list[FeedSpec], list[Skipped]]:
+    """The feeds `monitor poll` polls now, and those it leaves for later with why (backing
+    off, asked to wait by Retry-After, gone, or not due yet); with `force`, every feed."""
+    if force:
+        return list(specs), []
+    states = {state.url: state for state in store.feed_states()}
+    due: list[FeedSpec] = []
+    skipped: list[Skipped] = []
+    for spec in specs:
+        state = states.get(spec.url)
+        wait = deferral(state, spec, now)
+        if wait is None:
+            due.append(spec)
+        else:
+            name = spec.name or (state.title if state else None) or spec.url
+            skipped.append(Skipped(spec, name, wait, state.moved_to if state else None))
+    return due, skipped
 
 
 @dataclass(frozen=True)
@@ -121,9 +155,33 @@ def delivery_lock(database: Path, *, wait: float) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def health_notices(store: Store, *, since: datetime) -> list[HealthNotice]:
-    """What the digest's health section says: alert destinations given up on since `since`."""
-    return [
+_NOTICE_OF_STATE = {
+    HealthState.FAILING: NoticeKind.FAILING,
+    HealthState.SILENT: NoticeKind.SILENT,
+    HealthState.MOVED: NoticeKind.MOVED,
+    HealthState.GONE: NoticeKind.GONE,
+}
+
+
+def health_notices(
+    store: Store, config: Config, *, now: datetime, since: datetime
+) -> list[HealthNotice]:
+    """What the digest's health section says: the feeds that need attention (failing for
+    more than a day, silent, moved, gone; see `health.needs_attention`), then the alert
+    destinations given up on since `since`."""
+    feeds = [
+        HealthNotice(
+            _NOTICE_OF_STATE[health.state],
+            health.name,
+            since=health.since,
+            count=health.failed_polls,
+            error=health.last_error if health.state is HealthState.FAILING else None,
+            url=health.moved_to if health.state is HealthState.MOVED else health.url,
+        )
+        for health in store.feed_health(now, config.feeds)
+        if health.state in _NOTICE_OF_STATE and needs_attention(health, now=now)
+    ]
+    return feeds + [
         HealthNotice(
             NoticeKind.ALERT_FAILED,
             f"{failure.alert} → {failure.destination}",
@@ -181,14 +239,19 @@ def compose_digest(
 
 
 def _deliver_claimed(
-    store: Store, config: Config, digest: DigestSettings, claimed: ClaimedDigest, *, now: datetime
+    store: Store,
+    config: Config,
+    digest: DigestSettings,
+    claimed: ClaimedDigest,
+    *,
+    now: datetime,
+    notices: Sequence[HealthNotice],
 ) -> DigestRun:
     covers_from = store.last_digest_sent(digest.name)
-    notices = health_notices(store, since=covers_from or now - HEALTH_LOOKBACK)
     content = digest_content(
         config, digest, claimed, now=now, covers_from=covers_from, notices=notices
     )
-    if not content.groups and not content.backfilled:
+    if not content.groups and not content.backfilled and not content.notices:
         # Only passing mentions of watchlists that hide them: they are done, nothing to mail.
         store.finish_digest(claimed.key, now=now)
         description = "only hidden passing mentions: nothing sent"
@@ -263,9 +326,18 @@ def _run_digest(
     done_before = store.digest_done_for(key)
     tried: list[str] = []
     watchlists = digest.watchlists or None
+    since = store.last_digest_sent(digest.name) or now - HEALTH_LOOKBACK
+    notices = health_notices(store, config, now=now, since=since)
     while True:
+        # Sources that need attention are reported even on a day without hits: a digest
+        # that stayed silent because every feed broke would hide exactly that.
         claimed = store.claim_digest(
-            key, now=now, name=digest.name, watchlists=watchlists, passed_over=tried
+            key,
+            now=now,
+            name=digest.name,
+            watchlists=watchlists,
+            passed_over=tried,
+            allow_empty=bool(notices),
         )
         if claimed is None:
             if not runs and not done_before:
@@ -277,7 +349,7 @@ def _run_digest(
                 "digest %s was interrupted before it was confirmed; sending it again",
                 claimed.key,
             )
-        runs.append(_deliver_claimed(store, config, digest, claimed, now=now))
+        runs.append(_deliver_claimed(store, config, digest, claimed, now=now, notices=notices))
         if claimed.key == key:
             return runs
         # A stuck issue, delivered or not: the new hits go out next, never wait behind it.

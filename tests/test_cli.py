@@ -9,7 +9,7 @@ import email
 import email.policy
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,10 +17,26 @@ from click.testing import CliRunner, Result
 
 from monitor.cli import main
 from monitor.config import load_config
+from monitor.fetch.responses import status_text
 from monitor.matching import Matcher
-from monitor.models import ArticleText, Entry, Fetched, NewArticle, NewBody, TextSource, Validators
+from monitor.models import (
+    ArticleText,
+    BodyUnchanged,
+    Entry,
+    FeedSpec,
+    Fetched,
+    FetchErrorKind,
+    FetchFailed,
+    NewArticle,
+    NewBody,
+    NotModified,
+    PollResult,
+    TextSource,
+    Validators,
+)
 from monitor.schedule import decide_update
 from monitor.store import Store
+from tests.servers import HTTPTestServer, Reply
 
 CONFIG = """
 database: monitor.db
@@ -449,10 +465,18 @@ def test_status_as_json(config: Path) -> None:
     polled, never = feeds
     assert polled["polled"] is True and polled["http_status"] == 200 and polled["entries"] == 3
     assert polled["consecutive_errors"] == 0 and polled["last_error"] is None
+    assert (polled["state"], polled["since"], polled["failed_polls"]) == ("ok", None, 0)
     assert never == {
         "url": "https://news.example.org/never.xml",
         "name": "Jamais interrogé",
         "polled": False,
+        "state": "ok",
+        "since": None,
+        "failed_polls": 0,
+        "last_error": None,
+        "moved_to": None,
+        "usual_gap_seconds": None,
+        "words": "not polled yet",
     }
 
 
@@ -494,3 +518,199 @@ def test_a_digest_of_hidden_passing_mentions_only_sends_nothing(tmp_path: Path) 
     outbox = tmp_path / "digests"
     assert not outbox.exists() or not list(outbox.glob("*.eml"))
     assert "no unsent hits" in invoke(config, "digest", "--dry-run").output
+
+
+# --------------------------------------------------------------------------- health: poll and status
+
+
+def plain_rss(*keys: str) -> bytes:
+    items = "".join(
+        f'<item><title>Item {key}</title><guid isPermaLink="false">{key}</guid></item>'
+        for key in keys
+    )
+    return f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+
+
+def health_config(tmp_path: Path, feeds: dict[str, str]) -> Path:
+    """A configuration polling `feeds` (name -> URL), with its own database."""
+    listed = "".join(f"  - url: {url}\n    name: {name}\n" for name, url in feeds.items())
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        f"""
+database: monitor.db
+timezone: Europe/Paris
+feeds:
+{listed}watchlists:
+  - name: Togo
+    all: [Togo]
+digest:
+  from: veille@example.org
+  to: [analyste@example.org]
+  outbox: digests/
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_poll_skips_feeds_not_due_says_until_when_and_force_polls_them(tmp_path: Path) -> None:
+    with HTTPTestServer(
+        {
+            "/ok": Reply(body=plain_rss("a")),
+            "/broken": Reply(status=500),
+            "/busy": Reply(status=503, headers={"Retry-After": "7200"}),
+        }
+    ) as server:
+        feeds = {"Fine": server.url("/ok"), "Broken": server.url("/broken")}
+        config = health_config(tmp_path, {**feeds, "Busy": server.url("/busy")})
+        first = json.loads(invoke(config, "poll", "--format", "json").output)
+        assert [row["outcome"] for row in first] == ["updated", "failed", "failed"]
+        assert {row["skipped_until"] for row in first} == {None}
+
+        again = invoke(config, "poll")
+        assert again.exit_code == 0
+        lines = again.output.splitlines()
+        assert any(line.startswith("skipped Fine: not due until ") for line in lines), lines
+        assert any(
+            line.startswith("skipped Broken: backing off until ")
+            and line.endswith(" after 1 failure")
+            for line in lines
+        ), lines
+        assert any(line.startswith("skipped Busy: Retry-After until ") for line in lines), lines
+        assert "0 feeds polled, 0 failed, 0 new entries, 0 new hits; 3 skipped" in again.output
+        assert [server.count(path) for path in ("/ok", "/broken", "/busy")] == [1, 1, 1]
+
+        skipped = json.loads(invoke(config, "poll", "--format", "json").output)
+        assert [(row["feed"], row["outcome"], row["skip_reason"]) for row in skipped] == [
+            ("Fine", "skipped", "not_due"),
+            ("Broken", "skipped", "backing_off"),
+            ("Busy", "skipped", "retry_after"),
+        ]
+        busy_until = datetime.fromisoformat(skipped[2]["skipped_until"])
+        assert timedelta(hours=1, minutes=50) < busy_until - datetime.now(UTC) <= timedelta(hours=2)
+
+        forced = invoke(config, "poll", "--force")
+        assert "3 feeds polled, 2 failed" in forced.output and "skipped" not in forced.output
+        assert [server.count(path) for path in ("/ok", "/broken", "/busy")] == [2, 2, 2]
+
+
+def _record(store: Store, spec: FeedSpec, result: PollResult, at: datetime) -> None:
+    store.record(decide_update(store.feed_state(spec.url), spec, result, at))
+
+
+def _failure(url: str, status: int) -> FetchFailed:
+    message = f"{url}: the server answered {status_text(status)}; check the URL"
+    return FetchFailed(url=url, kind=FetchErrorKind.HTTP_STATUS, message=message, status=status)
+
+
+def _new_entries(url: str, *keys: str) -> NewBody:
+    new = []
+    for key in keys:
+        entry = Entry(key=key, link=None, title=key, summary="", content="", published=None)
+        article = ArticleText(url=None, title=key, text="Texte.", source=TextSource.FEED)
+        new.append(NewArticle(entry=entry, article=article, hits=()))
+    fetched = Fetched(url=url, status=200, headers={}, content=b"")
+    return NewBody(
+        fetched=fetched, body_hash=f"h{keys}", feed_title=None, entries=1, new=tuple(new)
+    )
+
+
+NOW_FOR_STATUS = datetime.now(UTC).replace(microsecond=0)
+FEED_URL = "https://news.example.org/feed.xml"
+SCENARIOS: dict[str, list[tuple[timedelta, PollResult]]] = {
+    "ok": [(timedelta(hours=-1), _new_entries(FEED_URL, "a"))],
+    "failing": [(timedelta(hours=-1), _failure(FEED_URL, 503))],
+    "gone": [
+        (timedelta(hours=-30), _failure(FEED_URL, 404)),
+        (timedelta(hours=-2), _failure(FEED_URL, 410)),
+    ],
+    "silent": [(timedelta(days=-10 + day), _new_entries(FEED_URL, f"e{day}")) for day in range(4)]
+    + [(timedelta(hours=-1), NotModified(url=FEED_URL))],
+    "moved": [
+        (
+            timedelta(hours=-1),
+            BodyUnchanged(
+                Fetched(
+                    url="https://new.example.org/feed.xml",
+                    status=200,
+                    headers={},
+                    content=b"",
+                    moved_to="https://new.example.org/feed.xml",
+                )
+            ),
+        )
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "exit_code", "listed"),
+    [
+        ("ok", 0, None),
+        ("failing", 1, "FAILING Le Fil: failing since "),
+        ("gone", 1, "GONE Le Fil: gone since "),
+        ("silent", 1, "SILENT Le Fil: silent: no new entry since "),
+        ("moved", 0, "MOVED Le Fil: moved to https://new.example.org/feed.xml"),
+    ],
+)
+def test_status_check_fails_on_failing_gone_and_silent_feeds(
+    tmp_path: Path, scenario: str, exit_code: int, listed: str | None
+) -> None:
+    config = health_config(tmp_path, {"Le Fil": FEED_URL, "Jamais": "https://x.example/never"})
+    loaded = load_config(config)
+    with Store(loaded.database) as store:
+        for offset, result in SCENARIOS[scenario]:
+            _record(store, loaded.feeds[0], result, NOW_FOR_STATUS + offset)
+    checked = invoke(config, "status", "--check")
+    assert checked.exit_code == exit_code, checked.output
+    lines = checked.output.splitlines()
+    if listed is None:
+        assert lines == []  # cron mails nothing when all is well
+    else:
+        assert len(lines) == 1 and lines[0].startswith(listed), lines
+    as_json = invoke(config, "status", "--check", "--format", "json")
+    assert as_json.exit_code == exit_code
+    fil, never = json.loads(as_json.output)["feeds"]
+    assert (fil["state"], never["state"]) == (scenario, "ok")
+    if scenario != "ok":  # times in JSON are UTC, whatever the configured zone
+        assert datetime.fromisoformat(fil["since"]).utcoffset() == timedelta(0)
+    table = invoke(config, "status")
+    assert table.exit_code == 0  # without --check, status always succeeds
+    assert "health" in table.output and "not polled yet" in table.output
+
+
+@pytest.mark.parametrize(
+    ("scenario", "notice"),
+    [
+        ("gone", "- Le Fil: gone since "),
+        ("silent", "- Le Fil: no new entry since "),
+        ("moved", "- Le Fil: moved to https://new.example.org/feed.xml"),
+        ("failing for two days", "- Le Fil: failing since "),
+        ("ok", None),
+        ("failing", None),  # for an hour only: not yet worth a line in the digest
+    ],
+)
+def test_sources_needing_attention_reach_the_digest_even_on_a_day_without_hits(
+    tmp_path: Path, scenario: str, notice: str | None
+) -> None:
+    config = health_config(tmp_path, {"Le Fil": FEED_URL, "Jamais": "https://x.example/never"})
+    loaded = load_config(config)
+    results = SCENARIOS.get(scenario) or [
+        (timedelta(days=-2), _failure(FEED_URL, 503)),
+        (timedelta(hours=-1), _failure(FEED_URL, 503)),
+    ]
+    with Store(loaded.database) as store:
+        for offset, result in results:
+            _record(store, loaded.feeds[0], result, NOW_FOR_STATUS + offset)
+    dry = invoke(config, "digest", "--dry-run").output
+    sent = invoke(config, "digest")
+    assert sent.exit_code == 0, sent.output
+    outbox = list((tmp_path / "digests").glob("*.eml")) if (tmp_path / "digests").exists() else []
+    if notice is None:
+        assert "no unsent hits" in dry
+        assert outbox == []
+        return
+    assert "No new story; 1 problem needs attention" in dry
+    assert notice in dry
+    [mail] = outbox
+    assert "Sources' health" in mail.read_text(encoding="utf-8", errors="replace")

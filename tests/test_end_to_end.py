@@ -257,10 +257,14 @@ def test_poll_then_digest_end_to_end(
     assert site.url("/afrique/togo-russie.html") in html_text
     assert "<mark>" in html_text
 
-    # Nothing new: a second poll stores nothing, a second digest sends nothing.
-    second = run_monitor(config, "poll")
+    # Nothing new: a second poll stores nothing, a second digest sends nothing. The feeds
+    # are not due again yet: `--force` polls them all the same.
+    skipping = run_monitor(config, "poll")
+    assert skipping.returncode == 0, skipping.stderr
+    assert "0 feeds polled" in skipping.stdout and "4 skipped" in skipping.stdout
+    second = run_monitor(config, "poll", "--force")
     assert second.returncode == 0, second.stderr
-    assert "0 new entries, 0 new hits" in second.stdout
+    assert "4 feeds polled, 2 failed, 0 new entries, 0 new hits" in second.stdout
     assert len(hits_json(config)) == len(found)
     again = run_monitor(config, "digest")
     assert again.returncode == 0

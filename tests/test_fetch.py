@@ -359,6 +359,55 @@ def test_redirect_to_another_host_moves_the_host_slot(
     assert [request.host for request in server.requests] == ["a.test", "b.test"] * 2
 
 
+@pytest.mark.parametrize(
+    ("chain", "moved"),
+    [
+        ({"/a": (301, "/b")}, "/b"),
+        ({"/a": (308, "/b")}, "/b"),
+        ({"/a": (302, "/b")}, None),
+        ({"/a": (307, "/b")}, None),
+        # The permanent hops at the start of the chain: what follows a temporary one may change.
+        ({"/a": (301, "/b"), "/b": (302, "/c")}, "/b"),
+        ({"/a": (301, "/b"), "/b": (301, "/c")}, "/c"),
+        ({"/a": (302, "/b"), "/b": (301, "/c")}, None),
+    ],
+    ids=["301", "308", "302", "307", "301-then-302", "301-then-301", "302-then-301"],
+)
+def test_permanent_redirects_say_where_the_feed_moved(
+    server: HTTPTestServer,
+    make_fetcher: FetcherFactory,
+    chain: dict[str, tuple[int, str]],
+    moved: str | None,
+) -> None:
+    for path, (status, location) in chain.items():
+        server.routes[path] = Reply(status=status, headers={"Location": location})
+    for last in ("/b", "/c"):
+        server.routes.setdefault(last, Reply(body=RSS, etag='"v1"'))
+    fetcher = make_fetcher()
+    result = fetcher.fetch_feed(server.url("/a"))
+    assert isinstance(result, Fetched)
+    assert result.moved_to == (server.url(moved) if moved else None)
+    revalidated = fetcher.fetch_feed(server.url("/a"), Validators(etag='"v1"'))
+    assert isinstance(revalidated, NotModified)
+    assert revalidated.moved_to == result.moved_to
+    direct = fetcher.fetch_feed(result.url)
+    assert isinstance(direct, Fetched) and direct.moved_to is None
+
+
+def test_a_feed_that_moved_and_then_fails_still_says_where_it_moved(
+    server: HTTPTestServer, make_fetcher: FetcherFactory
+) -> None:
+    server.routes["/old"] = Reply(status=301, headers={"Location": "/new"})
+    server.routes["/new"] = Reply(status=500)
+    result = failed(make_fetcher().fetch_feed(server.url("/old")), FetchErrorKind.HTTP_STATUS)
+    assert result.status == 500
+    assert result.moved_to == server.url("/new")
+    assert (
+        failed(make_fetcher().fetch_feed(server.url("/new")), FetchErrorKind.HTTP_STATUS).moved_to
+        is None
+    )
+
+
 def test_redirect_to_another_scheme_is_blocked(
     server: HTTPTestServer, make_fetcher: FetcherFactory
 ) -> None:

@@ -34,10 +34,14 @@ from monitor.models import (
     Validators,
 )
 from monitor.schedule import (
+    GONE_AFTER,
+    GONE_POLL_EVERY,
     MAX_BACKOFF,
     UNCONDITIONAL_GET_EVERY,
+    Wait,
     body_hash,
     decide_update,
+    deferral,
     digest_period_key,
     due_digest,
     is_known_body,
@@ -315,6 +319,10 @@ def after(state: FeedState, update: FeedUpdate) -> FeedState:
         next_poll=update.next_poll,
         last_full_fetch=update.last_full_fetch,
         entries=state.entries + len(update.new),
+        failing_since=update.failing_since,
+        gone_since=update.gone_since,
+        moved_to=update.moved_to,
+        moved_since=update.moved_since,
     )
 
 
@@ -497,11 +505,13 @@ def test_any_sequence_of_polls_counts_failures_since_the_last_success(
     now = NOW
     failures_in_a_row = 0
     last_success = state.last_success
+    first_failure: datetime | None = None
     for result, wait in polls:
         now += wait
         update = decide_update(state, spec, result, now)
         if result in FAILURES:
             failures_in_a_row += 1
+            first_failure = first_failure or now
             assert update.outcome is PollOutcome.FAILED
             # A failure changes nothing of what the last good poll gave.
             assert (update.validators, update.body_hash, update.last_full_fetch) == (
@@ -512,7 +522,9 @@ def test_any_sequence_of_polls_counts_failures_since_the_last_success(
         else:
             failures_in_a_row = 0
             last_success = now
+            first_failure = None
         assert update.error_count == failures_in_a_row
+        assert update.failing_since == first_failure
         assert update.last_success == last_success
         assert update.polled_at == now
         assert now + interval <= update.next_poll <= now + max(interval, MAX_BACKOFF)
@@ -551,3 +563,159 @@ def test_a_body_to_read_again_leaves_neither_validators_nor_hash() -> None:
     later = after(feed_state(), update)
     assert validators_to_send(later, NOW + QUARTER) == Validators()
     assert not is_known_body(later, "hash-9")
+
+
+# --------------------------------------------------------------------------- health inputs
+
+
+def run_polls(
+    results: list[tuple[timedelta, PollResult]], state: FeedState | None = None
+) -> tuple[FeedState, list[FeedUpdate]]:
+    """Feed `results` to the decider, each `timedelta` after NOW; the state and updates."""
+    state = state or feed_state()
+    updates = []
+    for offset, result in results:
+        update = decide_update(state, SPEC, result, NOW + offset)
+        updates.append(update)
+        state = after(state, update)
+    return state, updates
+
+
+def test_failing_since_is_the_first_failure_of_the_run_and_a_success_clears_it() -> None:
+    state, updates = run_polls(
+        [
+            (timedelta(0), failed(503)),
+            (timedelta(hours=1), failed(None)),
+            (timedelta(hours=3), failed(500)),
+        ]
+    )
+    assert [update.failing_since for update in updates] == [NOW, NOW, NOW]
+    assert state.error_count == 3
+    recovered = decide_update(state, SPEC, NotModified(url=FEED), NOW + timedelta(hours=5))
+    assert (recovered.failing_since, recovered.error_count) == (None, 0)
+    again = decide_update(after(state, recovered), SPEC, failed(503), NOW + timedelta(hours=6))
+    assert again.failing_since == NOW + timedelta(hours=6)
+
+
+def test_a_day_of_404_makes_a_feed_gone_polled_once_a_day() -> None:
+    polls: list[tuple[timedelta, PollResult]] = [
+        (timedelta(hours=hours), failed(404)) for hours in (0, 1, 6, 12, 23)
+    ]
+    state, updates = run_polls(polls)
+    assert {update.gone_since for update in updates} == {NOW}
+    # Under a day: backing off as for any failure.
+    assert updates[-1].next_poll < NOW + timedelta(hours=23) + GONE_POLL_EVERY
+    day_later = NOW + GONE_AFTER
+    gone = decide_update(state, SPEC, failed(410), day_later)
+    assert gone.gone_since == NOW
+    assert gone.next_poll == day_later + GONE_POLL_EVERY
+    # Still polled, once a day, however few failures the back-off would count.
+    later = decide_update(after(state, gone), SPEC, failed(404), day_later + GONE_POLL_EVERY)
+    assert later.next_poll == day_later + 2 * GONE_POLL_EVERY
+    weekly = FeedSpec(url=FEED, interval=timedelta(days=7))
+    assert decide_update(state, weekly, failed(404), day_later).next_poll == day_later + timedelta(
+        days=7
+    )
+
+
+@pytest.mark.parametrize(
+    "interruption",
+    [failed(503), NotModified(url=FEED), failed(None), PollError("bug")],
+    ids=["503", "304", "timeout", "bug"],
+)
+def test_anything_but_404_or_410_ends_the_run_of_them(interruption: PollResult) -> None:
+    state, _ = run_polls([(timedelta(0), failed(404)), (timedelta(hours=12), interruption)])
+    assert state.gone_since is None
+    update = decide_update(state, SPEC, failed(404), NOW + timedelta(days=2))
+    assert update.gone_since == NOW + timedelta(days=2)
+    assert update.next_poll < NOW + timedelta(days=2) + GONE_POLL_EVERY
+
+
+def moved_body(moved_to: str | None) -> BodyUnchanged:
+    return BodyUnchanged(
+        fetched=Fetched(
+            url=moved_to or FEED, status=200, headers={}, content=OLD_BODY, moved_to=moved_to
+        )
+    )
+
+
+def test_a_permanent_redirect_is_recorded_until_a_poll_reaches_the_feed_without_one() -> None:
+    new_url = "https://b.example/feed.xml"
+    state, updates = run_polls(
+        [
+            (timedelta(0), moved_body(new_url)),
+            (timedelta(hours=1), NotModified(url=new_url, moved_to=new_url)),
+            # Timeouts and our own bugs say nothing about redirects: what was known stays.
+            (timedelta(hours=2), failed(None)),
+            (timedelta(hours=3), PollError("bug")),
+            # The new address answers an error after the redirect: it moved all the same.
+            (
+                timedelta(hours=4),
+                replace(failed(500), moved_to=new_url),
+            ),
+        ]
+    )
+    assert [(update.moved_to, update.moved_since) for update in updates] == [(new_url, NOW)] * 5
+    other = "https://c.example/feed.xml"
+    elsewhere = decide_update(state, SPEC, moved_body(other), NOW + timedelta(hours=5))
+    assert (elsewhere.moved_to, elsewhere.moved_since) == (other, NOW + timedelta(hours=5))
+    for unmoved in (moved_body(None), NotModified(url=FEED), failed(404)):
+        update = decide_update(state, SPEC, unmoved, NOW + timedelta(hours=6))
+        assert (update.moved_to, update.moved_since) == (None, None), unmoved
+
+
+# --------------------------------------------------------------------------- what `monitor poll` skips
+
+
+def test_a_feed_never_polled_or_past_its_time_is_due() -> None:
+    assert deferral(None, SPEC, NOW) is None
+    assert deferral(feed_state(last_poll=None, next_poll=None), SPEC, NOW) is None
+    assert deferral(feed_state(next_poll=NOW), SPEC, NOW) is None
+    assert deferral(feed_state(error_count=3, next_poll=NOW - QUARTER), SPEC, NOW) is None
+
+
+def test_after_the_clock_went_back_every_feed_is_due() -> None:
+    backing_off = feed_state(last_poll=NOW, next_poll=NOW + MAX_BACKOFF, error_count=9)
+    assert deferral(backing_off, SPEC, NOW - timedelta(hours=2)) is None
+    assert deferral(backing_off, SPEC, NOW + timedelta(hours=2)) is not None
+
+
+def test_a_healthy_feed_waits_for_its_interval_as_configured_now() -> None:
+    state = feed_state(last_poll=NOW - timedelta(minutes=5), next_poll=NOW + timedelta(minutes=10))
+    wait = deferral(state, SPEC, NOW)
+    assert wait is not None and (wait.reason, wait.until) == (
+        Wait.NOT_DUE,
+        NOW + timedelta(minutes=10),
+    )
+    shortened = FeedSpec(url=FEED, interval=timedelta(minutes=5))
+    assert deferral(state, shortened, NOW) is None
+
+
+def test_a_failing_feed_backs_off_and_says_so() -> None:
+    update = decide_update(feed_state(error_count=2), SPEC, failed(500), NOW)
+    state = after(feed_state(error_count=2), update)
+    wait = deferral(state, SPEC, NOW + timedelta(minutes=1))
+    assert wait is not None
+    assert (wait.reason, wait.until, wait.failures) == (Wait.BACKING_OFF, NOW + 8 * QUARTER, 3)
+    paris = ZoneInfo("Europe/Paris")
+    assert wait.words(paris, NOW) == "backing off until 09:00 after 3 failures"
+    assert wait.words(paris) == "backing off until 28 Nov 09:00 after 3 failures"
+    assert deferral(state, SPEC, NOW + 8 * QUARTER) is None
+
+
+def test_a_server_asking_to_wait_is_told_apart_from_the_back_off() -> None:
+    update = decide_update(feed_state(), SPEC, failed(503, timedelta(hours=6)), NOW)
+    wait = deferral(after(feed_state(), update), SPEC, NOW)
+    assert wait is not None and (wait.reason, wait.until) == (
+        Wait.RETRY_AFTER,
+        NOW + timedelta(hours=6),
+    )
+    assert wait.words(UTC, NOW) == "Retry-After until 12:00 (the server asked us to wait)"
+
+
+def test_a_gone_feed_waits_a_day() -> None:
+    state, _ = run_polls([(timedelta(0), failed(404)), (GONE_AFTER, failed(404))])
+    wait = deferral(state, SPEC, NOW + GONE_AFTER + timedelta(hours=1))
+    assert wait is not None
+    assert (wait.reason, wait.until) == (Wait.GONE, NOW + GONE_AFTER + GONE_POLL_EVERY)
+    assert wait.words(UTC).startswith("gone (404/410 for a day): polled once a day, next at 30 Nov")

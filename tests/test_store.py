@@ -139,6 +139,7 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
         ("0002_feed_last_full_fetch",),
         ("0003_hit_relevance",),
         ("0004_named_digests",),
+        ("0006_feed_health",),
         ("0008_alert_deliveries",),
     ]
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

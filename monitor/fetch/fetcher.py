@@ -80,6 +80,7 @@ FEED_ACCEPT = (
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PERMANENT_REDIRECTS = frozenset({301, 308})
 
 _NO_VALIDATORS = Validators()
 _DEFAULT_LIMITS = FetchLimits()
@@ -105,6 +106,23 @@ class _Failure(Exception):
         self.detail = detail
         self.status = status
         self.retry_after = retry_after
+        self.moved_to: str | None = None
+
+
+class _PermanentRedirects:
+    """Where the permanent redirects (301, 308) at the start of a chain lead: the address a
+    client should use from now on. A temporary redirect ends it, since what follows
+    may change any time: 301 A→B, 302 B→C means the feed moved to B."""
+
+    def __init__(self) -> None:
+        self.moved_to: str | None = None
+        self._unbroken = True
+
+    def hop(self, status: int, following: httpx.URL) -> None:
+        if status in _PERMANENT_REDIRECTS and self._unbroken:
+            self.moved_to = str(following)
+        else:
+            self._unbroken = False
 
 
 class Fetcher:
@@ -252,6 +270,7 @@ class Fetcher:
                         status=failure.status,
                         retry_after=failure.retry_after,
                         elapsed=time.monotonic() - started,
+                        moved_to=failure.moved_to,
                     )
                 finally:
                     request_deadline.reset(token)
@@ -309,6 +328,25 @@ class Fetcher:
         deadline: float,
         host_slot: HeldHostSlot,
     ) -> FetchResult:
+        redirects = _PermanentRedirects()
+        try:
+            return self._follow_hops(
+                target, trusted_site, headers, sent_validators, deadline, host_slot, redirects
+            )
+        except _Failure as failure:
+            failure.moved_to = redirects.moved_to
+            raise
+
+    def _follow_hops(
+        self,
+        target: httpx.URL,
+        trusted_site: tuple[str, int | None] | None,
+        headers: dict[str, str],
+        sent_validators: Validators | None,
+        deadline: float,
+        host_slot: HeldHostSlot,
+        redirects: _PermanentRedirects,
+    ) -> FetchResult:
         started = time.monotonic()
         current = target
         visited = {str(target)}
@@ -336,6 +374,7 @@ class Fetcher:
                             "the site is misconfigured — check the URL in a browser",
                         )
                     logger.debug("%s: %d redirect to %s", current, status, following)
+                    redirects.hop(status, following)
                     visited.add(str(following))
                     current = following
                     continue
@@ -349,6 +388,7 @@ class Fetcher:
                         url=str(current),
                         validators=fresh if fresh != _NO_VALIDATORS else sent_validators,
                         elapsed=time.monotonic() - started,
+                        moved_to=redirects.moved_to,
                     )
                 if not 200 <= status < 300:
                     raise self._status_failure(target, current, response)
@@ -360,6 +400,7 @@ class Fetcher:
                     content=content,
                     validators=validators_from(response.headers),
                     elapsed=time.monotonic() - started,
+                    moved_to=redirects.moved_to,
                 )
             finally:
                 response.close()

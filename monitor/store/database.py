@@ -34,6 +34,7 @@ import sqlite_utils
 
 from monitor.config.settings import DEFAULT_DIGEST_NAME
 from monitor.errors import StorageError
+from monitor.health import FeedHealth, FeedHistory, assess, not_polled
 from monitor.models import (
     AlertDestinationStatus,
     AlertFailure,
@@ -43,6 +44,7 @@ from monitor.models import (
     ClaimedDigest,
     DueAlert,
     Entry,
+    FeedSpec,
     FeedState,
     FeedUpdate,
     HitResult,
@@ -67,6 +69,7 @@ from monitor.store.schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 _ARTICLE_PAGE = 200  # rows per query when streaming articles for a backfill
+HISTORY_ARRIVALS = 30  # arrivals of new entries per feed from which its usual gap is judged
 
 
 def _message_id(db_path: Path, key: str) -> str:
@@ -233,6 +236,37 @@ class Store:
         rows = self._db.read("listing feeds", f"SELECT {_FEED_COLUMNS} FROM feeds ORDER BY url")
         return [feed_state(row) for row in rows]
 
+    def feed_histories(self, *, arrivals: int = HISTORY_ARRIVALS) -> dict[str, FeedHistory]:
+        """Per feed URL, the latest `arrivals` distinct times new entries were stored."""
+        histories: dict[str, FeedHistory] = {}
+        with self._db.errors("reading when new entries arrived"):
+            conn = self._db.connection()
+            # One indexed query per feed: a window over every entry of every feed costs
+            # 20 times more on a large database (bench/bench_health.py).
+            for feed in conn.execute("SELECT id, url FROM feeds").fetchall():
+                rows = conn.execute(
+                    """
+                    SELECT DISTINCT first_seen FROM entries WHERE feed_id = ?
+                    ORDER BY first_seen DESC LIMIT ?
+                    """,
+                    [feed["id"], arrivals],
+                ).fetchall()
+                times = tuple(required_time(row["first_seen"]) for row in reversed(rows))
+                histories[feed["url"]] = FeedHistory(new_entry_times=times)
+        return histories
+
+    def feed_health(self, now: datetime, specs: Sequence[FeedSpec]) -> list[FeedHealth]:
+        """The health of each configured feed, in the order of `specs`, its times in the
+        zone of `now` (see `monitor.health`)."""
+        states = {state.url: state for state in self.feed_states()}
+        histories = self.feed_histories()
+        return [
+            assess(state, name=spec.name, now=now, history=histories.get(spec.url, FeedHistory()))
+            if (state := states.get(spec.url)) is not None
+            else not_polled(spec.url, spec.name)
+            for spec in specs
+        ]
+
     def unseen_entries(self, feed_id: int, entries: Sequence[Entry]) -> list[Entry]:
         """The entries whose key this feed never stored, in their original order."""
         keys = [entry.key for entry in entries]
@@ -287,6 +321,19 @@ class Store:
                     update.error_count,
                     to_db(update.next_poll),
                     to_db(update.last_full_fetch),
+                    feed_id,
+                ],
+            )
+            conn.execute(
+                """
+                UPDATE feeds SET failing_since = ?, gone_since = ?, moved_to = ?, moved_since = ?
+                WHERE id = ?
+                """,
+                [
+                    to_db(update.failing_since),
+                    to_db(update.gone_since),
+                    update.moved_to,
+                    to_db(update.moved_since),
                     feed_id,
                 ],
             )
@@ -647,6 +694,7 @@ class Store:
         name: str = DEFAULT_DIGEST_NAME,
         watchlists: Collection[str] | None = None,
         passed_over: Collection[str] = (),
+        allow_empty: bool = False,
     ) -> ClaimedDigest | None:
         """Reserve for the digest `name` the hits of its period `key`.
 
@@ -661,7 +709,8 @@ class Store:
            release it using ``claimed.key`` and claim again;
         2. None if `key` was already sent or ran empty, or is itself left sending;
         3. a new digest holding every hit of its watchlists it has not carried yet
-           (quiet backfills excepted), or None after recording `key` as empty.
+           (quiet backfills excepted), or None after recording `key` as empty; with
+           `allow_empty` (something else to report), a digest without hits instead.
         """
         message_id = _message_id(self.path, key)
         skipped = list(passed_over)
@@ -687,7 +736,7 @@ class Store:
             where, parameters = _unsent(name, since, watchlists)
             pending = conn.execute(f"SELECT COUNT(*) FROM hits WHERE {where}", parameters)
             count = pending.fetchone()[0]
-            state = "sending" if count else "empty"
+            state = "sending" if count or allow_empty else "empty"
             # A failed earlier attempt keeps its row (and Message-ID): it was never delivered.
             conn.execute(
                 """
@@ -696,9 +745,9 @@ class Store:
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state,
                     attempts = attempts + excluded.attempts
                 """,
-                [key, name, message_id, state, to_db(now), 1 if count else 0],
+                [key, name, message_id, state, to_db(now), 1 if state == "sending" else 0],
             )
-            if not count:
+            if state == "empty":
                 return None
             conn.execute(
                 f"""

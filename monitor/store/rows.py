@@ -132,6 +132,10 @@ def feed_state(row: sqlite3.Row) -> FeedState:
         error_count=row["error_count"],
         next_poll=from_db(row["next_poll"]),
         last_full_fetch=from_db(row["last_full_fetch"]),
+        failing_since=from_db(row["failing_since"]),
+        gone_since=from_db(row["gone_since"]),
+        moved_to=row["moved_to"],
+        moved_since=from_db(row["moved_since"]),
     )
 
 

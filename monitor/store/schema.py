@@ -156,6 +156,19 @@ def _named_digests(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO digest_names (name, since, registered_at) VALUES ('digest', '', '')")
 
 
+@MIGRATIONS(name="0006_feed_health")
+def _feed_health(db: sqlite_utils.Database) -> None:
+    # What `health.assess` needs beyond the poll counters: when the current run of
+    # failures began, when the current run of 404/410 answers began (a day of them and
+    # the feed is gone, polled once a day), and where permanent redirects lead.
+    for column in ("failing_since", "gone_since", "moved_to", "moved_since"):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column} TEXT")
+    # A feed failing before this migration: its failures began at the latest at its last poll.
+    db.execute("UPDATE feeds SET failing_since = last_poll WHERE error_count > 0")
+    # The times new entries arrived, per feed, read by `Store.feed_histories`.
+    db.execute("CREATE INDEX entries_feed_first_seen ON entries (feed_id, first_seen)")
+
+
 @MIGRATIONS(name="0008_alert_deliveries")
 def _alert_deliveries(db: sqlite_utils.Database) -> None:
     # One row per hit per alert destination, written in the transaction that records the
