@@ -19,9 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor import __version__
-from monitor.config import Config, load_config, parse_duration
+from monitor.config import (
+    Config,
+    DigestSettings,
+    PollSettings,
+    find_config,
+    lint_config,
+    load_config,
+    parse_duration,
+    recover_settings,
+)
 from monitor.digest import by_relevance
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, QuerySyntaxError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.logs import setup_logging
@@ -30,14 +39,24 @@ from monitor.models import (
     ArticleText,
     FeedState,
     Fetched,
+    SearchResult,
     StoredHit,
     TextSource,
     Watchlist,
+    WatchlistFailures,
     utc_now,
 )
+from monitor.query import parse_query
 from monitor.schedule import manual_digest_key
+from monitor.service import (
+    apply_retention,
+    compose_digest,
+    open_pipeline,
+    rescore_hits,
+    run_digest,
+    search_store,
+)
 from monitor.service import backfill as run_backfill
-from monitor.service import compose_digest, open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
 from monitor.text import human_size
 
@@ -55,6 +74,7 @@ stderr = Console(stderr=True, highlight=False)
 
 def _load(ctx: click.Context) -> Config:
     path: Path = ctx.obj["config_path"]
+    _exit_if_no_config(ctx)
     try:
         return load_config(path)
     except ConfigError as error:
@@ -63,6 +83,65 @@ def _load(ctx: click.Context) -> Config:
         stderr.print(f"{path}: {len(error.problems)} problem(s); nothing was run.", markup=False)
         ctx.exit(EXIT_FAILED)
         raise AssertionError("unreachable") from error
+
+
+def _exit_if_no_config(ctx: click.Context) -> None:
+    """With no -c and no $MONITOR_CONFIG, and no file where monitor looks: say where it looked."""
+    looked: tuple[Path, ...] = ctx.obj.get("config_looked", ())
+    if len(looked) < 2 or ctx.obj["config_path"].exists():
+        return
+    stderr.print(
+        "no configuration file: looked for "
+        + " and ".join(str(place) for place in looked)
+        + "; create one there (the bundled feeds.yaml is a commented example), "
+        "or give its path with -c PATH or $MONITOR_CONFIG",
+        markup=False,
+        soft_wrap=True,
+    )
+    ctx.exit(EXIT_FAILED)
+
+
+def _load_for_reading(ctx: click.Context) -> tuple[Config, bool]:
+    """The configuration for a command that only reads, and whether it is the real one.
+
+    When feeds.yaml has problems, the command still runs on the database the file names
+    (`recover_settings`), with the problems and a warning on stderr; the flag is then
+    True and the configuration holds no feeds, watchlists or digest settings.
+    """
+    path: Path = ctx.obj["config_path"]
+    _exit_if_no_config(ctx)
+    try:
+        return load_config(path), False
+    except ConfigError as error:
+        for problem in error.problems:
+            stderr.print(problem, markup=False)
+        recovered = recover_settings(path)
+        if recovered is None:
+            stderr.print(
+                f"{path}: {len(error.problems)} problem(s), and it names no database that "
+                "could be read instead; nothing was run.",
+                markup=False,
+            )
+            ctx.exit(EXIT_FAILED)
+            raise AssertionError("unreachable") from error
+        stderr.print(
+            f"warning: {path} has {len(error.problems)} problem(s) (first: "
+            f"{error.problems[0]}); showing {recovered.database} (from {recovered.how}) as it "
+            "was last written. A running daemon keeps its last good configuration; fix the "
+            "file for it to take the change.",
+            markup=False,
+            soft_wrap=True,
+        )
+        fallback = Config(
+            path=path.absolute(),
+            database=recovered.database,
+            timezone=recovered.timezone,
+            poll=PollSettings(),
+            feeds=(),
+            watchlists=(),
+            digest=DigestSettings(),
+        )
+        return fallback, True
 
 
 class CannotRun(click.ClickException):
@@ -120,7 +199,9 @@ def _config_option_after_command(
     ctx: click.Context, parameter: click.Parameter, value: Path | None
 ) -> None:
     if value is not None:
-        ctx.ensure_object(dict)["config_path"] = value
+        settings = ctx.ensure_object(dict)
+        settings["config_path"] = value
+        settings["config_looked"] = (value,)
 
 
 # `-c` is accepted after the command too (`monitor hits -c feeds.yaml`), as users type it.
@@ -154,7 +235,10 @@ class _Commands(click.Group):
     "config_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Configuration file (default: $MONITOR_CONFIG, else ./feeds.yaml).",
+    help=(
+        "Configuration file (default: $MONITOR_CONFIG, else ./feeds.yaml, else "
+        "$XDG_CONFIG_HOME/monitor/feeds.yaml, i.e. ~/.config/monitor/feeds.yaml)."
+    ),
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 @click.option(
@@ -168,9 +252,10 @@ class _Commands(click.Group):
 def main(ctx: click.Context, config_path: Path | None, verbose: bool, log_format: str) -> None:
     """Watch news feeds for topics and email a daily digest of the hits."""
     setup_logging(verbose=verbose, log_format=log_format)
-    if config_path is None:
-        config_path = Path(os.environ.get("MONITOR_CONFIG") or "feeds.yaml")
-    ctx.obj = {"config_path": config_path}
+    location = find_config(
+        config_path, os.environ, cwd=Path.cwd(), home=Path(os.path.expanduser("~"))
+    )
+    ctx.obj = {"config_path": location.path, "config_looked": location.looked}
 
 
 @main.command()
@@ -182,6 +267,8 @@ def run(ctx: click.Context) -> None:
 
     path: Path = ctx.obj["config_path"]
     _load(ctx)  # report config errors before anything starts
+    for warning in lint_config(path):
+        log.warning("%s", warning)
     try:
         ctx.exit(run_daemon(path))
     except MonitorError as error:
@@ -191,13 +278,26 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @config_option
+@click.option(
+    "--strict", is_flag=True, help="Treat warnings (watchlists that look mistyped) as errors."
+)
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate the configuration; exit 1 with every problem listed."""
+def check(ctx: click.Context, strict: bool) -> None:
+    """Validate the configuration; exit 1 with every problem listed. Warnings point at
+    watchlists that are valid but look mistyped (NEAR5, a lower-case and, a lone stopword)."""
     config = _load(ctx)
+    warnings = lint_config(config.path)
+    for warning in warnings:
+        stderr.print(warning, markup=False, soft_wrap=True)
+    if strict and warnings:
+        stderr.print(
+            f"{config.path}: {len(warnings)} warning(s), errors with --strict.", markup=False
+        )
+        ctx.exit(EXIT_FAILED)
     stdout.print(
         f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
-        f"digest at {config.digest.at:%H:%M} {config.timezone.key}",
+        f"digest at {config.digest.at:%H:%M} {config.timezone.key}"
+        + (f"; {len(warnings)} warning(s)" if warnings else ""),
         markup=False,
     )
 
@@ -296,10 +396,10 @@ def hits(
     ctx: click.Context, since: str | None, watchlist: str | None, sort: str, output: str
 ) -> None:
     """List stored hits, most relevant first; passing mentions are marked."""
-    config = _load(ctx)
+    config, recovered = _load_for_reading(ctx)
     with _read_only_store(config) as store:
         found = store.hits(since=_since(since, config.timezone), watchlist=watchlist)
-    if watchlist is not None and not found:
+    if watchlist is not None and not found and not recovered:
         _watchlist_named(config, watchlist)  # a typo is an error, not an empty list
     if sort == "relevance":
         found = sorted(found, key=by_relevance)
@@ -335,7 +435,7 @@ def _relevance_cell(hit: StoredHit) -> str:
 @click.pass_context
 def digest(ctx: click.Context, dry_run: bool) -> None:
     """Build and deliver the digest of every hit not yet sent, now."""
-    config = _load(ctx)
+    config = _load_for_reading(ctx)[0] if dry_run else _load(ctx)
     now = utc_now()
     with _read_only_store(config) if dry_run else Store(config.database) as store:
         if dry_run:
@@ -371,18 +471,22 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def status(ctx: click.Context, output: str) -> None:
-    """One row per feed: last poll, last success, HTTP status, entries, last error."""
-    config = _load(ctx)
+    """One row per feed: last poll, last success, HTTP status, entries, last error; then
+    the watchlists whose matching failed on some articles."""
+    config, recovered = _load_for_reading(ctx)
     with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
+        failures = store.watchlist_failures(since=utc_now() - WATCHLIST_FAILURES_SHOWN)
+    # From a broken feeds.yaml: every feed the database knows, under its own title.
+    feeds = [(spec.url, spec.name) for spec in config.feeds]
+    if recovered:
+        feeds = [(url, None) for url in states]
     if output == "json":
-        click.echo(
-            json.dumps(
-                [_status_json(spec.url, spec.name, states.get(spec.url)) for spec in config.feeds],
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        document = {
+            "feeds": [_status_json(url, name, states.get(url)) for url, name in feeds],
+            "watchlists_with_errors": [_failures_json(failure) for failure in failures],
+        }
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
     table = Table(title="feeds")
     for column in (
@@ -399,13 +503,13 @@ def status(ctx: click.Context, output: str) -> None:
     def local(moment: datetime | None) -> str:
         return moment.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M") if moment else "never"
 
-    for spec in config.feeds:
-        state = states.get(spec.url)
+    for url, name in feeds:
+        state = states.get(url)
         if state is None:
-            table.add_row(spec.name or spec.url, "never", "never", "", "0", "", "")
+            table.add_row(name or url, "never", "never", "", "0", "", "")
             continue
         table.add_row(
-            spec.name or state.title or spec.url,
+            name or state.title or url,
             local(state.last_poll),
             local(state.last_success),
             str(state.http_status or ""),
@@ -414,6 +518,33 @@ def status(ctx: click.Context, output: str) -> None:
             state.last_error or "",
         )
     stdout.print(table)
+    if failures:
+        errors = Table(title="Watchlists with errors")
+        for column in ("watchlist", "articles failed", "last error", "when", "last article"):
+            errors.add_column(column, overflow="fold")
+        for failure in failures:
+            errors.add_row(
+                failure.watchlist,
+                str(failure.articles),
+                failure.last_error,
+                local(failure.last_at),
+                failure.last_url or "",
+            )
+        stdout.print(errors)
+
+
+# Failures older than this are left out of `status`: they were fixed, or have been seen.
+WATCHLIST_FAILURES_SHOWN = timedelta(days=7)
+
+
+def _failures_json(failure: WatchlistFailures) -> dict[str, Any]:
+    return {
+        "watchlist": failure.watchlist,
+        "articles_failed": failure.articles,
+        "last_error": failure.last_error,
+        "last_at": failure.last_at.isoformat(),
+        "last_url": failure.last_url,
+    }
 
 
 def _status_json(url: str, name: str | None, state: FeedState | None) -> dict[str, Any]:
@@ -522,15 +653,101 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     """Run WATCHLIST over stored articles and record the hits it finds (flagged as backfilled)."""
     config = _load(ctx)
     chosen = _watchlist_named(config, watchlist)
+    start = _since(since, config.timezone)
     with Store(config.database) as store:
         rescore_hits(store, config.watchlists)
-        scanned, added = run_backfill(
-            store, chosen, since=_since(since, config.timezone), now=utc_now(), quiet=quiet
-        )
+        scanned, added = run_backfill(store, chosen, since=start, now=utc_now(), quiet=quiet)
+        dropped = store.dropped_text_count(start)
     where = "left out of digests" if quiet else "listed in the next digest"
-    stdout.print(
-        f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where})", markup=False
+    skipped = (
+        f"; {dropped} articles skipped, their text dropped by retention.article_text"
+        if dropped
+        else ""
     )
+    stdout.print(
+        f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where}){skipped}",
+        markup=False,
+    )
+
+
+@main.command()
+@config_option
+@click.argument("query")
+@click.option(
+    "--since",
+    default=None,
+    help="Only articles first seen since then: 12h, 1d, 2w, 1mo back, or an ISO date "
+    "(default: every stored article).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many articles, the most relevant first.",
+)
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def search(ctx: click.Context, query: str, since: str | None, limit: int, output: str) -> None:
+    """Run QUERY (the watchlist language) over the stored articles; record nothing.
+    Exit 0 when something matched, 1 when nothing did."""
+    config, _ = _load_for_reading(ctx)
+    try:
+        node = parse_query(query, config.sets)
+    except QuerySyntaxError as error:
+        raise CannotRun(
+            f"bad query: {error.message}\n  {query}\n  {' ' * error.offset}^"
+        ) from error
+    with _read_only_store(config) as store:
+        run = search_store(store, node, since=_since(since, config.timezone))
+    shown = run.results[:limit]
+    if output == "json":
+        click.echo(
+            json.dumps([_search_json(result) for result in shown], ensure_ascii=False, indent=2)
+        )
+    else:
+        table = Table(title=f"{len(run.results)} articles match {query}")
+        for column in ("date", "feed", "title", "relevance", "matched"):
+            table.add_column(column, overflow="fold")
+        for result in shown:
+            stored, hit = result.stored, result.hit
+            when = stored.article.published or stored.first_seen
+            table.add_row(
+                when.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M"),
+                stored.feed,
+                stored.article.title
+                + (" (title only: text dropped)" if stored.text_dropped_at else ""),
+                f"{hit.relevance:.2f}" + (" in passing" if hit.in_passing else ""),
+                ", ".join(hit.matched),
+            )
+        stdout.print(table)
+        how = "through the search index" if run.used_index else "one by one (no index expression)"
+        more = f"; showing the first {limit} (--limit)" if len(run.results) > limit else ""
+        stdout.print(
+            f"{len(run.results)} matching articles, {run.read} read {how}{more}", markup=False
+        )
+    ctx.exit(EXIT_OK if run.results else EXIT_FAILED)
+
+
+def _search_json(result: SearchResult) -> dict[str, Any]:
+    stored, hit = result.stored, result.hit
+    return {
+        "title": stored.article.title,
+        "url": stored.article.url,
+        "feed": stored.feed,
+        "published": stored.article.published.isoformat() if stored.article.published else None,
+        "first_seen": stored.first_seen.isoformat(),
+        "relevance": hit.relevance,
+        "in_passing": hit.in_passing,
+        "evidence": hit.evidence,
+        "matched": list(hit.matched),
+        "clauses": [
+            {"clause": clause.clause, "words": list(clause.words), "field": clause.field}
+            for clause in hit.clauses
+        ],
+        "snippets": list(hit.snippets),
+        "text_dropped": stored.text_dropped_at is not None,
+    }
 
 
 @main.command()
@@ -558,14 +775,23 @@ def backup(ctx: click.Context, target: Path) -> None:
 @config_option
 @click.pass_context
 def vacuum(ctx: click.Context) -> None:
-    """Rebuild the database file compactly, returning deleted rows' space to the disk."""
+    """Apply retention, then rebuild the database file compactly, returning deleted rows'
+    space to the disk."""
     config = _load(ctx)
     before = config.database.stat().st_size if config.database.exists() else 0
     with Store(config.database) as store:
         try:
+            dropped = apply_retention(store, config, now=utc_now())
+            store.optimize_search_index()
             store.vacuum()
         except MonitorError as error:
             stderr.print(str(error), markup=False)
             ctx.exit(EXIT_FAILED)
     after = config.database.stat().st_size
+    if config.retention.article_text is not None:
+        stdout.print(
+            f"retention: the text of {dropped} more articles dropped "
+            f"(kept {config.retention.article_text.days} days)",
+            markup=False,
+        )
     stdout.print(f"{config.database}: {human_size(before)} → {human_size(after)}", markup=False)

@@ -14,6 +14,9 @@ Jobs (all in UTC; local time appears only in `schedule.due_digest_key`):
 * ``checkpoint``: every 30 minutes, empty the SQLite write-ahead log, with a
   warning when a reader elsewhere prevents it.
 
+After a poll, at most once an hour, `retention.article_text` is applied (the text
+of old articles that no unsent hit needs is dropped; see `service.apply_retention`).
+
 No job is ever dropped for running late (``misfire_grace_time=None``), runs
 that piled up are merged (``coalesce``), and one feed is never polled twice at
 once (``max_instances=1``).
@@ -53,12 +56,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config
-from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase
+from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase, MonitorError
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
 from monitor.schedule import due_digest_key, next_digest_time
-from monitor.service import open_pipeline, rescore_hits, run_digest
+from monitor.service import apply_retention, open_pipeline, rescore_hits, run_digest
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ DIGEST_CHECK_SECONDS = 60
 RELOAD_CHECK_SECONDS = 2
 CHECKPOINT_SECONDS = 30 * 60
 DIGEST_RETRY_AFTER = timedelta(minutes=10)
+RETENTION_EVERY = timedelta(hours=1)
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -117,6 +121,8 @@ class Daemon:
         self.clock = clock
         self.stopping = threading.Event()
         self._digest_failed_at: datetime | None = None
+        self._retention_at: datetime | None = None
+        self._retention_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
@@ -165,6 +171,25 @@ class Daemon:
         if report.next_poll is not None and not self.stopping.is_set():
             with contextlib.suppress(JobLookupError):
                 self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)
+        self._retention_after_poll()
+
+    def _retention_after_poll(self) -> None:
+        """Apply `retention:` after a poll, at most once per RETENTION_EVERY; one poll thread
+        does it while the others carry on."""
+        if self.config.retention.article_text is None or self.stopping.is_set():
+            return
+        if not self._retention_lock.acquire(blocking=False):
+            return
+        try:
+            now = self.clock()
+            if self._retention_at is not None and now - self._retention_at < RETENTION_EVERY:
+                return
+            self._retention_at = now
+            apply_retention(self.store, self.config, now=now)
+        except MonitorError as error:
+            log.error("retention failed, tried again in an hour: %s", error)
+        finally:
+            self._retention_lock.release()
 
     def _spec(self, url: str) -> FeedSpec | None:
         for spec in self.config.feeds:

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from monitor.models import (
     ArticleJob,
-    ArticleText,
+    ArticleOutcome,
     BodyUnchanged,
     Clock,
     FeedSpec,
@@ -38,7 +38,6 @@ from monitor.models import (
     Fetched,
     FetchFailed,
     FetchResult,
-    HitResult,
     NewArticle,
     NewBody,
     NotAFeed,
@@ -71,7 +70,7 @@ class ArticleProcessor(Protocol):
     """Runs the article step; `monitor.workers.ExtractionPool` runs it in worker processes,
     `monitor.articles.InlineArticles` in the calling thread."""
 
-    def process(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]: ...
+    def process(self, job: ArticleJob) -> ArticleOutcome: ...
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None: ...
 
@@ -245,8 +244,8 @@ class Pipeline:
             # the entries seen and never extract them. The next start redoes this feed.
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
         new = tuple(
-            NewArticle(entry=entry, article=article, hits=hits)
-            for entry, (article, hits) in zip(fresh, processed, strict=True)
+            NewArticle(entry=entry, article=article, hits=hits, failures=failures)
+            for entry, (article, hits, failures) in zip(fresh, processed, strict=True)
         )
         result = NewBody(
             fetched=fetched,
@@ -257,9 +256,7 @@ class Pipeline:
         )
         return self._record(spec, name, state, result, now, times)
 
-    def _process(
-        self, job: ArticleJob, feed_url: str, times: StageTimes
-    ) -> tuple[ArticleText, tuple[HitResult, ...]]:
+    def _process(self, job: ArticleJob, feed_url: str, times: StageTimes) -> ArticleOutcome:
         """Fetch the entry's page when it is needed, then run the article step."""
         job = self._with_page(job, feed_url, times)
         with times.timing("extract"):

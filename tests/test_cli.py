@@ -442,7 +442,9 @@ def test_a_storage_error_is_one_line_and_exit_1_not_a_traceback(config: Path) ->
 
 
 def test_status_as_json(config: Path) -> None:
-    feeds = json.loads(invoke(config, "status", "--format", "json").output)
+    document = json.loads(invoke(config, "status", "--format", "json").output)
+    assert document["watchlists_with_errors"] == []
+    feeds = document["feeds"]
     assert [feed["name"] for feed in feeds] == ["Afrique Exemple", "Jamais interrogé"]
     polled, never = feeds
     assert polled["polled"] is True and polled["http_status"] == 200 and polled["entries"] == 3

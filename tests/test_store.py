@@ -138,6 +138,7 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
         ("0001_initial_schema",),
         ("0002_feed_last_full_fetch",),
         ("0003_hit_relevance",),
+        ("0007_search_and_retention",),
     ]
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -18,7 +18,13 @@ from monitor.config.environment import _substitute_environment
 from monitor.config.messages import _describe_error, _unmask
 from monitor.config.references import _check_references
 from monitor.config.schema import _ConfigModel, _sets_for_checking
-from monitor.config.settings import Config, DigestSettings, PollSettings, SmtpSettings
+from monitor.config.settings import (
+    Config,
+    DigestSettings,
+    PollSettings,
+    RetentionSettings,
+    SmtpSettings,
+)
 from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _shown
 from monitor.errors import ConfigError
 from monitor.models import FeedSpec, Watchlist
@@ -182,4 +188,5 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
             subject=model.digest.subject,
         ),
         sets=MappingProxyType({name: tuple(terms) for name, terms in model.sets.items()}),
+        retention=RetentionSettings(article_text=model.retention.article_text),
     )

@@ -394,6 +394,21 @@ class _DigestModel(_Section):
     outbox: Text = DEFAULT_OUTBOX
 
 
+MIN_TEXT_RETENTION = timedelta(days=1)
+MAX_TEXT_RETENTION = timedelta(days=100 * 365)
+
+
+class _RetentionModel(_Section):
+    article_text: (
+        Annotated[
+            timedelta,
+            BeforeValidator(_duration),
+            _between(MIN_TEXT_RETENTION, MAX_TEXT_RETENTION),
+        ]
+        | None
+    ) = None
+
+
 class _ConfigModel(_Section):
     database: Text = DEFAULT_DATABASE
     timezone: Annotated[str, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
@@ -404,6 +419,7 @@ class _ConfigModel(_Section):
     )
     watchlists: Annotated[list[_WatchlistModel], Field(min_length=1, max_length=MAX_WATCHLISTS)]
     digest: _DigestModel
+    retention: _RetentionModel = Field(default_factory=_RetentionModel)
 
 
 def _located(

@@ -45,6 +45,13 @@ class DigestSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """The `retention:` section: how long stored article text is kept (None: forever)."""
+
+    article_text: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the feeds.yaml this came from (absolute)
     database: Path  # absolute
@@ -54,3 +61,4 @@ class Config:
     watchlists: tuple[Watchlist, ...]
     digest: DigestSettings
     sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    retention: RetentionSettings = RetentionSettings()
