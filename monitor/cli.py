@@ -114,13 +114,14 @@ def _load_for_reading(ctx: click.Context) -> tuple[Config, bool]:
         return load_config(path), False
     except ConfigError as error:
         for problem in error.problems:
-            stderr.print(problem, markup=False)
+            stderr.print(problem, markup=False, soft_wrap=True)
         recovered = recover_settings(path)
         if recovered is None:
             stderr.print(
                 f"{path}: {len(error.problems)} problem(s), and it names no database that "
                 "could be read instead; nothing was run.",
                 markup=False,
+                soft_wrap=True,
             )
             ctx.exit(EXIT_FAILED)
             raise AssertionError("unreachable") from error
@@ -291,7 +292,9 @@ def check(ctx: click.Context, strict: bool) -> None:
         stderr.print(warning, markup=False, soft_wrap=True)
     if strict and warnings:
         stderr.print(
-            f"{config.path}: {len(warnings)} warning(s), errors with --strict.", markup=False
+            f"{config.path}: {len(warnings)} warning(s), errors with --strict.",
+            markup=False,
+            soft_wrap=True,
         )
         ctx.exit(EXIT_FAILED)
     stdout.print(

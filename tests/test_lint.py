@@ -114,9 +114,8 @@ def test_lists_and_sets_are_linted_at_their_items(tmp_path: Path) -> None:
 
 def test_a_position_inside_a_block_scalar_query(tmp_path: Path) -> None:
     path = config_with(tmp_path, "  - name: W\n    query: >\n      Togo\n      and Bénin\n")
-    assert [warning.removeprefix(f"{path}:") for warning in lint_config(path)][0].startswith(
-        '8:7: warning: "and"'
-    )
+    (warning,) = lint_config(path)
+    assert warning.startswith(f'{path}:8:7: warning: "and"')
 
 
 def test_check_prints_warnings_and_strict_makes_them_errors(tmp_path: Path) -> None:
