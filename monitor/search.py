@@ -13,8 +13,9 @@ derived from a query must find *at least* every article the matcher would match
   aside (such words are not searched by prefix). Articles stemmed in another language,
   or of undeclared language, are read whole when the query has stemmed words
   (`Candidates.other_languages`);
-* a phrase, a ``NEAR`` or an ``AND``: every required side (AND); a hyphenated term: any of
-  its spellings (OR); an ``OR``, a ``@set``: every alternative (OR);
+* a phrase: its words near each other (FTS5 ``NEAR``, with slack for the tokens FTS5 counts
+  and the matcher does not); a ``NEAR`` or an ``AND``: every required side (AND); a
+  hyphenated term: any of its spellings (OR); an ``OR``, a ``@set``: every alternative (OR);
 * ``NOT`` and field scopes are left to the matcher (dropping a condition only widens);
 * ``œ``/``æ`` are searched both ways (FTS5 keeps the ligature, the matcher expands it).
 
@@ -42,6 +43,7 @@ from monitor.query import And, FieldScope, Near, Node, Not, SetRef, Term, leaves
 # declared) are read whole when a query has stemmed words.
 STEMMING_CHECKED = ("fr", "en")
 PREFIX_CHARS = 4
+PHRASE_SLACK = 3  # FTS5 tokens allowed between a phrase's words, per word
 MIN_PREFIX_CHARS = 2
 SEARCH_WATCHLIST = "search"
 
@@ -113,17 +115,22 @@ def _term(term: Term) -> str | None:
     if not spellings:
         return None
     stemmed = _is_stemmed(term)
-    return _any(
-        [
-            _all(
-                [
-                    _word(form, stemmed=stemmed, last=index == len(forms) - 1 and term.prefix)
-                    for index, form in enumerate(forms)
-                ]
-            )
-            for forms in spellings
-        ]
-    )
+    return _any([_phrase(forms, stemmed=stemmed, prefix=term.prefix) for forms in spellings])
+
+
+def _phrase(forms: tuple[str, ...], *, stemmed: bool, prefix: bool) -> str | None:
+    """One spelling of a term: its words close together (FTS5 ``NEAR``), or each anywhere
+    when one of them needs an OR (a ligature)."""
+    words = [
+        _word(form, stemmed=stemmed, last=prefix and index == len(forms) - 1)
+        for index, form in enumerate(forms)
+    ]
+    usable = [word for word in words if word is not None]
+    if len(usable) < 2 or any(word.startswith("(") for word in usable):
+        return _all(words)
+    # The matcher wants the words at consecutive positions; FTS5 may count a few more tokens
+    # between them (it splits "aujourd'hui" and keeps a possessive "s"), hence the slack.
+    return f"NEAR({' '.join(usable)}, {PHRASE_SLACK * len(forms)})"
 
 
 def _word(form: str, *, stemmed: bool, last: bool) -> str | None:

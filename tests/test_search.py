@@ -75,6 +75,9 @@ def search_cli(database: Path, *args: str) -> Result:
 QUERIES = [
     "Togo",
     "militaire",
+    '"coopération militaire"',
+    '"Côte d\'Ivoire"',
+    '"chef de l\'État"',
     '"coup d\'État"',
     "CEDEAO OR Cédéao",
     "sanction* NOT football",
