@@ -18,7 +18,6 @@ Where the text comes from, in order:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -35,8 +34,6 @@ __all__ = [
     "step_failed",
 ]
 
-log = logging.getLogger(__name__)
-
 
 def process_article(job: ArticleJob, matcher: Matcher) -> ArticleOutcome:
     """The text of one new entry, the hits of `matcher`'s watchlists on it, and the
@@ -45,13 +42,6 @@ def process_article(job: ArticleJob, matcher: Matcher) -> ArticleOutcome:
     hits, failures = matcher.match_reporting(
         article, feed_name=job.feed_name, feed_language=job.feed_language
     )
-    for failure in failures:
-        log.warning(
-            "%s: watchlist %r failed on this article and skipped it: %s",
-            article.url or job.entry.key,
-            failure.watchlist,
-            failure.error,
-        )
     return article, tuple(hits), tuple(failures)
 
 

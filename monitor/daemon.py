@@ -55,7 +55,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Config
+from monitor.config import Config, lint_config
 from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase, MonitorError
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
@@ -249,6 +249,8 @@ class Daemon:
         self.pipeline.set_watchlists(new_config.watchlists)
         self.config = new_config
         self._sync_feed_jobs()
+        for warning in lint_config(new_config.path):
+            log.warning("%s", warning)
         log.info(
             "configuration reloaded: %d feeds, %d watchlists",
             len(new_config.feeds),

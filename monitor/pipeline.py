@@ -260,7 +260,23 @@ class Pipeline:
         """Fetch the entry's page when it is needed, then run the article step."""
         job = self._with_page(job, feed_url, times)
         with times.timing("extract"):
-            return self.articles.process(job)
+            outcome = self.articles.process(job)
+        article, _, failures = outcome
+        for failure in failures:  # logged here: worker processes have no log handlers of ours
+            label = article.url or job.entry.key
+            log.warning(
+                "%s: watchlist %r failed on this article, skipped for it alone: %s",
+                label,
+                failure.watchlist,
+                failure.error,
+                extra={
+                    "event": "watchlist_failure",
+                    "watchlist": failure.watchlist,
+                    "url": label,
+                    "error": failure.error,
+                },
+            )
+        return outcome
 
     def _with_page(self, job: ArticleJob, feed_url: str, times: StageTimes) -> ArticleJob:
         link = job.entry.link

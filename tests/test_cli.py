@@ -656,7 +656,9 @@ def test_a_watchlist_that_cannot_be_compiled_fails_on_every_article_alone() -> N
         assert [failure.watchlist for failure in failures] == ["Profond"]
 
 
-def test_status_lists_the_watchlists_with_errors(config: Path) -> None:
+def test_status_lists_the_watchlists_with_errors(
+    config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Articles are matched in the pipeline's page threads, whose stack starts afresh.
     with ThreadPoolExecutor(1) as thread:
         depth = thread.submit(_depth_failing_on_one_article_only).result()
@@ -685,6 +687,7 @@ def test_status_lists_the_watchlists_with_errors(config: Path) -> None:
             pipeline.close()
     assert report.new_entries == 2
     assert report.new_hits == 3  # Togo twice, Profond once: the feed went on
+    assert f"{second}: watchlist 'Profond' failed on this article" in caplog.text
     table = invoke(config, "status")
     assert "Watchlists with errors" in table.output
     assert "Profond" in table.output and "RecursionError" in table.output
