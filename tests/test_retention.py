@@ -250,3 +250,14 @@ def test_the_daemon_applies_retention_after_polls_at_most_once_an_hour(config: P
             assert texts(database)["late"] == ("", True)
         finally:
             pipeline.close()
+
+
+def test_an_article_whose_text_went_is_read_again_when_another_feed_brings_it(
+    config: Path,
+) -> None:
+    with Store(config.parent / "monitor.db") as store:
+        assert store.known_article("https://news.example.org/none") is not None
+        apply_retention(store, load_config(config), now=NOW)
+        # None: the pipeline fetches the page again rather than match an empty text.
+        assert store.known_article("https://news.example.org/none") is None
+        assert store.known_article("https://news.example.org/unsent") is not None

@@ -6,9 +6,10 @@ at start. Each is placed at the character it concerns, as errors are:
 * ``NEAR5`` or ``near/5``: a word to look for, not the operator ``NEAR/5``;
 * ``and``/``or``/``not`` in lower case between two terms: a word to look for, not an
   operator (operators are upper case);
-* quotes that make no phrase: typographic quotes (``“…”``, ``«…»``), which are letters
-  of a word here, all the more when unbalanced; a word starting or ending with a single
-  quote (``'coopération militaire'``);
+* quotes that make no phrase: typographic quotes (``“…”``, ``«…»``), which the query
+  language does not read as quotes (the words are then looked for one by one), and say so
+  when they are unbalanced; a word starting or ending with a single quote
+  (``'coopération militaire'``);
 * a term that can never match (no letter or digit in it), a stopword alone (``le``,
   ``the``: in nearly every article), a prefix of one letter (``l'*``).
 
@@ -110,6 +111,16 @@ def lint_query(query: str, sets: Mapping[str, Sequence[str]]) -> list[tuple[int,
 
 
 def _token_warnings(query: str) -> Iterator[tuple[int, str]]:
+    opening = [offset for offset, character in enumerate(query) if character in "“«„‹"]
+    closing = [offset for offset, character in enumerate(query) if character in "”»›"]
+    if len(opening) != len(closing):
+        yield (
+            (opening or closing)[0],
+            (
+                f"unbalanced quotes: {len(opening)} opening and {len(closing)} closing "
+                "typographic quotes in this query"
+            ),
+        )
     tokens = [(match.start(), match.group()) for match in _TOKEN.finditer(query)]
     for index, (offset, word) in enumerate(tokens):
         if word.startswith('"') or word in "()":

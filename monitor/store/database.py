@@ -230,10 +230,11 @@ class Store:
         return [entry for entry in entries if entry.key not in seen]
 
     def known_article(self, url: str) -> ArticleText | None:
-        """The article already stored under this URL (seen via another feed), if any."""
+        """The article already stored under this URL (seen via another feed), if any; None
+        too when retention dropped its text, so that its page is read again to match it."""
         rows = self._db.read(
             f"looking up article {url}",
-            "SELECT * FROM articles WHERE url_key = ?",
+            "SELECT * FROM articles WHERE url_key = ? AND text_dropped_at IS NULL",
             [normalise_url(url)],
         )
         return article_text(rows[0]) if rows else None
