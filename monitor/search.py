@@ -19,6 +19,10 @@ derived from a query must find *at least* every article the matcher would match
 * ``NOT`` and field scopes are left to the matcher (dropping a condition only widens);
 * ``œ``/``æ`` are searched both ways (FTS5 keeps the ligature, the matcher expands it).
 
+Known gap: FTS5 does not apply Unicode compatibility folding (NFKC), which the matcher
+does, so a word written with a ligature such as ``ﬁ`` or in full-width letters is found
+only by a full read.
+
 What cannot be translated safely (a word whose first letters are not plain Latin letters
 or digits once accents are folded, a word of one letter) makes its branch unusable: an
 ``AND`` drops it, an ``OR`` becomes unusable, and a query with nothing left is answered by
