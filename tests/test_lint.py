@@ -87,6 +87,7 @@ def test_each_lint_points_at_its_character(tmp_path: Path, query: str, expected:
         "Togo NOT football",
         '"le Togo" OR l\'armée',
         "sanction* OR embargo",
+        "students' union OR Togo",
         "(Togo OR Bénin) AND NOT (football OR basket)",
         'title:Togo text:"accord de défense"',
     ],

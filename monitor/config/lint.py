@@ -27,7 +27,7 @@ from monitor.config.positions import _position_in_scalar
 from monitor.config.schema import _sets_for_checking
 from monitor.config.yaml_tree import Position, Tree, _Positions, _Problems, _read_yaml
 from monitor.errors import ListTermError, QuerySyntaxError
-from monitor.matching import fold, term_variants
+from monitor.matching import ELISIONS, fold, term_variants
 from monitor.query import MIN_PREFIX_LENGTH, Node, Term, from_lists, parse_query
 from monitor.query.tree import And, FieldScope, Near, Not, Or
 
@@ -170,18 +170,9 @@ def _quote_warnings(offset: int, word: str) -> Iterator[tuple[int, str]]:
         return
     if len(word) > 1 and (word[0] in _SINGLE_QUOTES or word[-1] in _SINGLE_QUOTES):
         at = 0 if word[0] in _SINGLE_QUOTES else len(word) - 1
-        if at == len(word) - 1 and fold(word[:-1]) in {
-            "l",
-            "d",
-            "qu",
-            "n",
-            "s",
-            "j",
-            "m",
-            "t",
-            "c",
-        }:
-            return  # an elision written apart: l' armée
+        ending = fold(word[:-1])
+        if at == len(word) - 1 and (ending in ELISIONS or (len(ending) > 2 and ending[-1] == "s")):
+            return  # an elision written apart (l' armée), an English possessive (students')
         yield (
             offset + at,
             (
