@@ -585,6 +585,9 @@ def test_reading_commands_use_the_last_good_database_when_the_config_breaks(
     dry_run = invoke(config, "digest", "--dry-run")
     assert dry_run.exit_code == 0
     assert ARTICLES[0][0] in dry_run.stdout
+    search = invoke(config, "search", "cacao", "--format", "json")
+    assert search.exit_code == 0 and "warning:" in search.stderr
+    assert [found["title"] for found in json.loads(search.stdout)] == [ARTICLES[2][0]]
     assert invoke(config, "poll").exit_code == 1  # writing commands still refuse
 
 
