@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from monitor.extract import extract_page
 from monitor.matching import Matcher
-from monitor.models import ArticleJob, ArticleText, Entry, HitResult, TextSource, Watchlist
+from monitor.models import ArticleJob, ArticleOutcome, ArticleText, Entry, TextSource, Watchlist
 
 __all__ = [
     "InlineArticles",
@@ -35,20 +35,23 @@ __all__ = [
 ]
 
 
-def process_article(job: ArticleJob, matcher: Matcher) -> tuple[ArticleText, tuple[HitResult, ...]]:
-    """The text of one new entry and the hits of `matcher`'s watchlists on it."""
+def process_article(job: ArticleJob, matcher: Matcher) -> ArticleOutcome:
+    """The text of one new entry, the hits of `matcher`'s watchlists on it, and the
+    watchlists whose matching raised on it (skipped for this article alone)."""
     article = article_text(job)
-    hits = matcher.match(article, feed_name=job.feed_name, feed_language=job.feed_language)
-    return article, tuple(hits)
+    hits, failures = matcher.match_reporting(
+        article, feed_name=job.feed_name, feed_language=job.feed_language
+    )
+    return article, tuple(hits), tuple(failures)
 
 
-def step_failed(job: ArticleJob, reason: str) -> tuple[ArticleText, tuple[HitResult, ...]]:
+def step_failed(job: ArticleJob, reason: str) -> ArticleOutcome:
     """What an entry keeps when the article step itself could not run on it, not even
     on the feed's text: that text, no hits, and the reason in the note."""
     article = fallback_article(
         job.entry, url=job.entry.link, reason=reason, feed_language=job.feed_language
     )
-    return article, ()
+    return article, (), ()
 
 
 def article_text(job: ArticleJob) -> ArticleText:
@@ -129,7 +132,7 @@ class InlineArticles:
     def __init__(self, watchlists: Sequence[Watchlist] = ()) -> None:
         self._matcher = Matcher(watchlists)
 
-    def process(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]:
+    def process(self, job: ArticleJob) -> ArticleOutcome:
         return process_article(job, self._matcher)
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:

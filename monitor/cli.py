@@ -21,9 +21,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor import __version__
-from monitor.config import Config, DigestSettings, load_config, parse_duration
+from monitor.config import (
+    Config,
+    DigestSettings,
+    PollSettings,
+    find_config,
+    lint_config,
+    load_config,
+    parse_duration,
+    recover_settings,
+)
 from monitor.digest import by_relevance
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, QuerySyntaxError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, HealthState
@@ -36,18 +45,22 @@ from monitor.models import (
     FeedSpec,
     FeedState,
     Fetched,
+    SearchResult,
     StoredHit,
     TextSource,
     Watchlist,
+    WatchlistFailures,
     utc_now,
 )
 from monitor.pipeline import FeedReport, Pipeline
+from monitor.query import parse_query
 from monitor.schedule import due_digest, manual_digest_key, next_digest_time
 from monitor.service import (
     HEALTH_LOOKBACK,
     AlertRun,
     Skipped,
     alert_routes,
+    apply_retention,
     compose_digest,
     digest_content,
     health_notices,
@@ -55,6 +68,7 @@ from monitor.service import (
     plan_poll,
     rescore_hits,
     run_digest,
+    search_store,
     send_alerts,
 )
 from monitor.service import backfill as run_backfill
@@ -75,6 +89,7 @@ stderr = Console(stderr=True, highlight=False)
 
 def _load(ctx: click.Context) -> Config:
     path: Path = ctx.obj["config_path"]
+    _exit_if_no_config(ctx)
     try:
         return load_config(path)
     except ConfigError as error:
@@ -83,6 +98,66 @@ def _load(ctx: click.Context) -> Config:
         stderr.print(f"{path}: {len(error.problems)} problem(s); nothing was run.", markup=False)
         ctx.exit(EXIT_FAILED)
         raise AssertionError("unreachable") from error
+
+
+def _exit_if_no_config(ctx: click.Context) -> None:
+    """With no -c and no $MONITOR_CONFIG, and no file where monitor looks: say where it looked."""
+    looked: tuple[Path, ...] = ctx.obj.get("config_looked", ())
+    if len(looked) < 2 or ctx.obj["config_path"].exists():
+        return
+    stderr.print(
+        "no configuration file: looked for "
+        + " and ".join(str(place) for place in looked)
+        + "; create one there (the bundled feeds.yaml is a commented example), "
+        "or give its path with -c PATH or $MONITOR_CONFIG",
+        markup=False,
+        soft_wrap=True,
+    )
+    ctx.exit(EXIT_FAILED)
+
+
+def _load_for_reading(ctx: click.Context) -> tuple[Config, bool]:
+    """The configuration for a command that only reads, and whether it is the real one.
+
+    When feeds.yaml has problems, the command still runs on the database the file names
+    (`recover_settings`), with the problems and a warning on stderr; the flag is then
+    True and the configuration holds no feeds, watchlists or digest settings.
+    """
+    path: Path = ctx.obj["config_path"]
+    _exit_if_no_config(ctx)
+    try:
+        return load_config(path), False
+    except ConfigError as error:
+        for problem in error.problems:
+            stderr.print(problem, markup=False, soft_wrap=True)
+        recovered = recover_settings(path)
+        if recovered is None:
+            stderr.print(
+                f"{path}: {len(error.problems)} problem(s), and it names no database that "
+                "could be read instead; nothing was run.",
+                markup=False,
+                soft_wrap=True,
+            )
+            ctx.exit(EXIT_FAILED)
+            raise AssertionError("unreachable") from error
+        stderr.print(
+            f"warning: {path} has {len(error.problems)} problem(s) (first: "
+            f"{error.problems[0]}); showing {recovered.database} (from {recovered.how}) as it "
+            "was last written. A running daemon keeps its last good configuration; fix the "
+            "file for it to take the change.",
+            markup=False,
+            soft_wrap=True,
+        )
+        fallback = Config(
+            path=path.absolute(),
+            database=recovered.database,
+            timezone=recovered.timezone,
+            poll=PollSettings(),
+            feeds=(),
+            watchlists=(),
+            digests=(DigestSettings(),),
+        )
+        return fallback, True
 
 
 class CannotRun(click.ClickException):
@@ -140,7 +215,9 @@ def _config_option_after_command(
     ctx: click.Context, parameter: click.Parameter, value: Path | None
 ) -> None:
     if value is not None:
-        ctx.ensure_object(dict)["config_path"] = value
+        settings = ctx.ensure_object(dict)
+        settings["config_path"] = value
+        settings["config_looked"] = (value,)
 
 
 # `-c` is accepted after the command too (`monitor hits -c feeds.yaml`), as users type it.
@@ -174,7 +251,10 @@ class _Commands(click.Group):
     "config_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Configuration file (default: $MONITOR_CONFIG, else ./feeds.yaml).",
+    help=(
+        "Configuration file (default: $MONITOR_CONFIG, else ./feeds.yaml, else "
+        "$XDG_CONFIG_HOME/monitor/feeds.yaml, i.e. ~/.config/monitor/feeds.yaml)."
+    ),
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 @click.option(
@@ -188,9 +268,10 @@ class _Commands(click.Group):
 def main(ctx: click.Context, config_path: Path | None, verbose: bool, log_format: str) -> None:
     """Watch news feeds for topics and email a daily digest of the hits."""
     setup_logging(verbose=verbose, log_format=log_format)
-    if config_path is None:
-        config_path = Path(os.environ.get("MONITOR_CONFIG") or "feeds.yaml")
-    ctx.obj = {"config_path": config_path}
+    location = find_config(
+        config_path, os.environ, cwd=Path.cwd(), home=Path(os.path.expanduser("~"))
+    )
+    ctx.obj = {"config_path": location.path, "config_looked": location.looked}
 
 
 @main.command()
@@ -202,6 +283,8 @@ def run(ctx: click.Context) -> None:
 
     path: Path = ctx.obj["config_path"]
     _load(ctx)  # report config errors before anything starts
+    for warning in lint_config(path):
+        log.warning("%s", warning)
     try:
         ctx.exit(run_daemon(path))
     except MonitorError as error:
@@ -211,17 +294,32 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @config_option
+@click.option(
+    "--strict", is_flag=True, help="Treat warnings (watchlists that look mistyped) as errors."
+)
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate the configuration; exit 1 with every problem listed."""
+def check(ctx: click.Context, strict: bool) -> None:
+    """Validate the configuration; exit 1 with every problem listed. Warnings point at
+    watchlists that are valid but look mistyped (NEAR5, a lower-case and, a lone stopword)."""
     config = _load(ctx)
+    warnings = lint_config(config.path)
+    for warning in warnings:
+        stderr.print(warning, markup=False, soft_wrap=True)
+    if strict and warnings:
+        stderr.print(
+            f"{config.path}: {len(warnings)} warning(s), errors with --strict.",
+            markup=False,
+            soft_wrap=True,
+        )
+        ctx.exit(EXIT_FAILED)
     stdout.print(
         f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
         + "; ".join(
             f"digest {digest.name} {digest.schedule_words} {config.timezone.key}"
             for digest in config.digests
         )
-        + (f", {len(config.alerts)} alerts" if config.alerts else ""),
+        + (f", {len(config.alerts)} alerts" if config.alerts else "")
+        + (f"; {len(warnings)} warning(s)" if warnings else ""),
         markup=False,
     )
 
@@ -376,10 +474,10 @@ def hits(
     ctx: click.Context, since: str | None, watchlist: str | None, sort: str, output: str
 ) -> None:
     """List stored hits, most relevant first; passing mentions are marked."""
-    config = _load(ctx)
+    config, recovered = _load_for_reading(ctx)
     with _read_only_store(config) as store:
         found = store.hits(since=_since(since, config.timezone), watchlist=watchlist)
-    if watchlist is not None and not found:
+    if watchlist is not None and not found and not recovered:
         _watchlist_named(config, watchlist)  # a typo is an error, not an empty list
     if sort == "relevance":
         found = sorted(found, key=by_relevance)
@@ -416,7 +514,7 @@ def _relevance_cell(hit: StoredHit) -> str:
 @click.pass_context
 def digest(ctx: click.Context, dry_run: bool, names: tuple[str, ...]) -> None:
     """Build and deliver every configured digest now, with the hits it has not sent."""
-    config = _load(ctx)
+    config = _load_for_reading(ctx)[0] if dry_run else _load(ctx)
     now = utc_now()
     chosen = [_digest_named(config, name) for name in names] or list(config.digests)
     failed = False
@@ -494,14 +592,18 @@ def _preview_digest(
 @click.pass_context
 def status(ctx: click.Context, output: str, check: bool) -> None:
     """One row per feed (its health, last poll, last success, HTTP status, entries, last
-    error), one per digest (last delivery, next time) and one per alert destination."""
-    config = _load(ctx)
+    error), one per digest (last delivery, next time), one per alert destination, then the
+    watchlists whose matching failed on some articles."""
+    config, recovered = _load_for_reading(ctx)
     now = utc_now().astimezone(config.timezone)
     with _read_only_store(config) as store:
         states = {state.url: state for state in store.feed_states()}
-        healths = store.feed_health(now, config.feeds)
+        # From a broken feeds.yaml: every feed the database knows, under its own title.
+        specs = [FeedSpec(url=url) for url in states] if recovered else list(config.feeds)
+        healths = store.feed_health(now, specs)
         deliveries = _alert_statuses(config, store)
         digests = [_digest_status(config, digest, store, now) for digest in config.digests]
+        failures = store.watchlist_failures(since=now - WATCHLIST_FAILURES_SHOWN)
     alarming = [health for health in healths if health.state in CHECK_FAILS_ON]
     if output == "json":
         click.echo(
@@ -509,10 +611,11 @@ def status(ctx: click.Context, output: str, check: bool) -> None:
                 {
                     "feeds": [
                         _status_json(spec.url, spec.name, states.get(spec.url), health)
-                        for spec, health in zip(config.feeds, healths, strict=True)
+                        for spec, health in zip(specs, healths, strict=True)
                     ],
                     "digests": [status.as_json() for status in digests],
                     "alerts": [_alert_status_json(delivery) for delivery in deliveries],
+                    "watchlists_with_errors": [_failures_json(failure) for failure in failures],
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -525,7 +628,7 @@ def status(ctx: click.Context, output: str, check: bool) -> None:
                     f"{health.state.value.upper()} {health.name}: {health.words}", markup=False
                 )
     else:
-        _status_table(config, states, healths, digests, deliveries)
+        _status_table(config, specs, states, healths, digests, deliveries, failures)
     if check and alarming:
         ctx.exit(EXIT_FAILED)
 
@@ -537,10 +640,12 @@ CHECK_FAILS_ON = frozenset({HealthState.FAILING, HealthState.GONE, HealthState.S
 
 def _status_table(
     config: Config,
+    specs: list[FeedSpec],
     states: dict[str, FeedState],
     healths: list[FeedHealth],
     digests: list[_DigestStatus],
     deliveries: list[AlertDestinationStatus],
+    failures: list[WatchlistFailures],
 ) -> None:
     table = Table(title="feeds")
     for column in (
@@ -558,7 +663,7 @@ def _status_table(
     def local(moment: datetime | None) -> str:
         return moment.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M") if moment else "never"
 
-    for spec, health in zip(config.feeds, healths, strict=True):
+    for spec, health in zip(specs, healths, strict=True):
         state = states.get(spec.url)
         if state is None:
             table.add_row(spec.name or spec.url, health.words, "never", "never", "", "0", "", "")
@@ -589,6 +694,33 @@ def _status_table(
     stdout.print(digest_table, markup=False)
     if deliveries:
         stdout.print(_alert_table(deliveries, local), markup=False)
+    if failures:
+        errors = Table(title="Watchlists with errors")
+        for column in ("watchlist", "articles failed", "last error", "when", "last article"):
+            errors.add_column(column, overflow="fold")
+        for failure in failures:
+            errors.add_row(
+                failure.watchlist,
+                str(failure.articles),
+                failure.last_error,
+                local(failure.last_at),
+                failure.last_url or "",
+            )
+        stdout.print(errors)
+
+
+# Failures older than this are left out of `status`: they were fixed, or have been seen.
+WATCHLIST_FAILURES_SHOWN = timedelta(days=7)
+
+
+def _failures_json(failure: WatchlistFailures) -> dict[str, Any]:
+    return {
+        "watchlist": failure.watchlist,
+        "articles_failed": failure.articles,
+        "last_error": failure.last_error,
+        "last_at": failure.last_at.isoformat(),
+        "last_url": failure.last_url,
+    }
 
 
 def _status_json(
@@ -808,15 +940,101 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     """Run WATCHLIST over stored articles and record the hits it finds (flagged as backfilled)."""
     config = _load(ctx)
     chosen = _watchlist_named(config, watchlist)
+    start = _since(since, config.timezone)
     with Store(config.database) as store:
         rescore_hits(store, config.watchlists)
-        scanned, added = run_backfill(
-            store, chosen, since=_since(since, config.timezone), now=utc_now(), quiet=quiet
-        )
+        scanned, added = run_backfill(store, chosen, since=start, now=utc_now(), quiet=quiet)
+        dropped = store.dropped_text_count(start)
     where = "left out of digests" if quiet else "listed in the next digest"
-    stdout.print(
-        f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where})", markup=False
+    skipped = (
+        f"; {dropped} articles skipped, their text dropped by retention.article_text"
+        if dropped
+        else ""
     )
+    stdout.print(
+        f"{chosen.name}: {scanned} articles scanned, {added} new hits ({where}){skipped}",
+        markup=False,
+    )
+
+
+@main.command()
+@config_option
+@click.argument("query")
+@click.option(
+    "--since",
+    default=None,
+    help="Only articles first seen since then: 12h, 1d, 2w, 1mo back, or an ISO date "
+    "(default: every stored article).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many articles, the most relevant first.",
+)
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def search(ctx: click.Context, query: str, since: str | None, limit: int, output: str) -> None:
+    """Run QUERY (the watchlist language) over the stored articles; record nothing.
+    Exit 0 when something matched, 1 when nothing did."""
+    config, _ = _load_for_reading(ctx)
+    try:
+        node = parse_query(query, config.sets)
+    except QuerySyntaxError as error:
+        raise CannotRun(
+            f"bad query: {error.message}\n  {query}\n  {' ' * error.offset}^"
+        ) from error
+    with _read_only_store(config) as store:
+        run = search_store(store, node, since=_since(since, config.timezone))
+    shown = run.results[:limit]
+    if output == "json":
+        click.echo(
+            json.dumps([_search_json(result) for result in shown], ensure_ascii=False, indent=2)
+        )
+    else:
+        table = Table(title=f"{len(run.results)} articles match {query}")
+        for column in ("date", "feed", "title", "relevance", "matched"):
+            table.add_column(column, overflow="fold")
+        for result in shown:
+            stored, hit = result.stored, result.hit
+            when = stored.article.published or stored.first_seen
+            table.add_row(
+                when.astimezone(config.timezone).strftime("%Y-%m-%d %H:%M"),
+                stored.feed,
+                stored.article.title
+                + (" (title only: text dropped)" if stored.text_dropped_at else ""),
+                f"{hit.relevance:.2f}" + (" in passing" if hit.in_passing else ""),
+                ", ".join(hit.matched),
+            )
+        stdout.print(table)
+        how = "through the search index" if run.used_index else "one by one (no index expression)"
+        more = f"; showing the first {limit} (--limit)" if len(run.results) > limit else ""
+        stdout.print(
+            f"{len(run.results)} matching articles, {run.read} read {how}{more}", markup=False
+        )
+    ctx.exit(EXIT_OK if run.results else EXIT_FAILED)
+
+
+def _search_json(result: SearchResult) -> dict[str, Any]:
+    stored, hit = result.stored, result.hit
+    return {
+        "title": stored.article.title,
+        "url": stored.article.url,
+        "feed": stored.feed,
+        "published": stored.article.published.isoformat() if stored.article.published else None,
+        "first_seen": stored.first_seen.isoformat(),
+        "relevance": hit.relevance,
+        "in_passing": hit.in_passing,
+        "evidence": hit.evidence,
+        "matched": list(hit.matched),
+        "clauses": [
+            {"clause": clause.clause, "words": list(clause.words), "field": clause.field}
+            for clause in hit.clauses
+        ],
+        "snippets": list(hit.snippets),
+        "text_dropped": stored.text_dropped_at is not None,
+    }
 
 
 @main.command()
@@ -844,14 +1062,23 @@ def backup(ctx: click.Context, target: Path) -> None:
 @config_option
 @click.pass_context
 def vacuum(ctx: click.Context) -> None:
-    """Rebuild the database file compactly, returning deleted rows' space to the disk."""
+    """Apply retention, then rebuild the database file compactly, returning deleted rows'
+    space to the disk."""
     config = _load(ctx)
     before = config.database.stat().st_size if config.database.exists() else 0
     with Store(config.database) as store:
         try:
+            dropped = apply_retention(store, config, now=utc_now())
+            store.optimize_search_index()
             store.vacuum()
         except MonitorError as error:
             stderr.print(str(error), markup=False)
             ctx.exit(EXIT_FAILED)
     after = config.database.stat().st_size
+    if config.retention.article_text is not None:
+        stdout.print(
+            f"retention: the text of {dropped} more articles dropped "
+            f"(kept {config.retention.article_text.days} days)",
+            markup=False,
+        )
     stdout.print(f"{config.database}: {human_size(before)} → {human_size(after)}", markup=False)

@@ -20,6 +20,8 @@ Instant alerts are sent by a thread of their own rather than a job, woken at
 once by a poll that recorded hits (a job already running would make APScheduler
 skip the wake-up with a warning) and every 30 seconds for retries, so a slow
 destination never holds up polls, digests or reloads.
+After a poll, at most once an hour, `retention.article_text` is applied (the text
+of old articles that no unsent hit needs is dropped; see `service.apply_retention`).
 
 No job is ever dropped for running late (``misfire_grace_time=None``), runs
 that piled up are merged (``coalesce``), and one feed is never polled twice at
@@ -59,13 +61,20 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Config
-from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase
+from monitor.config import Config, lint_config
+from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase, MonitorError
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
 from monitor.schedule import due_digest, next_digest_time
-from monitor.service import alert_routes, open_pipeline, rescore_hits, run_digest, send_alerts
+from monitor.service import (
+    alert_routes,
+    apply_retention,
+    open_pipeline,
+    rescore_hits,
+    run_digest,
+    send_alerts,
+)
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -75,6 +84,7 @@ RELOAD_CHECK_SECONDS = 2
 CHECKPOINT_SECONDS = 30 * 60
 ALERT_CHECK_SECONDS = 30
 DIGEST_RETRY_AFTER = timedelta(minutes=10)
+RETENTION_EVERY = timedelta(hours=1)
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -127,6 +137,8 @@ class Daemon:
         self._digest_failed_at: dict[str, datetime | None] = {}
         self._alerts_wanted = threading.Event()
         self._alert_thread = threading.Thread(target=self._alert_loop, name="alerts", daemon=True)
+        self._retention_at: datetime | None = None
+        self._retention_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
@@ -177,6 +189,25 @@ class Daemon:
                 self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)
         if report.new_hits and self.config.alerts:
             self._alerts_wanted.set()  # the hits are committed: announce them now
+        self._retention_after_poll()
+
+    def _retention_after_poll(self) -> None:
+        """Apply `retention:` after a poll, at most once per RETENTION_EVERY; one poll thread
+        does it while the others carry on."""
+        if self.config.retention.article_text is None or self.stopping.is_set():
+            return
+        if not self._retention_lock.acquire(blocking=False):
+            return
+        try:
+            now = self.clock()
+            if self._retention_at is not None and now - self._retention_at < RETENTION_EVERY:
+                return
+            self._retention_at = now
+            apply_retention(self.store, self.config, now=now)
+        except MonitorError as error:
+            log.error("retention failed, tried again in an hour: %s", error)
+        finally:
+            self._retention_lock.release()
 
     def _spec(self, url: str) -> FeedSpec | None:
         for spec in self.config.feeds:
@@ -266,6 +297,8 @@ class Daemon:
         self.store.set_alert_routes(alert_routes(new_config))
         self.config = new_config
         self._sync_feed_jobs()
+        for warning in lint_config(new_config.path):
+            log.warning("%s", warning)
         log.info(
             "configuration reloaded: %d feeds, %d watchlists",
             len(new_config.feeds),

@@ -340,6 +340,7 @@ class NewArticle:
     entry: Entry
     article: ArticleText
     hits: tuple[HitResult, ...]
+    failures: tuple[MatchFailure, ...] = ()  # watchlists whose matching raised on it
 
 
 # --------------------------------------------------------------------------- matching
@@ -383,6 +384,19 @@ class HitResult:
     evidence: str = ""  # the relevance in words: "in the title and in 6 of 30 sentences"
 
 
+@dataclass(frozen=True)
+class MatchFailure:
+    """A watchlist whose matching raised on one article (a bug, a query too deep for the
+    stack, memory): that article is skipped for it, the other watchlists still match."""
+
+    watchlist: str
+    error: str  # "RecursionError: maximum recursion depth exceeded"
+
+
+# The article step's result: the text, the hits, and the watchlists that failed on it.
+ArticleOutcome = tuple[ArticleText, tuple[HitResult, ...], tuple[MatchFailure, ...]]
+
+
 # --------------------------------------------------------------------------- store / digest
 
 
@@ -393,6 +407,36 @@ class StoryCopy:
     feed: str
     url: str | None
     title: str
+
+
+@dataclass(frozen=True)
+class WatchlistFailures:
+    """What `monitor status` says of a watchlist whose matching failed on some articles."""
+
+    watchlist: str
+    articles: int  # distinct articles it failed on
+    last_error: str
+    last_url: str | None
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """An article as read back from the database."""
+
+    article_id: int
+    article: ArticleText
+    feed: str  # the feed that brought it first
+    first_seen: datetime
+    text_dropped_at: datetime | None = None  # retention emptied its text (title kept)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A stored article that `monitor search` found, and why (its hit is never stored)."""
+
+    stored: StoredArticle
+    hit: HitResult
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from monitor.models import (
     ArticleJob,
-    ArticleText,
+    ArticleOutcome,
     BodyUnchanged,
     Clock,
     Entry,
@@ -43,7 +43,6 @@ from monitor.models import (
     Fetched,
     FetchFailed,
     FetchResult,
-    HitResult,
     NewArticle,
     NewBody,
     NotAFeed,
@@ -85,7 +84,7 @@ class ArticleProcessor(Protocol):
     """Runs the article step; `monitor.workers.ExtractionPool` runs it in worker processes,
     `monitor.articles.InlineArticles` in the calling thread."""
 
-    def process(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]: ...
+    def process(self, job: ArticleJob) -> ArticleOutcome: ...
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None: ...
 
@@ -294,8 +293,8 @@ class Pipeline:
             # the entries seen and never extract them. The next start redoes this feed.
             return None
         return tuple(
-            NewArticle(entry=entry, article=article, hits=hits)
-            for entry, (article, hits) in zip(fresh, processed, strict=True)
+            NewArticle(entry=entry, article=article, hits=hits, failures=failures)
+            for entry, (article, hits, failures) in zip(fresh, processed, strict=True)
         )
 
     # ------------------------------------------------------------------ sitemaps
@@ -401,13 +400,27 @@ class Pipeline:
             return failures[0]
         return ParsedSitemap(entries=tuple(entries.values()))
 
-    def _process(
-        self, job: ArticleJob, feed_url: str, times: StageTimes
-    ) -> tuple[ArticleText, tuple[HitResult, ...]]:
+    def _process(self, job: ArticleJob, feed_url: str, times: StageTimes) -> ArticleOutcome:
         """Fetch the entry's page when it is needed, then run the article step."""
         job = self._with_page(job, feed_url, times)
         with times.timing("extract"):
-            return self.articles.process(job)
+            outcome = self.articles.process(job)
+        article, _, failures = outcome
+        for failure in failures:  # logged here: worker processes have no log handlers of ours
+            label = article.url or job.entry.key
+            log.warning(
+                "%s: watchlist %r failed on this article, skipped for it alone: %s",
+                label,
+                failure.watchlist,
+                failure.error,
+                extra={
+                    "event": "watchlist_failure",
+                    "watchlist": failure.watchlist,
+                    "url": label,
+                    "error": failure.error,
+                },
+            )
+        return outcome
 
     def _with_page(self, job: ArticleJob, feed_url: str, times: StageTimes) -> ArticleJob:
         link = job.entry.link

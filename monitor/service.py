@@ -25,7 +25,7 @@ from monitor.digest import build_digest, render_message
 from monitor.errors import DeliveryError
 from monitor.fetch import Fetcher
 from monitor.health import HealthState, needs_attention
-from monitor.matching import Matcher
+from monitor.matching import Matcher, snowball_language
 from monitor.models import (
     AlertTarget,
     ClaimedDigest,
@@ -35,11 +35,15 @@ from monitor.models import (
     HealthNotice,
     HitResult,
     NoticeKind,
+    SearchResult,
+    StoredArticle,
     Watchlist,
 )
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
+from monitor.query import Node
 from monitor.schedule import Deferral, deferral
+from monitor.search import STEMMING_CHECKED, candidates_for, search_articles
 from monitor.store import Store
 from monitor.workers import ExtractionPool
 
@@ -561,3 +565,55 @@ def _alert_lock(database: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def apply_retention(store: Store, config: Config, *, now: datetime) -> int:
+    """Drop the text of articles older than `retention.article_text` that no unsent hit
+    needs; returns how many (0 when the text is kept forever, the default)."""
+    keep = config.retention.article_text
+    if keep is None:
+        return 0
+    dropped = store.drop_old_text(seen_before=now - keep, now=now)
+    if dropped:
+        log.info(
+            "retention: dropped the text of %d articles first seen over %d days ago "
+            "(titles, links and hits kept)",
+            dropped,
+            keep.days,
+            extra={"event": "retention", "dropped": dropped},
+        )
+    return dropped
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """What `monitor search` found, and how much it had to read to find it."""
+
+    results: list[SearchResult]  # most relevant first, then newest
+    read: int  # articles read and matched
+    used_index: bool  # False: the query gave no safe index expression; every article was read
+
+
+def search_store(store: Store, query: Node, *, since: datetime | None) -> SearchRun:
+    """Run `query` over the articles first seen since `since`: the full-text index picks the
+    candidates (`monitor.search`), the matcher confirms and explains; nothing is recorded."""
+    candidates = candidates_for(query)
+    ids: set[int] | None = None
+    if candidates.expression is not None:
+        ids = set(store.search_index_ids(candidates.expression))
+        if candidates.other_languages:
+            ids.update(
+                article_id
+                for article_id, language in store.article_languages(since=since)
+                if snowball_language(language) not in STEMMING_CHECKED
+            )
+    read = 0
+
+    def counted(articles: Iterator[StoredArticle]) -> Iterator[StoredArticle]:
+        nonlocal read
+        for stored in articles:
+            read += 1
+            yield stored
+
+    results = search_articles(query, counted(store.stored_articles(ids, since=since)))
+    return SearchRun(results, read, ids is not None)

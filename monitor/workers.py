@@ -34,7 +34,7 @@ from dataclasses import replace
 
 from monitor.articles import process_article, step_failed
 from monitor.matching import Matcher
-from monitor.models import ArticleJob, ArticleText, HitResult, Watchlist
+from monitor.models import ArticleJob, ArticleOutcome, Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _start_worker(memory_limit: int, watchlists: tuple[Watchlist, ...]) -> None:
     _worker_matcher = Matcher(watchlists)
 
 
-def _process_in_worker(job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]:
+def _process_in_worker(job: ArticleJob) -> ArticleOutcome:
     matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
     return process_article(job, matcher)
 
@@ -165,7 +165,7 @@ class ExtractionPool:
             process.kill()  # a hung trafilatura call never returns on its own
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def process(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]]:
+    def process(self, job: ArticleJob) -> ArticleOutcome:
         """The article step for one entry, in a worker.
 
         When the worker cannot finish (a timeout, a crash, the memory limit) the
@@ -190,13 +190,11 @@ class ExtractionPool:
         )
         return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
 
-    def _run(self, job: ArticleJob) -> tuple[ArticleText, tuple[HitResult, ...]] | str:
+    def _run(self, job: ArticleJob) -> ArticleOutcome | str:
         """The step's result, or why the worker could not give it."""
         pool = self._get_pool()
         try:
-            future: Future[tuple[ArticleText, tuple[HitResult, ...]]] = pool.submit(
-                _process_in_worker, job
-            )
+            future: Future[ArticleOutcome] = pool.submit(_process_in_worker, job)
             return future.result(timeout=self.timeout)
         except FutureTimeout:
             self._recycle(pool)

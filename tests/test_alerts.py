@@ -673,7 +673,7 @@ def test_the_bundled_feeds_yaml_alert_example_is_valid_once_uncommented(tmp_path
     bundled = (Path(__file__).resolve().parent.parent / "feeds.yaml").read_text(encoding="utf-8")
     head, found, example = bundled.partition("# alerts:")
     assert found, "feeds.yaml shows how to write alerts:"
-    lines = (found + example).splitlines()
+    lines = (found + example).split("\n\n", 1)[0].splitlines()  # up to the next section
     text = head + "\n".join(line.removeprefix("# ") for line in lines) + "\n"
     config = load(tmp_path, text, {"NTFY_TOPIC": "t"})
     (alert,) = config.alerts

@@ -43,7 +43,7 @@ def job(**changes: object) -> ArticleJob:
 
 
 def test_a_page_that_yields_an_article_is_used_and_matched() -> None:
-    article, hits = process_article(job(page=page()), Matcher(WATCHLISTS))
+    article, hits, _ = process_article(job(page=page()), Matcher(WATCHLISTS))
     assert article.source is TextSource.PAGE
     assert "Parlement" in article.text
     assert article.published == PUBLISHED
@@ -51,7 +51,7 @@ def test_a_page_that_yields_an_article_is_used_and_matched() -> None:
 
 
 def test_without_a_page_the_feed_text_is_matched_and_the_reason_kept() -> None:
-    article, hits = process_article(
+    article, hits, _ = process_article(
         job(no_page_reason="https://news.example.org/togo: HTTP 404"), Matcher(WATCHLISTS)
     )
     assert article.source is TextSource.FEED
@@ -75,7 +75,7 @@ def test_a_stored_article_is_reused_as_it_is() -> None:
         source=TextSource.PAGE,
         language="fr",
     )
-    article, hits = process_article(job(known=known, page=page()), Matcher(WATCHLISTS))
+    article, hits, _ = process_article(job(known=known, page=page()), Matcher(WATCHLISTS))
     assert article is known
     assert [hit.watchlist for hit in hits] == ["Parlement"]
 
@@ -96,8 +96,8 @@ def test_an_entry_without_link_uses_the_feed_text() -> None:
 
 def test_inline_articles_follow_new_watchlists() -> None:
     inline = InlineArticles(WATCHLISTS[:1])
-    _, hits = inline.process(job(page=page()))
+    _, hits, _ = inline.process(job(page=page()))
     assert [hit.watchlist for hit in hits] == ["Togo"]
     inline.set_watchlists(WATCHLISTS[1:])
-    _, hits = inline.process(job(page=page()))
+    _, hits, _ = inline.process(job(page=page()))
     assert [hit.watchlist for hit in hits] == ["Parlement"]

@@ -9,14 +9,17 @@ import email
 import email.policy
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from monitor.articles import InlineArticles
 from monitor.cli import main
-from monitor.config import load_config
+from monitor.config import ConfigLocation, find_config, load_config
 from monitor.fetch.responses import status_text
 from monitor.matching import Matcher
 from monitor.models import (
@@ -33,10 +36,15 @@ from monitor.models import (
     PollResult,
     TextSource,
     Validators,
+    Watchlist,
+    utc_now,
 )
+from monitor.pipeline import Pipeline
+from monitor.query import And, Node, Or, Term
 from monitor.schedule import decide_update
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Reply
+from tests.test_pipeline_logic import LiteralFetcher, ok, rss
 
 CONFIG = """
 database: monitor.db
@@ -460,6 +468,7 @@ def test_a_storage_error_is_one_line_and_exit_1_not_a_traceback(config: Path) ->
 def test_status_as_json(config: Path) -> None:
     status = json.loads(invoke(config, "status", "--format", "json").output)
     assert status["alerts"] == []
+    assert status["watchlists_with_errors"] == []
     feeds = status["feeds"]
     assert [feed["name"] for feed in feeds] == ["Afrique Exemple", "Jamais interrogé"]
     polled, never = feeds
@@ -714,3 +723,200 @@ def test_sources_needing_attention_reach_the_digest_even_on_a_day_without_hits(
     assert notice in dry
     [mail] = outbox
     assert "Sources' health" in mail.read_text(encoding="utf-8", errors="replace")
+
+
+# --------------------------------------------------------------------------- where feeds.yaml is
+
+
+def test_the_lookup_order(tmp_path: Path) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    user = home / ".config" / "monitor" / "feeds.yaml"
+    nowhere = find_config(None, {}, cwd=work, home=home)
+    assert nowhere == ConfigLocation(Path("feeds.yaml"), (work / "feeds.yaml", user))
+    user.parent.mkdir(parents=True)
+    user.write_text(CONFIG, encoding="utf-8")
+    assert find_config(None, {}, cwd=work, home=home).path == user
+    xdg = tmp_path / "xdg"
+    assert find_config(None, {"XDG_CONFIG_HOME": str(xdg)}, cwd=work, home=home).looked == (
+        work / "feeds.yaml",
+        xdg / "monitor" / "feeds.yaml",
+    )
+    # A relative XDG_CONFIG_HOME is ignored, as the specification says.
+    assert find_config(None, {"XDG_CONFIG_HOME": "rel"}, cwd=work, home=home).path == user
+    (work / "feeds.yaml").write_text(CONFIG, encoding="utf-8")
+    assert find_config(None, {}, cwd=work, home=home).path == Path("feeds.yaml")
+    env = {"MONITOR_CONFIG": "/etc/monitor/feeds.yaml"}
+    assert find_config(None, env, cwd=work, home=home).path == Path("/etc/monitor/feeds.yaml")
+    assert find_config(Path("x.yaml"), env, cwd=work, home=home).path == Path("x.yaml")
+
+
+def test_without_c_the_config_comes_from_xdg_config_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, xdg = tmp_path / "work", tmp_path / "xdg"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (xdg / "monitor").mkdir(parents=True)
+    (xdg / "monitor" / "feeds.yaml").write_text(CONFIG, encoding="utf-8")
+    environment = {"MONITOR_CONFIG": None, "XDG_CONFIG_HOME": str(xdg)}
+    result = CliRunner().invoke(main, ["check"], env=environment)
+    assert result.exit_code == 0, result.output
+    assert str(xdg / "monitor" / "feeds.yaml") in result.output.replace("\n", "")
+
+
+def test_without_any_config_every_place_looked_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    environment = {"MONITOR_CONFIG": None, "XDG_CONFIG_HOME": None, "HOME": str(tmp_path / "h")}
+    result = CliRunner().invoke(main, ["status"], env=environment)
+    assert result.exit_code == 1
+    assert "no configuration file: looked for" in result.output
+    assert str(tmp_path / "feeds.yaml") in result.output
+    assert str(tmp_path / "h" / ".config" / "monitor" / "feeds.yaml") in result.output
+    assert "-c PATH or $MONITOR_CONFIG" in result.output
+
+
+# --------------------------------------------------------------------------- a broken feeds.yaml
+
+
+def test_reading_commands_use_the_last_good_database_when_the_config_breaks(
+    config: Path,
+) -> None:
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("Africa/Lome", "Africa/Lomé"), encoding="utf-8"
+    )
+    status = invoke(config, "status", "--format", "json")
+    assert status.exit_code == 0
+    assert f"{config}:3:11: unknown time zone" in status.output
+    assert "warning:" in status.stderr and str(config.parent / "monitor.db") in status.stderr
+    feeds = json.loads(status.stdout)["feeds"]
+    assert [feed["name"] for feed in feeds] == ["Afrique Exemple"]  # those the database knows
+    hits = invoke(config, "hits", "--format", "json")
+    assert hits.exit_code == 0 and "warning:" in hits.stderr
+    assert {hit["title"] for hit in json.loads(hits.stdout)} == {ARTICLES[0][0], ARTICLES[1][0]}
+    dry_run = invoke(config, "digest", "--dry-run")
+    assert dry_run.exit_code == 0
+    assert ARTICLES[0][0] in dry_run.stdout
+    search = invoke(config, "search", "cacao", "--format", "json")
+    assert search.exit_code == 0 and "warning:" in search.stderr
+    assert [found["title"] for found in json.loads(search.stdout)] == [ARTICLES[2][0]]
+    assert invoke(config, "poll").exit_code == 1  # writing commands still refuse
+
+
+def test_a_config_that_no_longer_parses_still_names_its_database(config: Path) -> None:
+    (config.parent / "monitor.db").rename(config.parent / "veille.db")
+    text = config.read_text(encoding="utf-8").replace("database: monitor.db", "database: veille.db")
+    config.write_text(text.replace("feeds:\n", "feeds:\n\t- oops\n"), encoding="utf-8")
+    result = invoke(config, "hits", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "YAML" in result.stderr and "veille.db (from its database: key)" in result.stderr
+    assert len(json.loads(result.stdout)) == 2
+
+
+def test_a_broken_config_naming_no_database_runs_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds: [\n", encoding="utf-8")
+    result = invoke(path, "status")
+    assert result.exit_code == 1
+    assert "names no database that could be read instead; nothing was run" in result.output
+
+
+# --------------------------------------------------------------------------- a failing watchlist
+
+
+def _deep(depth: int) -> Watchlist:
+    """ "Togo AND (Ghana OR (Ghana OR (... Lomé)))" nested `depth` times: valid, but deeper
+    than the loader allows (MAX_NESTING), as a watchlist built by code can be. Checking it
+    on an article without "Ghana" walks the whole chain."""
+    chain: Node = Term("lomé")
+    for _ in range(depth):
+        chain = Or((Term("ghana"), chain))
+    return Watchlist(name="Profond", query=And((Term("togo"), chain)))
+
+
+WITH_GHANA = ArticleText(
+    url="u", title="Togo", text="Le Togo et le Ghana.", source=TextSource.PAGE, language="fr"
+)
+WITHOUT_GHANA = replace(WITH_GHANA, text="Le Togo et Lomé.")
+
+
+def _depth_failing_on_one_article_only() -> int:
+    """The smallest depth at which checking the chain exceeds the interpreter's stack while
+    compiling it does not: a real failure on some articles only."""
+    for depth in range(50, 5000, 25):
+        _, failures = Matcher([_deep(depth)]).match_reporting(WITHOUT_GHANA)
+        if failures:
+            return depth
+    raise AssertionError("no depth makes matching fail")
+
+
+def test_a_watchlist_failing_on_one_article_skips_it_alone(config: Path) -> None:
+    depth = _depth_failing_on_one_article_only()
+    togo = load_config(config).watchlists[0]
+    matcher = Matcher([_deep(depth), togo, Watchlist("Lomé", Term("Lomé"))])
+    hits, failures = matcher.match_reporting(WITH_GHANA)
+    assert [hit.watchlist for hit in hits] == ["Profond"]  # "Ghana" cuts the chain short
+    assert failures == []
+    hits, failures = matcher.match_reporting(WITHOUT_GHANA)
+    assert [hit.watchlist for hit in hits] == ["Lomé"]  # the others still match
+    assert [failure.watchlist for failure in failures] == ["Profond"]
+    assert failures[0].error.startswith("RecursionError: maximum recursion depth")
+
+
+def test_a_watchlist_that_cannot_be_compiled_fails_on_every_article_alone() -> None:
+    matcher = Matcher([_deep(20_000), Watchlist("Togo", Term("Togo"))])
+    for article in (WITH_GHANA, WITHOUT_GHANA):
+        hits, failures = matcher.match_reporting(article)
+        assert [hit.watchlist for hit in hits] == ["Togo"]
+        assert [failure.watchlist for failure in failures] == ["Profond"]
+
+
+def test_status_lists_the_watchlists_with_errors(
+    config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Articles are matched in the pipeline's page threads, whose stack starts afresh.
+    with ThreadPoolExecutor(1) as thread:
+        depth = thread.submit(_depth_failing_on_one_article_only).result()
+    togo = Watchlist("Togo", Term("Togo"))
+    feed = "https://news.example.org/afrique.xml"
+    first, second = "https://news.example.org/p/1", "https://news.example.org/p/2"
+    fetcher = LiteralFetcher(
+        lambda url, _: ok(url, rss(first, second)),
+        {
+            first: ok(first, PAGE_WITH_GHANA),
+            second: FetchFailed(
+                url=second, kind=FetchErrorKind.HTTP_STATUS, message="HTTP 404", status=404
+            ),
+        },
+    )
+    with Store(load_config(config).database) as store:
+        pipeline = Pipeline(
+            store=store,
+            fetcher=fetcher,
+            articles=InlineArticles([_deep(depth), togo]),
+            clock=utc_now,
+        )
+        try:
+            report = pipeline.poll_feed(FeedSpec(url=feed, name="Afrique Exemple"))
+        finally:
+            pipeline.close()
+    assert report.new_entries == 2
+    assert report.new_hits == 3  # Togo twice, Profond once: the feed went on
+    assert f"{second}: watchlist 'Profond' failed on this article" in caplog.text
+    table = invoke(config, "status")
+    assert "Watchlists with errors" in table.output
+    assert "Profond" in table.output and "RecursionError" in table.output
+    document = json.loads(invoke(config, "status", "--format", "json").stdout)
+    (failed,) = document["watchlists_with_errors"]
+    assert failed["watchlist"] == "Profond" and failed["articles_failed"] == 1
+    assert failed["last_url"] == second
+    assert failed["last_error"].startswith("RecursionError")
+
+
+PAGE_WITH_GHANA = (
+    "<html lang='fr'><body><article><h1>Togo</h1><p>Le Togo et le Ghana ont signé mardi "
+    "un accord sur la sécurité de leur frontière commune, selon Lomé, après des mois de "
+    "négociations entre les deux pays voisins.</p></article></body></html>"
+).encode()

@@ -261,13 +261,13 @@ def test_hung_extraction_is_abandoned_and_the_pool_recovers(tmp_path: Path) -> N
         return ArticleJob(entry=entry, feed_name="F", feed_language="fr", page=fetched)
 
     with ExtractionPool(1, timeout=0.05, watchlists=WATCHLISTS) as pool:
-        abandoned, hits = pool.process(job(huge, "http://example.org/a"))
+        abandoned, hits, _ = pool.process(job(huge, "http://example.org/a"))
         assert abandoned.source is TextSource.FEED
         assert abandoned.note is not None and "abandoned" in abandoned.note
         assert abandoned.text == "Résumé de Lomé"
         assert [hit.watchlist for hit in hits] == ["Lomé"]  # the feed's text is still matched
         pool.timeout = 30
-        recovered, _ = pool.process(job(ARTICLE, "http://example.org/b"))
+        recovered, _, _ = pool.process(job(ARTICLE, "http://example.org/b"))
     assert recovered.source is TextSource.PAGE
     assert "Parlement" in recovered.text
 
@@ -284,7 +284,7 @@ def test_gzip_corpus_page_is_identical_through_the_pool() -> None:
     )
     fetched = Fetched(url="http://example.org/p", status=200, headers={}, content=page)
     with ExtractionPool(1, watchlists=WATCHLISTS) as pool:
-        pooled, hits = pool.process(
+        pooled, hits, _ = pool.process(
             ArticleJob(entry=entry, feed_name=None, feed_language=None, page=fetched)
         )
     assert pooled == article_from_page(page, url="http://example.org/p", entry=entry)

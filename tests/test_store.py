@@ -140,6 +140,7 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
         ("0003_hit_relevance",),
         ("0004_named_digests",),
         ("0006_feed_health",),
+        ("0007_search_and_retention",),
         ("0008_alert_deliveries",),
     ]
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -15,6 +15,8 @@ import cycle::
     schema       pydantic models, field validators, limits     [settings, yaml_tree]
     messages     pydantic errors → positioned messages, hints  [schema, positions, yaml_tree]
     loading      bytes → text → tree → model → Config          [all of the above]
+    lookup       where feeds.yaml is; the database a broken one names [loading, schema]
+    lint         warnings: valid watchlists that look mistyped  [loading, positions, schema]
 
 Names with a leading underscore are shared between these modules only; the
 public API is `__all__`.
@@ -22,6 +24,7 @@ public API is `__all__`.
 
 from __future__ import annotations
 
+from monitor.config.lint import lint_config
 from monitor.config.loading import (
     MAX_CONFIG_BYTES,
     check_config_size,
@@ -30,6 +33,7 @@ from monitor.config.loading import (
     parse_config,
     read_config_bytes,
 )
+from monitor.config.lookup import ConfigLocation, RecoveredSettings, find_config, recover_settings
 from monitor.config.schema import parse_duration, parse_size
 from monitor.config.settings import (
     AlertDestination,
@@ -37,6 +41,7 @@ from monitor.config.settings import (
     Config,
     DigestSettings,
     PollSettings,
+    RetentionSettings,
     SmtpSettings,
 )
 
@@ -45,14 +50,20 @@ __all__ = [
     "AlertDestination",
     "AlertSettings",
     "Config",
+    "ConfigLocation",
     "DigestSettings",
     "PollSettings",
+    "RecoveredSettings",
+    "RetentionSettings",
     "SmtpSettings",
     "check_config_size",
     "decode_config_bytes",
+    "find_config",
+    "lint_config",
     "load_config",
     "parse_config",
     "parse_duration",
     "parse_size",
     "read_config_bytes",
+    "recover_settings",
 ]

@@ -27,6 +27,7 @@ from monitor.config.settings import (
     DigestLanguage,
     DigestSettings,
     PollSettings,
+    RetentionSettings,
     SmtpSettings,
 )
 from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _shown
@@ -247,6 +248,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         digests=_digests(model, watchlists, resolve),
         sets=MappingProxyType({name: tuple(terms) for name, terms in model.sets.items()}),
         alerts=_build_alerts(model),
+        retention=RetentionSettings(article_text=model.retention.article_text),
     )
 
 

@@ -451,6 +451,21 @@ class _AlertModel(_Section):
     urls: Annotated[list[AlertUrl], Field(min_length=1, max_length=MAX_ALERT_URLS)]
 
 
+MIN_TEXT_RETENTION = timedelta(days=1)
+MAX_TEXT_RETENTION = timedelta(days=100 * 365)
+
+
+class _RetentionModel(_Section):
+    article_text: (
+        Annotated[
+            timedelta,
+            BeforeValidator(_duration),
+            _between(MIN_TEXT_RETENTION, MAX_TEXT_RETENTION),
+        ]
+        | None
+    ) = None
+
+
 class _ConfigModel(_Section):
     database: Text = DEFAULT_DATABASE
     timezone: Annotated[str, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
@@ -463,6 +478,7 @@ class _ConfigModel(_Section):
     digest: _DigestModel | None = None
     alerts: Annotated[list[_AlertModel], Field(max_length=MAX_ALERTS)] = []
     mail: _MailModel | None = None
+    retention: _RetentionModel = Field(default_factory=_RetentionModel)
     digests: Annotated[list[_NamedDigestModel], Field(min_length=1, max_length=100)] | None = None
 
     @model_validator(mode="after")

@@ -93,6 +93,13 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """The `retention:` section: how long stored article text is kept (None: forever)."""
+
+    article_text: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the feeds.yaml this came from (absolute)
     database: Path  # absolute
@@ -102,6 +109,7 @@ class Config:
     watchlists: tuple[Watchlist, ...]
     digests: tuple[DigestSettings, ...]
     sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    retention: RetentionSettings = RetentionSettings()
     alerts: tuple[AlertSettings, ...] = ()
 
     @property

@@ -37,6 +37,7 @@ the feed and language scopes, and the loop over presearch candidates. The steps 
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,8 +49,10 @@ from monitor.matching.plan import _Outline
 from monitor.matching.presearch import _Partition
 from monitor.matching.tokens import snowball_language
 from monitor.matching.views import _DocView
-from monitor.models import ArticleText, HitResult, Watchlist
+from monitor.models import ArticleText, HitResult, MatchFailure, Watchlist
 from monitor.text import primary_language
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -93,12 +96,23 @@ class Matcher:
 
     def __init__(self, watchlists: Sequence[Watchlist]) -> None:
         self.watchlists = tuple(watchlists)
-        self._outlines = [_Outline.of(watchlist) for watchlist in self.watchlists]
+        # A watchlist whose outline cannot be worked out (a query too deep for the stack)
+        # is left out of every partition and reported as failed on each article.
+        self._unusable: dict[int, str] = {}
+        self._outlines: list[_Outline | None] = []
+        for order, watchlist in enumerate(self.watchlists):
+            try:
+                self._outlines.append(_Outline.of(watchlist))
+            except Exception as error:  # one watchlist must never stop the others
+                self._unusable[order] = f"{type(error).__name__}: {error}"
+                self._outlines.append(None)
+        usable = [order for order in range(len(self.watchlists)) if order not in self._unusable]
         self._follow_article = [
-            order for order, w in enumerate(self.watchlists) if not _fixes_language(w)
+            order for order in usable if not _fixes_language(self.watchlists[order])
         ]
         fixed: dict[str | None, list[int]] = {}
-        for order, watchlist in enumerate(self.watchlists):
+        for order in usable:
+            watchlist = self.watchlists[order]
             if _fixes_language(watchlist):
                 fixed.setdefault(snowball_language(watchlist.language), []).append(order)
         self._fixed = fixed
@@ -122,7 +136,9 @@ class Matcher:
                 if follows_article:
                     orders = sorted(self._follow_article + orders)
                 entries = [
-                    (order, self.watchlists[order], self._outlines[order]) for order in orders
+                    (order, self.watchlists[order], outline)
+                    for order in orders
+                    if (outline := self._outlines[order]) is not None
                 ]
                 with _collector_paused():
                     partition = _Partition(language, entries)
@@ -148,16 +164,48 @@ class Matcher:
         feed_name: str | None = None,
         feed_language: str | None = None,
     ) -> list[HitResult]:
-        """Hits for one article, in watchlist order. Language: the article's, the feed's, detected."""
+        """Hits for one article, in watchlist order. Language: the article's, the feed's, detected.
+
+        A watchlist whose matching raises is skipped for this article and logged; use
+        `match_reporting` to get those failures as values."""
+        hits, failures = self.match_reporting(article, feed_name, feed_language)
+        _log_failures(failures, article.url or article.title)
+        return hits
+
+    def match_reporting(
+        self,
+        article: ArticleText,
+        feed_name: str | None = None,
+        feed_language: str | None = None,
+    ) -> tuple[list[HitResult], list[MatchFailure]]:
+        """`match`, with the watchlists whose matching raised on this article (each skipped
+        for it alone: the others still match)."""
         doc = analyze(article.title, article.text, article.language or feed_language)
-        return self.match_analyzed(doc, feed_name)
+        return self._match(doc, feed_name)
 
     def match_analyzed(self, doc: AnalyzedText, feed_name: str | None = None) -> list[HitResult]:
+        hits, failures = self._match(doc, feed_name)
+        _log_failures(failures, repr(doc.title.text[:80]))
+        return hits
+
+    def _match(
+        self, doc: AnalyzedText, feed_name: str | None
+    ) -> tuple[list[HitResult], list[MatchFailure]]:
         hits: list[tuple[int, HitResult]] = []
+        failed: list[tuple[int, MatchFailure]] = [
+            (order, MatchFailure(self.watchlists[order].name, error))
+            for order, error in self._unusable.items()
+            if _in_scope(self.watchlists[order], feed_name)
+        ]
         language = primary_language(doc.language)
         for partition, view in self._plans_for(doc):
             checks, scoped = partition.checks, partition.scoped
             language_scoped = partition.language_scoped
+            failed.extend(
+                (order, MatchFailure(watchlist.name, error))
+                for order, watchlist, error in partition.broken
+                if _in_scope(watchlist, feed_name)
+            )
             for slot in partition.candidates(view):
                 if slot in scoped and feed_name is not None and feed_name not in scoped[slot]:
                     continue
@@ -167,11 +215,19 @@ class Matcher:
                     and language not in language_scoped[slot]
                 ):
                     continue
-                if checks[slot](view):
+                try:
+                    if checks[slot](view):
+                        compiled = partition.compiled[slot]
+                        hits.append((compiled.order, _build_hit(compiled, view.fields)))
+                except Exception as error:  # this watchlist skips this article; not the others
                     compiled = partition.compiled[slot]
-                    hits.append((compiled.order, _build_hit(compiled, view.fields)))
+                    failure = MatchFailure(
+                        compiled.watchlist.name, f"{type(error).__name__}: {error}"
+                    )
+                    failed.append((compiled.order, failure))
         hits.sort(key=lambda pair: pair[0])
-        return [hit for _, hit in hits]
+        failed.sort(key=lambda pair: pair[0])
+        return [hit for _, hit in hits], [failure for _, failure in failed]
 
     def candidate_count(self, doc: AnalyzedText) -> int:
         """How many watchlists presearch leaves to verify for ``doc`` (for benchmarks)."""
@@ -190,6 +246,16 @@ class Matcher:
                     hits.append((compiled.order, _build_hit(compiled, view.fields)))
         hits.sort(key=lambda pair: pair[0])
         return [hit for _, hit in hits]
+
+
+def _log_failures(failures: Sequence[MatchFailure], article: str) -> None:
+    for failure in failures:
+        log.warning(
+            "watchlist %r failed on %s and skipped it: %s",
+            failure.watchlist,
+            article,
+            failure.error,
+        )
 
 
 def _in_scope(watchlist: Watchlist, feed_name: str | None) -> bool:

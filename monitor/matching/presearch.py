@@ -156,12 +156,19 @@ class _Partition:
     ) -> None:
         self.compiled: list[_Compiled] = []
         self.index = _KeyIndex(language)
+        # Watchlists that could not be compiled (a query deeper than the stack, a bug):
+        # (order, watchlist, error). They match nothing; the matcher reports them per article.
+        self.broken: list[tuple[int, Watchlist, str]] = []
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
-            compiled = _compile_watchlist(order, watchlist, outline, language)
+            try:
+                compiled = _compile_watchlist(order, watchlist, outline, language)
+                groups = sorted(_required_groups(compiled.plan), key=_set_cost)
+            except Exception as error:  # one watchlist must never stop the others
+                self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
+                continue
             self.compiled.append(compiled)
-            groups = sorted(_required_groups(compiled.plan), key=_set_cost)
             if not groups:
                 unindexed.append(slot)
                 continue

@@ -49,7 +49,9 @@ from monitor.models import (
     FeedUpdate,
     HitResult,
     PollCounts,
+    StoredArticle,
     StoredHit,
+    WatchlistFailures,
 )
 from monitor.store.connections import DEFAULT_BUSY_TIMEOUT, Connections
 from monitor.store.rows import (
@@ -57,10 +59,12 @@ from monitor.store.rows import (
     article_text,
     feed_state,
     from_db,
+    insert_failure,
     insert_hit,
     lastrowid,
     normalise_url,
     required_time,
+    stored_article,
     stored_hit,
     to_db,
 )
@@ -70,6 +74,9 @@ log = logging.getLogger(__name__)
 
 _ARTICLE_PAGE = 200  # rows per query when streaming articles for a backfill
 HISTORY_ARRIVALS = 30  # arrivals of new entries per feed from which its usual gap is judged
+_RETENTION_BATCH = 500  # articles emptied per write transaction
+_ARTICLE_COLUMNS = "articles.*, COALESCE(feeds.title, feeds.url) AS feed"
+_ARTICLE_JOINS = "FROM articles JOIN feeds ON feeds.id = articles.first_feed_id"
 
 
 def _message_id(db_path: Path, key: str) -> str:
@@ -284,10 +291,11 @@ class Store:
         return [entry for entry in entries if entry.key not in seen]
 
     def known_article(self, url: str) -> ArticleText | None:
-        """The article already stored under this URL (seen via another feed), if any."""
+        """The article already stored under this URL (seen via another feed), if any; None
+        too when retention dropped its text, so that its page is read again to match it."""
         rows = self._db.read(
             f"looking up article {url}",
-            "SELECT * FROM articles WHERE url_key = ?",
+            "SELECT * FROM articles WHERE url_key = ? AND text_dropped_at IS NULL",
             [normalise_url(url)],
         )
         return article_text(rows[0]) if rows else None
@@ -400,6 +408,8 @@ class Store:
                 ]
                 if inserted and targets:
                     self._queue_alerts(conn, article_id, hit.watchlist, targets, found_at)
+            for failure in item.failures:
+                insert_failure(conn, article_id, article.url or entry.link, failure, found_at)
         return PollCounts(new_entries=new_entries, new_articles=new_articles, new_hits=new_hits)
 
     # ------------------------------------------------------------------ alerts
@@ -605,7 +615,8 @@ class Store:
         return [stored_hit(row) for row in rows]
 
     def articles_since(self, since: datetime | None) -> Iterator[tuple[int, ArticleText, str]]:
-        """(article id, text, feed name) of articles first seen at or after `since`, oldest first.
+        """(article id, text, feed name) of articles first seen at or after `since`, oldest first,
+        except those whose text retention dropped (`dropped_text_count` says how many).
 
         Read in pages, so no statement stays open while the caller writes.
         """
@@ -625,7 +636,8 @@ class Store:
             if not rows:
                 return
             for row in rows:
-                yield row["id"], article_text(row), row["feed"]
+                if row["text_dropped_at"] is None:  # retention emptied it: nothing to match
+                    yield row["id"], article_text(row), row["feed"]
             last_id = rows[-1]["id"]
 
     def unscored_hits(self) -> list[tuple[int, str, int]]:
@@ -683,6 +695,141 @@ class Store:
                     )
                 added += insert_hit(conn, article_id, hit, found_at, backfilled=True, quiet=quiet)
         return added
+
+    def dropped_text_count(self, since: datetime | None) -> int:
+        """How many articles first seen at or after `since` had their text dropped by retention."""
+        rows = self._db.read(
+            "counting articles whose text was dropped",
+            "SELECT COUNT(*) FROM articles WHERE text_dropped_at IS NOT NULL AND first_seen >= ?",
+            [to_db(since) if since is not None else ""],
+        )
+        return int(rows[0][0])
+
+    # ------------------------------------------------------------------ watchlist failures
+
+    def watchlist_failures(self, *, since: datetime | None = None) -> list[WatchlistFailures]:
+        """Per watchlist, the articles its matching raised on (last failure since `since`),
+        the latest error and when; most recent first."""
+        rows = self._db.read(
+            "listing watchlist failures",
+            """
+            SELECT watchlist, COUNT(*) AS articles, MAX(last_at) AS last_at,
+                (SELECT error FROM watchlist_failures AS latest
+                 WHERE latest.watchlist = failures.watchlist
+                 ORDER BY latest.last_at DESC, latest.id DESC LIMIT 1) AS last_error,
+                (SELECT url FROM watchlist_failures AS latest
+                 WHERE latest.watchlist = failures.watchlist
+                 ORDER BY latest.last_at DESC, latest.id DESC LIMIT 1) AS last_url
+            FROM watchlist_failures AS failures
+            WHERE last_at >= ?
+            GROUP BY watchlist
+            ORDER BY MAX(last_at) DESC, watchlist
+            """,
+            [to_db(since) if since is not None else ""],
+        )
+        return [
+            WatchlistFailures(
+                watchlist=row["watchlist"],
+                articles=row["articles"],
+                last_error=row["last_error"],
+                last_url=row["last_url"],
+                last_at=required_time(row["last_at"]),
+            )
+            for row in rows
+        ]
+
+    # ------------------------------------------------------------------ retention
+
+    def drop_old_text(self, *, seen_before: datetime, now: datetime) -> int:
+        """Empty the text of articles first seen before `seen_before` that no unsent hit
+        needs (a hit not yet in a delivered digest, quiet backfills aside); returns how many.
+
+        Titles, URLs, dates and hits (with their snippets) are kept, and `text_dropped_at`
+        says when the text went. Done in batches so the write lock is never held long.
+        """
+        dropped = 0
+        while True:
+            with self._db.write("dropping the text of old articles") as conn:
+                cursor = conn.execute(
+                    """
+                    UPDATE articles SET text = '', text_dropped_at = ?
+                    WHERE id IN (
+                        SELECT articles.id FROM articles
+                        WHERE articles.first_seen < ? AND articles.text_dropped_at IS NULL
+                        AND NOT EXISTS (
+                            SELECT 1 FROM hits LEFT JOIN digests ON digests.key = hits.digest_key
+                            WHERE hits.article_id = articles.id AND hits.quiet = 0
+                            AND (hits.digest_key IS NULL OR digests.state NOT IN ('sent', 'empty'))
+                        )
+                        LIMIT ?
+                    )
+                    """,
+                    [to_db(now), to_db(seen_before), _RETENTION_BATCH],
+                )
+                dropped += cursor.rowcount
+            if cursor.rowcount < _RETENTION_BATCH:
+                return dropped
+
+    def optimize_search_index(self) -> None:
+        """Merge the full-text index's segments (after many changes, before a VACUUM)."""
+        with self._db.write("optimising the search index") as conn:
+            conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('optimize')")
+
+    # ------------------------------------------------------------------ search
+
+    def search_index_ids(self, match: str) -> list[int]:
+        """Ids of the articles whose title or text the FTS5 expression `match` finds."""
+        rows = self._db.read(
+            "searching the full-text index",
+            "SELECT rowid FROM articles_fts WHERE articles_fts MATCH ? ORDER BY rowid",
+            [match],
+        )
+        return [row[0] for row in rows]
+
+    def article_languages(self, *, since: datetime | None) -> list[tuple[int, str | None]]:
+        """(id, declared language) of the articles first seen at or after `since`."""
+        rows = self._db.read(
+            "reading the languages of stored articles",
+            "SELECT id, language FROM articles WHERE first_seen >= ? ORDER BY id",
+            [to_db(since) if since is not None else ""],
+        )
+        return [(row["id"], row["language"]) for row in rows]
+
+    def stored_articles(
+        self, ids: Collection[int] | None, *, since: datetime | None
+    ) -> Iterator[StoredArticle]:
+        """The articles with these ids (all of them when None) first seen at or after
+        `since`, oldest first, read in pages."""
+        since_text = to_db(since) if since is not None else ""
+        if ids is None:
+            last_id = 0
+            while True:
+                rows = self._db.read(
+                    "reading stored articles",
+                    f"""
+                    SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOINS}
+                    WHERE articles.id > ? AND articles.first_seen >= ?
+                    ORDER BY articles.id LIMIT ?
+                    """,
+                    [last_id, since_text, _ARTICLE_PAGE],
+                )
+                if not rows:
+                    return
+                yield from map(stored_article, rows)
+                last_id = rows[-1]["id"]
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), _ARTICLE_PAGE):
+            chunk = wanted[start : start + _ARTICLE_PAGE]
+            rows = self._db.read(
+                "reading stored articles",
+                f"""
+                SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOINS}
+                WHERE articles.id IN ({", ".join("?" * len(chunk))}) AND articles.first_seen >= ?
+                ORDER BY articles.id
+                """,
+                [*chunk, since_text],
+            )
+            yield from map(stored_article, rows)
 
     # ------------------------------------------------------------------ digests
 

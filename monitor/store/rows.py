@@ -18,6 +18,8 @@ from monitor.models import (
     Entry,
     FeedState,
     HitResult,
+    MatchFailure,
+    StoredArticle,
     StoredHit,
     TextSource,
     Validators,
@@ -117,6 +119,25 @@ def insert_hit(
     return cursor.rowcount
 
 
+def insert_failure(
+    conn: sqlite3.Connection,
+    article_id: int,
+    url: str | None,
+    failure: MatchFailure,
+    at: str | None,
+) -> None:
+    """Record that a watchlist's matching raised on an article (counted when it happens again)."""
+    conn.execute(
+        """
+        INSERT INTO watchlist_failures (watchlist, article_id, url, error, first_at, last_at)
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (watchlist, article_id) DO UPDATE SET error = excluded.error,
+            last_at = excluded.last_at, count = count + 1
+        """,
+        [failure.watchlist, article_id, url, failure.error, at, at],
+    )
+
+
 def feed_state(row: sqlite3.Row) -> FeedState:
     return FeedState(
         feed_id=row["id"],
@@ -148,6 +169,17 @@ def article_text(row: sqlite3.Row) -> ArticleText:
         note=row["note"],
         language=row["language"],
         published=from_db(row["published"]),
+    )
+
+
+def stored_article(row: sqlite3.Row) -> StoredArticle:
+    """An article row joined with its first feed's name as ``feed``."""
+    return StoredArticle(
+        article_id=row["id"],
+        article=article_text(row),
+        feed=row["feed"],
+        first_seen=required_time(row["first_seen"]),
+        text_dropped_at=from_db(row["text_dropped_at"]),
     )
 
 

@@ -169,6 +169,60 @@ def _feed_health(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX entries_feed_first_seen ON entries (feed_id, first_seen)")
 
 
+@MIGRATIONS(name="0007_search_and_retention")
+def _search_and_retention(db: sqlite_utils.Database) -> None:
+    statements = [
+        # A watchlist whose matching raised on an article: that article is skipped for it,
+        # the other watchlists still match, and `monitor status` lists the failures.
+        """
+        CREATE TABLE watchlist_failures (
+            id INTEGER PRIMARY KEY,
+            watchlist TEXT NOT NULL,
+            article_id INTEGER NOT NULL REFERENCES articles (id),
+            url TEXT,
+            error TEXT NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            UNIQUE (watchlist, article_id)
+        )
+        """,
+        "CREATE INDEX watchlist_failures_last_at ON watchlist_failures (last_at)",
+        # Retention (`retention.article_text`) empties the text of old articles and says when.
+        "ALTER TABLE articles ADD COLUMN text_dropped_at TEXT",
+        # `monitor search`: a full-text index over the stored titles and texts, its content
+        # read from `articles` (external content), kept in step by the triggers below.
+        # remove_diacritics 2 folds accents the way the matcher does (é, è, ê -> e).
+        """
+        CREATE VIRTUAL TABLE articles_fts USING fts5(
+            title, text, content='articles', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )
+        """,
+        """
+        CREATE TRIGGER articles_fts_insert AFTER INSERT ON articles BEGIN
+            INSERT INTO articles_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+        END
+        """,
+        """
+        CREATE TRIGGER articles_fts_delete AFTER DELETE ON articles BEGIN
+            INSERT INTO articles_fts (articles_fts, rowid, title, text)
+            VALUES ('delete', old.id, old.title, old.text);
+        END
+        """,
+        """
+        CREATE TRIGGER articles_fts_update AFTER UPDATE OF title, text ON articles BEGIN
+            INSERT INTO articles_fts (articles_fts, rowid, title, text)
+            VALUES ('delete', old.id, old.title, old.text);
+            INSERT INTO articles_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+        END
+        """,
+        "INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 @MIGRATIONS(name="0008_alert_deliveries")
 def _alert_deliveries(db: sqlite_utils.Database) -> None:
     # One row per hit per alert destination, written in the transaction that records the
