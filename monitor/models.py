@@ -323,6 +323,8 @@ class NewArticle:
     entry: Entry
     article: ArticleText
     hits: tuple[HitResult, ...]
+    # MinHash of the text (`monitor.stories.signature`); None: too short, or not computed.
+    signature: bytes | None = None
 
 
 # --------------------------------------------------------------------------- matching
@@ -370,6 +372,15 @@ class HitResult:
 
 
 @dataclass(frozen=True)
+class StoryCopy:
+    """Another article telling the same story as a hit's: another outlet or URL."""
+
+    feed: str  # the feed that brought it first
+    url: str | None
+    title: str
+
+
+@dataclass(frozen=True)
 class StoredHit:
     """A hit as read back from the database, ready for the digest or `monitor hits`."""
 
@@ -387,6 +398,8 @@ class StoredHit:
     relevance: float | None = None  # None: found before relevance was computed, not rescored
     in_passing: bool = False
     evidence: str | None = None
+    # The other copies of the hit's story (other outlets or URLs), oldest first.
+    also_in: tuple[StoryCopy, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from monitor.models import (
 from monitor.parse import parse_feed
 from monitor.schedule import body_hash, decide_update, is_known_body, validators_to_send
 from monitor.store import Store
+from monitor.stories import signature
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +245,15 @@ class Pipeline:
             # Pages fetched while stopping fell back to feed text; storing them would mark
             # the entries seen and never extract them. The next start redoes this feed.
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
+        # Signed here, in the feed's thread, for the store to find the article's story;
+        # an article already stored under its URL needs none.
         new = tuple(
-            NewArticle(entry=entry, article=article, hits=hits)
+            NewArticle(
+                entry=entry,
+                article=article,
+                hits=hits,
+                signature=None if entry.key in known else signature(article.text),
+            )
             for entry, (article, hits) in zip(fresh, processed, strict=True)
         )
         result = NewBody(
