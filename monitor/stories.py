@@ -265,7 +265,7 @@ def article_url(url: str, canonical: str | None = None) -> str:
 SHINGLE_WORDS = 5
 MIN_WORDS = 60
 NUM_PERM = 128
-SAME_STORY_JACCARD = 0.6
+SAME_STORY_JACCARD = 0.75
 
 _SEED = 1  # fixed: signatures are stored, and must stay comparable across versions
 _PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme="affine32").permutations
