@@ -33,7 +33,7 @@ the article's id (``story.php?12345``). Both would make two articles one.
 story republished, or an article moved to a new address. `signature` turns a text
 into a MinHash of its 5-word shingles (casefolded, accents folded, punctuation
 removed); `StoryIndex` finds stored signatures whose estimated Jaccard similarity is
-at least `SAME_STORY_JACCARD`, through datasketch's LSH. Texts under `MIN_WORDS`
+at least `SAME_STORY_JACCARD`, through LSH banding. Texts under `MIN_WORDS`
 words get no signature: a summary of two sentences says too little to tell one
 story from another. Both numbers were chosen on the shared corpus (see
 tests/test_stories.py and bench/bench_stories.py for the figures).
@@ -46,13 +46,14 @@ import unicodedata
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, quote, unquote_plus, urlsplit, urlunsplit
 
 import numpy as np
 from courlan import normalize_url
 from courlan.clean import normalize_fragment
 from courlan.urlutils import get_tldinfo
-from datasketch import MinHash, MinHashLSH  # type: ignore[import-untyped]
+from datasketch import MinHash  # type: ignore[import-untyped]
 
 __all__ = [
     "MIN_WORDS",
@@ -321,12 +322,6 @@ def similarity(first: bytes, second: bytes) -> float:
     return float(np.count_nonzero(_values(first) == _values(second))) / NUM_PERM
 
 
-def _sketch(stored: bytes) -> MinHash:
-    return MinHash(
-        num_perm=NUM_PERM, hashvalues=_values(stored), permutations=_PERMUTATIONS, scheme="affine32"
-    )
-
-
 @dataclass(frozen=True)
 class StoryMatch:
     """A stored article whose text is the same story, and how similar it is."""
@@ -335,50 +330,144 @@ class StoryMatch:
     similarity: float
 
 
-class StoryIndex:
-    """Signatures of recent articles, searchable for the same story.
+# LSH banding: 16 bands of 8 values, what datasketch's MinHashLSH picks for this threshold when
+# missing a copy weighs 9 times more than checking a candidate (every candidate is then
+# checked against the threshold). A text at Jaccard 0.75 shares a band with probability 0.98.
+BANDS, ROWS = 16, 8
+_BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
+_Array = np.ndarray[Any, np.dtype[Any]]
 
-    Rebuilt at start from the signatures the store keeps (`add` each one), then
-    updated as articles arrive. Keys are article ids. Not thread-safe: the store
-    uses it inside its write transaction only.
+
+def _band_hashes(values: _Array) -> _Array:
+    """(n, NUM_PERM) signature values -> (n, BANDS) one 64-bit hash per band."""
+    bands = values.reshape(-1, BANDS, ROWS).astype(np.uint64)
+    hashes = np.zeros(bands.shape[:2], dtype=np.uint64)
+    for row in range(ROWS):
+        hashes = (hashes ^ bands[:, :, row]) * _BAND_MIX
+        hashes ^= hashes >> np.uint64(31)
+    return hashes
+
+
+class StoryIndex:
+    """Signatures of recent articles, searchable for the same story (LSH banding).
+
+    Rebuilt at start from the signatures the store keeps (`add_all`), then updated as
+    articles arrive. Keys are article ids. Not thread-safe: the store uses it inside its
+    write transaction only.
+
+    datasketch's MinHashLSH keeps a Python set per band bucket: 5.9 KiB per article, 590 MiB
+    for 100,000 (bench/bench_stories.py). Here the signatures are one numpy array and each
+    band a sorted array of hashes searched by bisection, about 0.7 KiB per article; the
+    latest additions are scanned until they are merged in.
     """
 
     def __init__(self, threshold: float = SAME_STORY_JACCARD) -> None:
         self.threshold = threshold
-        # Tuned for recall: every candidate is then checked against the threshold.
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=(0.1, 0.9))
-        self._signatures: dict[int, bytes] = {}
+        self._row_of: dict[int, int] = {}  # article id -> row
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._values = np.zeros((0, NUM_PERM), dtype=np.uint32)
+        self._bands = np.zeros((0, BANDS), dtype=np.uint64)
+        self._alive = np.zeros(0, dtype=bool)
+        self._count = 0  # rows used
+        self._merged = 0  # rows [0, _merged) are in the sorted band arrays
+        self._sorted_hashes = np.zeros((BANDS, 0), dtype=np.uint64)
+        self._sorted_rows = np.zeros((BANDS, 0), dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._signatures)
+        return len(self._row_of)
 
     def __contains__(self, article_id: object) -> bool:
-        return article_id in self._signatures
+        return article_id in self._row_of
+
+    def ids(self) -> list[int]:
+        return list(self._row_of)
 
     def add(self, article_id: int, stored: bytes) -> None:
         """Index an article's signature (a second add of the same id is ignored)."""
-        if article_id in self._signatures:
-            return
-        self._lsh.insert(article_id, _sketch(stored), check_duplication=False)
-        self._signatures[article_id] = stored
+        self.add_all([(article_id, stored)])
 
     def add_all(self, signatures: Iterable[tuple[int, bytes]]) -> None:
-        for article_id, stored in signatures:
-            self.add(article_id, stored)
+        """Index many signatures at once (loading at start)."""
+        fresh = [
+            (article_id, stored)
+            for article_id, stored in dict(signatures).items()
+            if article_id not in self._row_of
+        ]
+        if not fresh:
+            return
+        values = np.stack([_values(stored) for _, stored in fresh])
+        self._reserve(self._count + len(fresh))
+        rows = slice(self._count, self._count + len(fresh))
+        self._ids[rows] = [article_id for article_id, _ in fresh]
+        self._values[rows] = values
+        self._bands[rows] = _band_hashes(values)
+        self._alive[rows] = True
+        for offset, (article_id, _) in enumerate(fresh):
+            self._row_of[article_id] = self._count + offset
+        self._count += len(fresh)
+        if self._count - self._merged > max(256, self._merged // 8):
+            self._merge()
 
     def remove(self, article_id: int) -> None:
-        if self._signatures.pop(article_id, None) is not None:
-            self._lsh.remove(article_id)
-
-    def ids(self) -> list[int]:
-        return list(self._signatures)
+        row = self._row_of.pop(article_id, None)
+        if row is None:
+            return
+        self._alive[row] = False
+        if len(self._row_of) < self._count // 2:
+            self._compact()
 
     def same_story(self, stored: bytes) -> list[StoryMatch]:
         """Indexed articles telling the same story as `stored`, most similar first
         (ties: oldest id first)."""
-        matches = []
-        for article_id in self._lsh.query(_sketch(stored)):
-            score = similarity(stored, self._signatures[article_id])
-            if score >= self.threshold:
-                matches.append(StoryMatch(article_id, score))
+        values = _values(stored)
+        query = _band_hashes(values[np.newaxis, :])[0]
+        found = [
+            self._merged
+            + np.flatnonzero((self._bands[self._merged : self._count] == query).any(axis=1))
+        ]
+        for band in range(BANDS):
+            hashes = self._sorted_hashes[band]
+            start, end = (
+                np.searchsorted(hashes, query[band], side="left"),
+                np.searchsorted(hashes, query[band], side="right"),
+            )
+            if end > start:
+                found.append(self._sorted_rows[band, start:end])
+        rows = np.unique(np.concatenate(found))
+        rows = rows[self._alive[rows]]
+        if rows.size == 0:
+            return []
+        scores = (self._values[rows] == values).sum(axis=1) / NUM_PERM
+        matches = [
+            StoryMatch(int(article_id), float(score))
+            for article_id, score in zip(self._ids[rows], scores, strict=True)
+            if score >= self.threshold
+        ]
         return sorted(matches, key=lambda match: (-match.similarity, match.article_id))
+
+    def _reserve(self, size: int) -> None:
+        if size <= len(self._ids):
+            return
+        capacity = max(size, 2 * len(self._ids), 1024)
+        grow = capacity - len(self._ids)
+        self._ids = np.concatenate([self._ids, np.zeros(grow, dtype=np.int64)])
+        self._values = np.concatenate([self._values, np.zeros((grow, NUM_PERM), np.uint32)])
+        self._bands = np.concatenate([self._bands, np.zeros((grow, BANDS), np.uint64)])
+        self._alive = np.concatenate([self._alive, np.zeros(grow, dtype=bool)])
+
+    def _merge(self) -> None:
+        bands = self._bands[: self._count].T
+        order = np.argsort(bands, axis=1, kind="stable")
+        self._sorted_rows = order.astype(np.int64)
+        self._sorted_hashes = np.take_along_axis(bands, order, axis=1)
+        self._merged = self._count
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self._alive[: self._count])
+        self._ids = self._ids[keep]
+        self._values = self._values[keep]
+        self._bands = self._bands[keep]
+        self._alive = self._alive[keep]
+        self._count = len(keep)
+        self._row_of = {int(article_id): row for row, article_id in enumerate(self._ids)}
+        self._merge()

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
+
 from monitor.extract import extract_page
 from monitor.models import ParsedFeed
 from monitor.parse import parse_feed
@@ -222,20 +224,21 @@ def cluster(documents: Sequence[Document], labels: dict[str, str]) -> Clustering
 def nearest_other_stories(
     documents: Sequence[Document], labels: dict[str, str], *, floor: float = 0.2, top: int = 5
 ) -> list[tuple[float, str, str]]:
-    """The most similar pairs of two stories (estimated Jaccard over `floor`), highest first."""
-    index = StoryIndex(threshold=floor)
-    ids: list[str] = []
+    """The most similar pairs of two stories (estimated Jaccard over `floor`), highest first;
+    every pair is compared (the LSH only finds pairs near the threshold)."""
+    signed = [
+        (document.doc_id, stored)
+        for document in documents
+        if (stored := signature(document.text)) is not None
+    ]
+    matrix = np.stack([np.frombuffer(stored, dtype="<u4") for _, stored in signed])
     found: list[tuple[float, str, str]] = []
-    for document in documents:
-        stored = signature(document.text)
-        if stored is None:
-            continue
-        for match in index.same_story(stored):
-            other = ids[match.article_id]
-            if labels[other] != labels[document.doc_id]:
-                found.append((match.similarity, other, document.doc_id))
-        index.add(len(ids), stored)
-        ids.append(document.doc_id)
+    for row in range(1, len(signed)):
+        scores = (matrix[:row] == matrix[row]).mean(axis=1)
+        for other in np.flatnonzero(scores >= floor):
+            first, second = signed[int(other)][0], signed[row][0]
+            if labels[first] != labels[second]:
+                found.append((float(scores[other]), first, second))
     return sorted(found, reverse=True)[:top]
 
 

@@ -71,9 +71,8 @@ class StoryTracker:
                 """,
                 [cutoff],
             )
-            for row in rows:
-                index.add(row["id"], row["signature"])
-                self._first_seen[row["id"]] = row["first_seen"]
+            index.add_all((row["id"], row["signature"]) for row in rows)
+            self._first_seen.update((row["id"], row["first_seen"]) for row in rows)
             self._last_id = last[0][0] or 0
             self.index = index
             self._evicted_at = now
