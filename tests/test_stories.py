@@ -28,10 +28,24 @@ from monitor.articles import InlineArticles, article_from_page
 from monitor.cli import main
 from monitor.extract import extract_page
 from monitor.fetch import Fetcher
-from monitor.models import Entry, FeedSpec, FetchLimits, Watchlist
+from monitor.models import (
+    ArticleJob,
+    ArticleText,
+    Entry,
+    FeedSpec,
+    Fetched,
+    FetchLimits,
+    NewArticle,
+    NewBody,
+    PollCounts,
+    TextSource,
+    Watchlist,
+)
 from monitor.pipeline import Pipeline
 from monitor.query import parse_query
+from monitor.schedule import decide_update
 from monitor.store import MIGRATIONS, Store
+from monitor.store.story_index import STORY_WINDOW
 from monitor.stories import (
     MIN_WORDS,
     StoryIndex,
@@ -620,3 +634,95 @@ def test_migration_rekeys_existing_articles_and_keeps_colliding_rows(tmp_path: P
     assert stories == {1: 1, 2: 2, 3: 3, 4: 4}
     links = conn.execute("SELECT link FROM entries WHERE article_id = 2").fetchone()
     assert links == ("https://news.example/a?from=rss",)  # the entry keeps its original link
+
+
+# --------------------------------------------------------------------------- store
+
+
+def record_article(
+    store: Store, feed: str, key: str, url: str, text: str, *, now: datetime
+) -> PollCounts:
+    """One poll of `feed` bringing one article, matched as the pipeline would."""
+    title = f"Le Togo et la Russie ({key})"
+    entry = Entry(key=key, link=url, title=title, summary="", content="", published=now)
+    article = ArticleText(url=clean_url(url), title=entry.title, text=text, source=TextSource.PAGE)
+    hits = tuple(
+        InlineArticles(WATCHLISTS).process(ArticleJob(entry, feed, "fr", known=article))[1]
+    )
+    fetched = Fetched(url=feed, status=200, headers={}, content=b"")
+    body = NewBody(
+        fetched=fetched,
+        body_hash=key,
+        feed_title=feed,
+        entries=1,
+        new=(NewArticle(entry, article, hits, signature=signature(text)),),
+    )
+    spec = FeedSpec(url=feed, name=feed)
+    return store.record(decide_update(store.feed_state(feed), spec, body, now))
+
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+EDITED_TEXT = "LOMÉ (AFP) — " + "\n".join(WIRE_PARAGRAPHS[:4])
+
+
+def test_two_store_processes_see_each_others_stories(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    with Store(path) as daemon, Store(path) as poll_command:
+        # The second process loads its story index first, while the database is empty...
+        other = record_article(
+            poll_command, "https://c.example/rss", "c", "https://c.example/9", "x y " * 40, now=NOW
+        )
+        first = record_article(
+            daemon, "https://a.example/rss", "a", "https://a.example/1", WIRE_TEXT, now=NOW
+        )
+        # ...and reads what the daemon stored since inside its next write.
+        copy = record_article(
+            poll_command, "https://b.example/rss", "b", "https://b.example/2", EDITED_TEXT, now=NOW
+        )
+        assert (other.new_hits, first.new_hits, copy.new_hits) == (0, 1, 0)
+        [hit] = daemon.hits()
+        assert [copy.feed for copy in hit.also_in] == ["https://b.example/rss"]
+
+
+def test_a_copy_older_than_the_window_is_a_new_story(tmp_path: Path) -> None:
+    with Store(tmp_path / "monitor.db") as store:
+        record_article(
+            store, "https://a.example/rss", "a", "https://a.example/1", WIRE_TEXT, now=NOW
+        )
+        later = NOW + STORY_WINDOW + timedelta(days=1)
+        assert (
+            record_article(
+                store, "https://b.example/rss", "b", "https://b.example/2", EDITED_TEXT, now=later
+            ).new_hits
+            == 1
+        )
+        assert all(hit.also_in == () for hit in store.hits())
+    # A fresh start loads only the window, too.
+    with Store(tmp_path / "monitor.db") as store:
+        even_later = later + STORY_WINDOW + timedelta(days=1)
+        counts = record_article(
+            store, "https://c.example/rss", "c", "https://c.example/3", WIRE_TEXT, now=even_later
+        )
+        assert counts.new_hits == 1
+
+
+def test_a_backfill_gives_a_story_one_hit_per_watchlist(tmp_path: Path) -> None:
+    with Store(tmp_path / "monitor.db") as store:
+        record_article(
+            store, "https://a.example/rss", "a", "https://a.example/1", WIRE_TEXT, now=NOW
+        )
+        record_article(
+            store, "https://b.example/rss", "b", "https://b.example/2", EDITED_TEXT, now=NOW
+        )
+        backfill = Watchlist(name="Lomé", query=parse_query("Lomé OR Moscou", {}))
+        matcher = InlineArticles([backfill])
+        found = []
+        for article_id, article, feed in store.articles_since(None):
+            _, hits = matcher.process(
+                ArticleJob(
+                    Entry("k", article.url, article.title, "", "", None), feed, "fr", known=article
+                )
+            )
+            found += [(article_id, hit) for hit in hits]
+        assert len(found) == 2  # both copies match...
+        assert store.add_backfill_hits("Lomé", found, now=NOW, quiet=False) == 1  # ...one hit
