@@ -151,9 +151,9 @@ def main() -> None:
     print("\nthreshold sweep (estimated Jaccard; the chosen one is marked):")
     scores: dict[str, list[float]] = {}
     for pair in pairs:
-        first, second = signature(pair.first), signature(pair.second)
-        if first is not None and second is not None:
-            scores.setdefault(pair.kind, []).append(similarity(first, second))
+        signed_first, signed_second = signature(pair.first), signature(pair.second)
+        if signed_first is not None and signed_second is not None:
+            scores.setdefault(pair.kind, []).append(similarity(signed_first, signed_second))
     others = nearest_other_stories(documents, labels, floor=0.4, top=1000)
     for threshold in (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
         recall = "  ".join(
