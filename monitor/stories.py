@@ -255,8 +255,18 @@ def same_site(url: str, other: str) -> bool:
 
 def article_url(url: str, canonical: str | None = None) -> str:
     """The URL an article is stored and shown under: the page's declared canonical URL
-    when it is an http(s) URL of the same site as `url`, else `url`; cleaned."""
-    if canonical and _parts(canonical) is not None and same_site(url, canonical):
+    when it is an http(s) URL of the same site as `url`, else `url`; cleaned.
+
+    A canonical URL naming the site's home page is ignored: some sites declare it on
+    every article, and believing it would make all their articles one.
+    """
+    declared = _parts(canonical) if canonical else None
+    if (
+        canonical
+        and declared is not None
+        and declared.path.strip("/")
+        and same_site(url, canonical)
+    ):
         return clean_url(canonical)
     return clean_url(url)
 

@@ -263,6 +263,8 @@ def test_article_url_believes_the_canonical_link_on_the_same_site_only() -> None
     )
     assert article_url(amp, "https://other.org/news/togo") == "https://amp.example.com/news/togo"
     assert article_url(amp, None) == "https://amp.example.com/news/togo"
+    # A home page declared as every article's canonical URL is not believed.
+    assert article_url(amp, "https://www.example.com/") == "https://amp.example.com/news/togo"
 
 
 def test_the_page_canonical_link_becomes_the_article_url() -> None:

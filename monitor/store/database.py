@@ -260,8 +260,9 @@ class Store:
         leave a feed whose ETag says "seen" while its entries are missing.
         """
         signed = any(item.signature for item in update.new)
-        if signed:
-            self._stories.prepare(self._db, update.polled_at)
+        if not signed:
+            return self._record(update, signed)
+        self._stories.prepare(self._db, update.polled_at)
         with self._stories.lock:
             try:
                 counts = self._record(update, signed)
