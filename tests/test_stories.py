@@ -487,6 +487,8 @@ def test_a_wire_story_from_two_outlets_is_one_hit_naming_the_other(
     assert "Parlement" in copy.title
     preview = store.preview_digest(now=datetime.now(UTC))
     assert preview is not None and preview.hits[0].also_in == (copy,)
+    claimed = store.claim_digest("2026-12-01", now=datetime.now(UTC))
+    assert claimed is not None and [hit.also_in for hit in claimed.hits] == [(copy,)]
 
 
 def test_a_copy_arriving_after_the_digest_adds_no_hit_and_shows_in_hits_json(

@@ -332,7 +332,7 @@ class Store:
                         found_at,
                         feed_id,
                         story_id,
-                        item.signature or b"",
+                        item.signature,  # NULL: not signed yet (StoryTracker.prepare does)
                     ],
                 )
                 article_id = lastrowid(cursor)
