@@ -311,7 +311,7 @@ def _shingle_hashes(words: list[str]) -> list[int]:
     for offset in range(SHINGLE_WORDS):
         combined = combined * _FNV_PRIME ^ word_hashes[offset : offset + count]
     folded = (combined >> np.uint64(32)) ^ (combined & np.uint64(0xFFFFFFFF))
-    hashes: list[int] = np.unique(folded).tolist()
+    hashes: list[int] = folded.tolist()  # repeats are harmless: a minimum is a minimum
     return hashes
 
 
