@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from click.testing import CliRunner
 
 from monitor.articles import InlineArticles, article_from_page
 from monitor.cli import main
+from monitor.errors import StorageError
 from monitor.extract import extract_page
 from monitor.fetch import Fetcher
 from monitor.models import (
@@ -733,3 +735,37 @@ def test_a_backfill_gives_a_story_one_hit_per_watchlist(tmp_path: Path) -> None:
             found += [(article_id, hit) for hit in hits]
         assert len(found) == 2  # both copies match...
         assert store.add_backfill_hits("Lomé", found, now=NOW, quiet=False) == 1  # ...one hit
+
+
+def test_a_failed_write_leaves_no_story_behind(tmp_path: Path) -> None:
+    with Store(tmp_path / "monitor.db") as store:
+        record_article(
+            store, "https://z.example/rss", "z", "https://z.example/0", "x y " * 40, now=NOW
+        )
+        entry = Entry("a", "https://a.example/1", "Le Togo", "", "", NOW)
+        article = ArticleText(entry.link, entry.title, WIRE_TEXT, TextSource.PAGE)
+        broken = Entry("b", "https://a.example/2", "Le Togo", "", "", NOW)
+        no_text = replace(article, url=broken.link, text=None)  # type: ignore[arg-type]  # NOT NULL: the write fails
+        body = NewBody(
+            fetched=Fetched(url="https://a.example/rss", status=200, headers={}, content=b""),
+            body_hash="h",
+            feed_title="A",
+            entries=2,
+            new=(
+                NewArticle(entry, article, (), signature=signature(WIRE_TEXT)),
+                NewArticle(broken, no_text, ()),
+            ),
+        )
+        spec = FeedSpec(url="https://a.example/rss", name="A")
+        with pytest.raises(StorageError):
+            store.record(decide_update(store.feed_state(spec.url), spec, body, NOW))
+        # The story stored by the failed write is gone from the index too, even once its
+        # article id is taken by another article: the copy is a new story.
+        record_article(
+            store, "https://y.example/rss", "y", "https://y.example/1", "u v " * 40, now=NOW
+        )
+        counts = record_article(
+            store, "https://b.example/rss", "b", "https://b.example/2", EDITED_TEXT, now=NOW
+        )
+        assert (counts.new_articles, counts.new_hits) == (1, 1)
+        assert [hit.also_in for hit in store.hits()] == [()]
