@@ -116,7 +116,7 @@ def _parts(url: str) -> SplitResult | None:
 def _query_pieces(query: str) -> list[tuple[str, str, str]]:
     """(raw piece, lower-cased name, value) of each parameter, in order, value-less ones kept."""
     pieces = []
-    for piece in re.split(r"[&;]", query):
+    for piece in query.split("&"):
         if not piece:
             continue
         name, _, value = piece.partition("=")

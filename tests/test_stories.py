@@ -197,6 +197,11 @@ URL_TABLE = [
     ),
     ("https://[::1]:99999/", "https://[::1]:99999/", "https://[::1]:99999/"),  # invalid port
     ("urn:uuid:1225c695-cfb8", "urn:uuid:1225c695-cfb8", "urn:uuid:1225c695-cfb8"),
+    (
+        "https://www.example.com/search?q=a;b&utm_source=x",
+        "https://www.example.com/search?q=a;b",
+        "//example.com/search?q=a%3Bb",
+    ),
     ("http://127.0.0.1:8080/a/", "http://127.0.0.1:8080/a/", "//127.0.0.1:8080/a"),
     (
         "https://fr.example.org/caf%C3%A9?q=a+b",
