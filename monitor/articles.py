@@ -14,6 +14,10 @@ Where the text comes from, in order:
    between us and the article the feed already carries);
 3. otherwise the feed entry's content or summary, with `ArticleText.note`
    saying why, so the user can see an article was matched on its summary.
+
+The article's URL is the page's (after redirects), or its declared canonical URL when
+that is on the same site, without tracking parameters (`monitor.stories.article_url`):
+the address the digest shows and the store keys the article by.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import replace
 from monitor.extract import extract_page
 from monitor.matching import Matcher
 from monitor.models import ArticleJob, ArticleOutcome, ArticleText, Entry, TextSource, Watchlist
+from monitor.stories import article_url, clean_url
 
 __all__ = [
     "InlineArticles",
@@ -83,6 +88,8 @@ def article_from_page(
     """The article of a page an entry links to, or the entry's own text when the page
     cannot stand for it (see the module docstring)."""
     page = extract_page(html, url=url)
+    address = url or entry.link
+    url = article_url(address, page.canonical_url) if address else None
     reason = page.problem
     if reason is None and len(entry.content) > 2 * len(page.text):
         reason = (
@@ -96,7 +103,7 @@ def article_from_page(
         # An untitled entry borrows the page's title, and its language with it.
         return replace(fallback, title=page.title, language=fallback.language or page.language)
     return ArticleText(
-        url=url or entry.link,
+        url=url,
         title=page.title or entry.title,
         text=page.text,
         source=TextSource.PAGE,
@@ -114,8 +121,9 @@ def fallback_article(
     in `ArticleText.note` so the user can see why an article was matched on its
     summary only.
     """
+    address = url or entry.link
     return ArticleText(
-        url=url or entry.link,
+        url=clean_url(address) if address else None,
         title=entry.title,
         text=entry.content or entry.summary,
         source=TextSource.FEED,

@@ -450,6 +450,9 @@ def _hit_json(hit: StoredHit) -> dict[str, Any]:
         "relevance": hit.relevance,
         "in_passing": hit.in_passing,
         "evidence": hit.evidence,
+        "also_in": [
+            {"feed": copy.feed, "url": copy.url, "title": copy.title} for copy in hit.also_in
+        ],
     }
 
 

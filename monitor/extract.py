@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import trafilatura
 from trafilatura.metadata import extract_title
@@ -113,6 +114,22 @@ def _page_language(tree: Any) -> str | None:
     return next((code for code in map(primary_language, candidates) if code), None)
 
 
+def _declared_url(tree: Any, url: str | None) -> str | None:
+    """The page's own address for itself: ``<link rel=canonical>``, else ``og:url``,
+    made absolute against `url`. Whether to believe it is `monitor.stories`' decision."""
+    for link in tree.iterfind(".//link"):
+        rel = str(link.get("rel") or "").lower().split()
+        href = str(link.get("href") or "").strip()
+        if "canonical" in rel and href:
+            return urljoin(url or "", href)
+    for meta in tree.iterfind(".//meta"):
+        if str(meta.get("property") or meta.get("name") or "").lower() == "og:url":
+            content = str(meta.get("content") or "").strip()
+            if content:
+                return urljoin(url or "", content)
+    return None
+
+
 # --------------------------------------------------------------------------- API
 
 
@@ -128,6 +145,7 @@ class PageExtraction:
     title: str
     language: str | None  # declared by the page (lang, Content-Language, og:locale)
     problem: str | None = None
+    canonical_url: str | None = None  # the page's <link rel=canonical> or og:url, absolute
 
 
 def extract_page(html: bytes, *, url: str | None) -> PageExtraction:
@@ -151,6 +169,7 @@ def extract_page(html: bytes, *, url: str | None) -> PageExtraction:
             return PageExtraction("", "", None, "the page is not HTML")
         page_language = _page_language(tree)
         page_title = one_line(extract_title(tree))
+        canonical = _declared_url(tree, url)
         document = trafilatura.bare_extraction(
             tree, url=url, config=_TRAFILATURA_CONFIG, **_EXTRACTION_OPTIONS
         )
@@ -159,8 +178,10 @@ def extract_page(html: bytes, *, url: str | None) -> PageExtraction:
         return PageExtraction("", "", None, reason)
     text = drop_related_links(paragraphs(getattr(document, "text", None)))
     if len(text) < MIN_ARTICLE_CHARS:
-        return PageExtraction("", page_title, page_language, "the page yielded no article text")
-    return PageExtraction(text, page_title, page_language)
+        return PageExtraction(
+            "", page_title, page_language, "the page yielded no article text", canonical
+        )
+    return PageExtraction(text, page_title, page_language, canonical_url=canonical)
 
 
 def extract_article(html: bytes, *, url: str | None) -> ArticleText:

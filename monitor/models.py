@@ -341,6 +341,8 @@ class NewArticle:
     article: ArticleText
     hits: tuple[HitResult, ...]
     failures: tuple[MatchFailure, ...] = ()  # watchlists whose matching raised on it
+    # MinHash of the text (`monitor.stories.signature`); None: too short, or not computed.
+    signature: bytes | None = None
 
 
 # --------------------------------------------------------------------------- matching
@@ -402,9 +404,9 @@ ArticleOutcome = tuple[ArticleText, tuple[HitResult, ...], tuple[MatchFailure, .
 
 @dataclass(frozen=True)
 class StoryCopy:
-    """Another copy of a hit's story: the same story under another URL, title or outlet."""
+    """Another article telling the same story as a hit's: another outlet or URL."""
 
-    feed: str
+    feed: str  # the feed that brought it first
     url: str | None
     title: str
 
@@ -457,7 +459,8 @@ class StoredHit:
     relevance: float | None = None  # None: found before relevance was computed, not rescored
     in_passing: bool = False
     evidence: str | None = None
-    also_in: tuple[StoryCopy, ...] = ()  # other copies of the story, oldest first
+    # The other copies of the hit's story (other outlets or URLs), oldest first.
+    also_in: tuple[StoryCopy, ...] = ()
 
 
 @dataclass(frozen=True)

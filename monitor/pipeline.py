@@ -66,6 +66,7 @@ from monitor.sitemaps import (
     read_since,
 )
 from monitor.store import Store
+from monitor.stories import signature
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +293,16 @@ class Pipeline:
             # Pages fetched while stopping fell back to feed text; storing them would mark
             # the entries seen and never extract them. The next start redoes this feed.
             return None
+        # Signed here, in the feed's thread, for the store to find the article's story;
+        # an article already stored under its URL needs none.
         return tuple(
-            NewArticle(entry=entry, article=article, hits=hits, failures=failures)
+            NewArticle(
+                entry=entry,
+                article=article,
+                hits=hits,
+                failures=failures,
+                signature=None if entry.key in known else signature(article.text),
+            )
             for entry, (article, hits, failures) in zip(fresh, processed, strict=True)
         )
 

@@ -4,6 +4,7 @@
     connections.py  one connection per thread, WAL, BEGIN IMMEDIATE, errors with advice
     rows.py         times, article URL identity, rows ↔ `monitor.models` types
     database.py     `Store`: typed reads and the writes (one transaction per poll)
+    story_index.py  the index of recent story signatures, kept in step with the database
 
 Concurrency: one connection per thread, WAL journal, and every write inside
 ``BEGIN IMMEDIATE``, so readers never wait and writers queue for the lock up

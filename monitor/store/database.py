@@ -2,9 +2,17 @@
 
 * An *entry* is one item of one feed; `UNIQUE(feed_id, entry_key)` makes a
   re-poll add nothing twice.
-* An *article* is deduplicated across feeds by its normalised URL, so the same
-  story in two feeds is one article with two entry links. An entry without a
-  link is its own article, keyed by feed and entry key.
+* An *article* is deduplicated across feeds by its canonical URL
+  (`monitor.stories.url_key`: tracking parameters, AMP variants, http/https and
+  trailing slashes do not count), so the same article in two feeds is one article
+  with two entry links. Every key an article was reached by is kept in
+  ``article_urls``. An entry without a link is its own article, keyed by feed and
+  entry key.
+* A *story* is a set of articles telling the same story under other URLs, titles or
+  outlets (near-duplicate texts, `monitor.stories`): a new article joins the story
+  of the most similar recent article (`StoryTracker`), and a story gets at most one
+  hit per watchlist (a trigger of migration 0005). A hit lists the other articles of
+  its story in `StoredHit.also_in`.
 * A *hit* is one watchlist matching one article; a second identical hit is
   ignored, two watchlists give two hits.
 * A *digest* row makes delivery exactly-once (see `Store.claim_digest`).
@@ -25,6 +33,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -51,11 +60,12 @@ from monitor.models import (
     PollCounts,
     StoredArticle,
     StoredHit,
+    StoryCopy,
     WatchlistFailures,
 )
 from monitor.store.connections import DEFAULT_BUSY_TIMEOUT, Connections
 from monitor.store.rows import (
-    article_key,
+    article_keys,
     article_text,
     feed_state,
     from_db,
@@ -66,9 +76,11 @@ from monitor.store.rows import (
     required_time,
     stored_article,
     stored_hit,
+    story_copy,
     to_db,
 )
 from monitor.store.schema import MIGRATIONS
+from monitor.store.story_index import StoryTracker
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +140,7 @@ class Store:
         self.path = Path(path).resolve()
         self.busy_timeout = busy_timeout
         self._alert_routes: AlertRoutes = {}
+        self._stories = StoryTracker()
         self._db = Connections(self.path, busy_timeout=busy_timeout, read_only=read_only)
         if read_only:
             self._check_readable()
@@ -291,12 +304,20 @@ class Store:
         return [entry for entry in entries if entry.key not in seen]
 
     def known_article(self, url: str) -> ArticleText | None:
-        """The article already stored under this URL (seen via another feed), if any; None
-        too when retention dropped its text, so that its page is read again to match it."""
+        """The article already stored under this URL (seen via another feed, or under
+        another spelling of the same URL), if any; None too when retention dropped its
+        text, so that its page is read again to match it."""
+        key = normalise_url(url)
         rows = self._db.read(
             f"looking up article {url}",
-            "SELECT * FROM articles WHERE url_key = ? AND text_dropped_at IS NULL",
-            [normalise_url(url)],
+            """
+            SELECT * FROM articles WHERE url_key = ? AND text_dropped_at IS NULL
+            UNION ALL
+            SELECT articles.* FROM article_urls JOIN articles ON articles.id = article_urls.article_id
+            WHERE article_urls.url_key = ? AND articles.text_dropped_at IS NULL
+            LIMIT 1
+            """,
+            [key, key],
         )
         return article_text(rows[0]) if rows else None
 
@@ -307,8 +328,24 @@ class Store:
         The validators advance together with the entries, so a crash can never
         leave a feed whose ETag says "seen" while its entries are missing.
         """
+        signed = any(item.signature for item in update.new)
+        if not signed:
+            return self._record(update, signed)
+        self._stories.prepare(self._db, update.polled_at)
+        with self._stories.lock:
+            try:
+                counts = self._record(update, signed)
+            except BaseException:
+                self._stories.rolled_back()
+                raise
+            self._stories.committed()
+        return counts
+
+    def _record(self, update: FeedUpdate, signed: bool) -> PollCounts:
         feed_id = update.feed_id
         with self._db.write(f"saving the {update.outcome.words} poll of feed #{feed_id}") as conn:
+            if signed:
+                self._stories.sync(conn, update.polled_at)
             counts = self._insert_new(conn, feed_id, update) if update.new else PollCounts()
             conn.execute(
                 """
@@ -353,18 +390,22 @@ class Store:
         routes = self._alert_routes  # one reading: a reload mid-poll changes the next poll
         for item in update.new:
             entry, article = item.entry, item.article
-            url_key = article_key(feed_id, entry, article)
-            row = conn.execute("SELECT id FROM articles WHERE url_key = ?", [url_key]).fetchone()
-            if row is None:
+            keys = article_keys(feed_id, entry, article)
+            article_id = _article_by_keys(conn, keys)
+            if article_id is None:
+                story_id = None
+                if item.signature:
+                    story_id = self._stories.story_of(conn, item.signature)
                 cursor = conn.execute(
                     """
                     INSERT INTO articles (url, url_key, title, text, text_source, note,
-                                          language, published, first_seen, first_feed_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                          language, published, first_seen, first_feed_id,
+                                          story_id, signature)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
                         article.url or entry.link,
-                        url_key,
+                        keys[0],
                         article.title,
                         article.text,
                         article.source.value,
@@ -373,12 +414,20 @@ class Store:
                         to_db(article.published or entry.published),
                         found_at,
                         feed_id,
+                        story_id,
+                        item.signature,  # NULL: not signed yet (StoryTracker.prepare does)
                     ],
                 )
                 article_id = lastrowid(cursor)
+                if story_id is None:
+                    conn.execute("UPDATE articles SET story_id = id WHERE id = ?", [article_id])
+                if item.signature:
+                    self._stories.added(article_id, item.signature, found_at or "")
                 new_articles += 1
-            else:
-                article_id = row["id"]
+            conn.executemany(
+                "INSERT OR IGNORE INTO article_urls (url_key, article_id) VALUES (?, ?)",
+                [(key, article_id) for key in keys],
+            )
             cursor = conn.execute(
                 """
                 INSERT OR IGNORE INTO entries (feed_id, entry_key, article_id, link, title,
@@ -612,7 +661,8 @@ class Store:
             f"SELECT {_HIT_COLUMNS} {_HIT_JOINS} {where} ORDER BY hits.found_at DESC, hits.id DESC",
             parameters,
         )
-        return [stored_hit(row) for row in rows]
+        with self._db.errors("reading the other copies of the hits' stories"):
+            return _with_copies(self._db.connection(), [stored_hit(row) for row in rows])
 
     def articles_since(self, since: datetime | None) -> Iterator[tuple[int, ArticleText, str]]:
         """(article id, text, feed name) of articles first seen at or after `since`, oldest first,
@@ -976,10 +1026,12 @@ class Store:
             ).fetchall()
         if not rows:
             return None
+        with self._db.errors("reading the other copies of the hits' stories"):
+            hits = _with_copies(self._db.connection(), [stored_hit(row) for row in rows])
         return ClaimedDigest(
             key="preview",
             message_id=_message_id(self.path, "preview"),
-            hits=tuple(stored_hit(row) for row in rows),
+            hits=tuple(hits),
             created_at=now,
             attempts=0,
         )
@@ -1081,7 +1133,61 @@ class Store:
         return ClaimedDigest(
             key=key,
             message_id=digest["message_id"],
-            hits=tuple(stored_hit(row) for row in rows),
+            hits=tuple(_with_copies(conn, [stored_hit(row) for row in rows])),
             created_at=required_time(digest["created_at"]),
             attempts=digest["attempts"],
         )
+
+
+def _article_by_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> int | None:
+    """The id of the article stored under any of `keys`, the first key first."""
+    for key in keys:
+        row = conn.execute(
+            """
+            SELECT id FROM articles WHERE url_key = ?
+            UNION ALL
+            SELECT article_id FROM article_urls WHERE url_key = ?
+            LIMIT 1
+            """,
+            [key, key],
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+    return None
+
+
+def _with_copies(conn: sqlite3.Connection, hits: Sequence[StoredHit]) -> list[StoredHit]:
+    """`hits` with `also_in` filled: the other articles of each hit's story, oldest first."""
+    article_ids = sorted({hit.article_id for hit in hits})
+    story_of: dict[int, int] = {}
+    copies: dict[int, list[tuple[int, StoryCopy]]] = {}
+    for start in range(0, len(article_ids), 500):
+        chunk = article_ids[start : start + 500]
+        rows = conn.execute(
+            f"""
+            SELECT articles.id, articles.story_id, articles.url, articles.title,
+                   COALESCE(feeds.title, feeds.url) AS feed
+            FROM articles JOIN feeds ON feeds.id = articles.first_feed_id
+            WHERE articles.story_id IN (
+                SELECT story_id FROM articles WHERE id IN ({", ".join("?" * len(chunk))})
+            )
+            ORDER BY articles.first_seen, articles.id
+            """,
+            chunk,
+        ).fetchall()
+        for row in rows:
+            story_of[row["id"]] = row["story_id"]
+            members = copies.setdefault(row["story_id"], [])
+            if all(member_id != row["id"] for member_id, _ in members):
+                members.append((row["id"], story_copy(row)))
+    return [
+        replace(
+            hit,
+            also_in=tuple(
+                copy
+                for member_id, copy in copies.get(story_of.get(hit.article_id, -1), [])
+                if member_id != hit.article_id
+            ),
+        )
+        for hit in hits
+    ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from monitor.errors import StorageError
 from monitor.models import (
@@ -21,39 +20,16 @@ from monitor.models import (
     MatchFailure,
     StoredArticle,
     StoredHit,
+    StoryCopy,
     TextSource,
     Validators,
 )
+from monitor.stories import url_key
 
 
 def normalise_url(url: str) -> str:
-    """The identity of an article URL across feeds.
-
-    Lower-case scheme and host, default port dropped, empty path as "/",
-    fragment and utm_* tracking parameters removed; the rest (path case, other
-    parameters and their order) is kept because servers may depend on it.
-    """
-    stripped = url.strip()
-    try:
-        parts = urlsplit(stripped)
-        port = parts.port
-    except ValueError:  # an invalid port or IPv6 literal: keep the text as its own identity
-        return stripped
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and (scheme, port) not in {("http", 80), ("https", 443)}:
-        host = f"{host}:{port}"
-    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    netloc = f"{userinfo}@{host}" if userinfo else host
-    query = [
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if not name.lower().startswith("utm_")
-    ]
-    path = parts.path or ("/" if netloc else "")
-    return urlunsplit((scheme, netloc, path, urlencode(query), ""))
+    """The identity of an article URL across feeds: `monitor.stories.url_key`."""
+    return url_key(url)
 
 
 def to_db(moment: datetime | None) -> str | None:
@@ -72,9 +48,13 @@ def required_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def article_key(feed_id: int, entry: Entry, article: ArticleText) -> str:
-    link = entry.link or article.url
-    return normalise_url(link) if link else f"entry:{feed_id}:{entry.key}"
+def article_keys(feed_id: int, entry: Entry, article: ArticleText) -> list[str]:
+    """Every key the article is known by, its own first: its URL (canonical) and the
+    entry's link; an entry without a link is its own article, keyed by feed and entry."""
+    addresses = [address for address in (article.url, entry.link) if address]
+    if not addresses:
+        return [f"entry:{feed_id}:{entry.key}"]
+    return list(dict.fromkeys(url_key(address) for address in addresses))
 
 
 def lastrowid(cursor: sqlite3.Cursor) -> int:
@@ -181,6 +161,10 @@ def stored_article(row: sqlite3.Row) -> StoredArticle:
         first_seen=required_time(row["first_seen"]),
         text_dropped_at=from_db(row["text_dropped_at"]),
     )
+
+
+def story_copy(row: sqlite3.Row) -> StoryCopy:
+    return StoryCopy(feed=row["feed"], url=row["url"], title=row["title"])
 
 
 def stored_hit(row: sqlite3.Row) -> StoredHit:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from monitor.stories import clean_url, url_key
+
 MIGRATIONS = Migrations("monitor")
 
 
@@ -154,6 +156,77 @@ def _named_digests(db: sqlite_utils.Database) -> None:
     )
     # The existing digest started before every stored hit: the ones it has not sent are its.
     db.execute("INSERT INTO digest_names (name, since, registered_at) VALUES ('digest', '', '')")
+
+
+@MIGRATIONS(name="0005_stories")
+def _stories(db: sqlite_utils.Database) -> None:
+    # One story, once (see monitor.stories). Articles get the story they belong to (the id
+    # of its first article: their own id when they are the first) and the MinHash of their
+    # text (NULL: not computed yet; empty: too short to compare). A hit is kept once per
+    # story and watchlist: the trigger drops, as UNIQUE does, a second hit of a story for
+    # a watchlist, whichever copy of the story it names, and from whatever code path.
+    # `article_urls` holds every key an article was reached by (its links, its canonical
+    # URL, its key before this migration), so any of them finds it without a fetch.
+    statements = [
+        "ALTER TABLE articles ADD COLUMN story_id INTEGER REFERENCES articles (id)",
+        "ALTER TABLE articles ADD COLUMN signature BLOB",
+        "UPDATE articles SET story_id = id",
+        "CREATE INDEX articles_story ON articles (story_id)",
+        """
+        CREATE TABLE article_urls (
+            url_key TEXT PRIMARY KEY,
+            article_id INTEGER NOT NULL REFERENCES articles (id)
+        )
+        """,
+        "CREATE INDEX article_urls_article ON article_urls (article_id)",
+        """
+        CREATE TRIGGER hits_one_per_story BEFORE INSERT ON hits
+        WHEN EXISTS (
+            SELECT 1 FROM hits
+            JOIN articles ON articles.id = hits.article_id
+            WHERE hits.watchlist = NEW.watchlist
+              AND articles.story_id = (SELECT story_id FROM articles WHERE id = NEW.article_id)
+        )
+        BEGIN
+            SELECT RAISE(IGNORE);
+        END
+        """,
+    ]
+    for statement in statements:
+        db.execute(statement)
+    _rekey_articles(db)
+
+
+def _rekey_articles(db: sqlite_utils.Database) -> None:
+    """Key existing articles by `monitor.stories.url_key` and show them under a clean URL.
+
+    Articles are taken oldest first; when two existing articles now have the same key,
+    both are kept (merging their entries and hits is not safe) and the second keeps its
+    old key: a new arrival then matches the first.
+    """
+    links: dict[int, list[str]] = {}
+    for article_id, link in db.execute(
+        "SELECT article_id, link FROM entries WHERE link IS NOT NULL ORDER BY id"
+    ).fetchall():
+        links.setdefault(article_id, []).append(link)
+    rows = db.execute("SELECT id, url, url_key FROM articles ORDER BY id").fetchall()
+    for article_id, url, old_key in rows:
+        keys = [old_key]
+        if not old_key.startswith("entry:"):
+            addresses = [*links.get(article_id, []), *([url] if url else [])]
+            keys = list(dict.fromkeys([*(url_key(address) for address in addresses), old_key]))
+        taken = db.execute(
+            "SELECT 1 FROM articles WHERE url_key = ? AND id != ?", [keys[0], article_id]
+        ).fetchone()
+        db.execute(
+            "UPDATE articles SET url_key = ?, url = ? WHERE id = ?",
+            [old_key if taken else keys[0], clean_url(url) if url else url, article_id],
+        )
+        for key in keys:
+            db.execute(
+                "INSERT OR IGNORE INTO article_urls (url_key, article_id) VALUES (?, ?)",
+                [key, article_id],
+            )
 
 
 @MIGRATIONS(name="0006_feed_health")
