@@ -104,6 +104,7 @@ _CUSTOM_KINDS = {
     "timezone",
     "clock_time",
     "address",
+    "tag",
 }
 _EMPTY_HINTS = {
     "feeds": "list at least one feed, each as - url: https://...",
@@ -113,6 +114,7 @@ _EMPTY_HINTS = {
     "none": "add terms or remove the key",
     "to": "give at least one recipient, e.g. to: [analyste@example.org]",
     "query": "write a query or remove the key",
+    "tags": "give at least one tag, e.g. tags: [afrique], or remove the key",
 }
 _MISSING_HINTS = {
     "url": "every feed needs one, e.g. url: https://example.org/rss",
