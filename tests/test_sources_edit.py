@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,7 @@ def bundled(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def feed_server() -> HTTPTestServer:
+def feed_server() -> Iterator[HTTPTestServer]:
     with HTTPTestServer({"/feed.xml": FEED_REPLY}) as server:
         yield server
 
