@@ -66,9 +66,9 @@ def _describe_error(detail: ErrorDetails, positions: _Positions) -> tuple[Positi
         )
     if kind == "literal_error":
         return position, f"{_shown(given)} is not allowed: use one of {context.get('expected')}"
-    if kind == "too_long":
+    if kind == "too_long" and not isinstance(given, str):
         return position, f"too many items in {_name(loc)}: at most {context.get('max_length')}"
-    if kind == "string_too_long":
+    if kind in ("string_too_long", "too_long"):  # a constraint after a validator: "too_long"
         return position, f"text too long: at most {context.get('max_length')} characters"
     if kind == "string_pattern_mismatch" and _last_key(loc) == "host":
         return (
