@@ -617,9 +617,9 @@ def _save_edit(document: FeedsDocument, new_text: str) -> None:
         raise click.exceptions.Exit(EXIT_FAILED) from error
     except SourceError as error:
         raise CannotRun(str(error)) from error
-    if report.previous_problems:
+    if report.remaining_problems:
         stderr.print(
-            f"note: {document.path} still has {len(report.previous_problems)} problem(s) it had "
+            f"note: {document.path} still has {len(report.remaining_problems)} problem(s) it had "
             "before this change; run monitor check",
             markup=False,
         )
@@ -720,7 +720,7 @@ def add(
     chosen = _choose(discovery, pick)
     try:
         if replace is not None:
-            target, new_text = plan_replacement(document, replace, chosen.url)
+            target, new_text = plan_replacement(document, replace, chosen)
             _save_edit(document, new_text)
             stdout.print(
                 f"{path}: {target.label} now reads {chosen.url} (line {target.line}); "

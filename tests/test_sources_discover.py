@@ -143,6 +143,12 @@ def test_a_page_with_several_feeds_lists_each_with_its_details(fetcher: Fetcher)
             '<link rel="alternate" type="application/rss+xml" href="/feed/">'
             '<link rel="alternate" type="application/atom+xml" href="/comments.atom">'
             '<link rel="alternate" type="application/rss+xml" href="/broken.xml">'
+            '<link rel="alternate" type="application/feed+json" href="/feed.json">'
+        ),
+        "/feed.json": Reply(
+            headers={"Content-Type": "application/feed+json"},
+            body=b'{"version": "https://jsonfeed.org/version/1.1", "title": "JSON", "items": '
+            b'[{"id": "1", "url": "https://example.org/1", "date_published": "2026-11-28T10:00:00Z"}]}',
         ),
         "/feed/": Reply(
             headers=RSS,
@@ -156,6 +162,7 @@ def test_a_page_with_several_feeds_lists_each_with_its_details(fetcher: Fetcher)
     assert [(c.title, c.entries) for c in found.candidates] == [
         ("Articles", 2),
         ("Commentaires", 1),
+        ("JSON", 1),
     ]
     assert any("broken.xml" in note and "HTML page" in note for note in found.notes)
 

@@ -295,8 +295,8 @@ def test_problems_the_file_already_had_do_not_block_an_edit(tmp_path: Path) -> N
     document = FeedsDocument.read(path)
     new = document.with_added([NewFeed(url="https://new.example.org/rss", name="New")])
     report = save(document, new, environ={})
-    assert report.previous_problems
-    assert all("SENDER" in problem for problem in report.previous_problems)
+    assert report.remaining_problems
+    assert all("SENDER" in problem for problem in report.remaining_problems)
     assert path.read_text(encoding="utf-8") == new
 
 
@@ -337,3 +337,45 @@ def test_the_daemon_watcher_sees_an_added_feed(commented: Path) -> None:
     reloaded = watcher.poll()
     assert reloaded is not None
     assert [feed.name for feed in reloaded.feeds][-1] == "New"
+
+
+def test_replace_by_a_sitemap_is_refused(commented: Path) -> None:
+    routes = {
+        "/news.xml": Reply(body=b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"/>')
+    }
+    with HTTPTestServer(routes) as server:
+        result = invoke(commented, "add", server.url("/news.xml"), "--replace", "APA News")
+    assert result.exit_code == 2
+    assert "is a sitemap, not a feed" in result.output
+    assert commented.read_text(encoding="utf-8") == COMMENTED
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (  # no feeds: key at all
+            "database: x.db\n# end",
+            "database: x.db\n# end\nfeeds:\n  - url: https://n.example.org/rss\n    name: N\n",
+        ),
+        (  # an empty key
+            "feeds:\nwatchlists: []\n",
+            "feeds:\n  - url: https://n.example.org/rss\n    name: N\nwatchlists: []\n",
+        ),
+        (  # an empty flow list, with a comment kept
+            "  # c\nfeeds: []   # none yet\nsets: {}\n",
+            "  # c\nfeeds:   # none yet\n  - url: https://n.example.org/rss\n    name: N\nsets: {}\n",
+        ),
+        (  # a dash alone on its line, deeper indentation, no final newline
+            "feeds:\n    -\n        url: https://a.example.org/rss",
+            "feeds:\n    -\n        url: https://a.example.org/rss\n"
+            "    -   url: https://n.example.org/rss\n        name: N\n",
+        ),
+    ],
+)
+def test_feeds_lists_of_every_shape_get_the_new_item(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(before, encoding="utf-8")
+    document = FeedsDocument.read(path)
+    assert document.with_added([NewFeed(url="https://n.example.org/rss", name="N")]) == after

@@ -13,6 +13,7 @@ dash's own indentation belongs to what follows (a heading, a disabled feed).
 
     FeedsDocument.read(path) ─► with_added / with_removed / with_url_replaced ─► new text
     save(document, new text) ─► validated with the project's loader ─► atomic rename
+                                (an invalid result is never written)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from monitor.config import MAX_CONFIG_BYTES, load_config, parse_config
+from monitor.config import MAX_CONFIG_BYTES, check_config_size, parse_config
 from monitor.errors import ConfigError, SourceError
 from monitor.sources.urls import canonical_url
 
@@ -114,6 +115,7 @@ class FeedsDocument:
         if self._feeds is not None and not isinstance(self._feeds, CommentedSeq):
             raise SourceError(f"{path}: feeds: must be a list, one feed per item (- url: ...)")
         self.feeds = [self._configured(index, item) for index, item in enumerate(self._feeds or [])]
+        self._by_key: dict[str, ConfiguredFeed] | None = None  # canonical URL → feed, on first use
 
     @classmethod
     def read(cls, path: Path) -> FeedsDocument:
@@ -141,11 +143,11 @@ class FeedsDocument:
 
     def same_url(self, url: str) -> ConfiguredFeed | None:
         """The configured feed whose URL is `url` under another spelling, if any."""
-        key = canonical_url(url)
-        for feed in self.feeds:
-            if canonical_url(feed.url) == key:
-                return feed
-        return None
+        if self._by_key is None:
+            self._by_key = {}
+            for feed in self.feeds:
+                self._by_key.setdefault(canonical_url(feed.url), feed)
+        return self._by_key.get(canonical_url(url))
 
     def names(self) -> list[str]:
         return [feed.name for feed in self.feeds if feed.name]
@@ -299,9 +301,9 @@ class FeedsDocument:
 
 @dataclass(frozen=True)
 class SaveReport:
-    """What `save` left: the problems the file already had before the edit (still there)."""
+    """What `save` left: problems the file already had before the edit, still there."""
 
-    previous_problems: tuple[str, ...] = ()
+    remaining_problems: tuple[str, ...] = ()
 
 
 def save(
@@ -309,37 +311,40 @@ def save(
 ) -> SaveReport:
     """Replace the file with `new_text` if the edit adds no configuration problem.
 
-    The new text is validated with the project's loader before anything is written,
-    then written atomically, then the file is loaded again; if it does not load as
-    well as before (another process changed it meanwhile), the original bytes are
-    put back. Problems the file already had (an unset ``${VAR}`` in this shell) do not
-    block the edit; they are returned. Raises `ConfigError` with the new problems.
+    The exact bytes to be written are validated with the project's loader first, so an
+    invalid file is never written (a running daemon never sees one, not even for a
+    moment); then they replace the file atomically, if nobody changed it since it was
+    read. Problems the file already had (an unset ``${VAR}`` in this shell) do not block
+    the edit; they are returned. Raises `ConfigError` listing the problems the edit
+    would add, `SourceError` if the file changed meanwhile.
     """
     environment = os.environ if environ is None else environ
     path = document.path
-    before = _problems(document.text, path, environment)
-    introduced = _introduced(_problems(new_text, path, environment), before, path)
-    if introduced:
-        raise ConfigError(introduced)
-    try:
-        current = path.read_bytes()
-    except OSError as error:
-        raise SourceError(f"{path}: cannot read it again ({error.strerror})") from None
-    if current != document.data:
+    data = document.encode(new_text)
+    check_config_size(data, path=path)
+    after = _problems(new_text, path, environment)
+    if after:
+        introduced = _introduced(after, _problems(document.text, path, environment), path)
+        if introduced:
+            raise ConfigError(introduced)
+    if _read_again(path) != document.data:
         raise SourceError(
             f"{path} changed while it was being edited; nothing was written: run again"
         )
-    write_atomically(path, document.encode(new_text))
+    write_atomically(path, data)
+    if _read_again(path) != data:
+        raise SourceError(
+            f"another program wrote {path} at the same moment as this edit; "
+            "check the file with monitor check"
+        )
+    return SaveReport(remaining_problems=tuple(after))
+
+
+def _read_again(path: Path) -> bytes:
     try:
-        load_config(path, environ=environment)
-        after: list[str] = []
-    except ConfigError as error:
-        after = error.problems
-    introduced = _introduced(after, before, path)
-    if introduced:
-        write_atomically(path, document.data)
-        raise ConfigError([*introduced, f"{path}: the original file was put back"])
-    return SaveReport(previous_problems=tuple(before))
+        return path.read_bytes()
+    except OSError as error:
+        raise SourceError(f"{path}: cannot read it again ({error.strerror or error})") from None
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -71,9 +71,17 @@ def plan_addition(
     )
 
 
-def plan_replacement(document: FeedsDocument, old: str, new_url: str) -> tuple[ConfiguredFeed, str]:
-    """The feed being moved and the text with its URL replaced by `new_url`."""
+def plan_replacement(
+    document: FeedsDocument, old: str, candidate: Candidate
+) -> tuple[ConfiguredFeed, str]:
+    """The feed being moved and the text with its URL replaced by the candidate's."""
     target = feed_named(document, old)
+    new_url = candidate.url
+    if candidate.kind != "feed":
+        raise SourceError(
+            f"{new_url} is a sitemap, not a feed: --replace only moves a feed to its new "
+            f"address; add the sitemap with monitor add, then remove {target.label}"
+        )
     existing = document.same_url(new_url)
     if existing is not None and existing.index != target.index:
         raise SourceError(
