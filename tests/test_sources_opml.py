@@ -97,6 +97,7 @@ def test_ttrss_nested_categories_settings_and_unusable_outlines() -> None:
     assert opml.skipped == (
         "Podcast sans flux: no xmlUrl",
         "Flux FTP: 'ftp://files.example.org/feed.xml' is not an http(s) address",
+        "Flux privé: its address holds a user name or password (user:password@), not supported",
         "tt-rss-prefs: Tiny Tiny RSS settings, not feeds",
         "tt-rss-labels: Tiny Tiny RSS settings, not feeds",
     )

@@ -260,7 +260,7 @@ def discover(url: str, fetcher: Fetcher) -> Discovery:
     search.seen.add(canonical_url(search.url))
     page = search.fetch(search.url)
     if page is None:
-        raise SourceError(search.notes[-1] + "; check the address in a browser")
+        raise SourceError(search.notes[-1])
     if search.consider(search.url, page, "the address itself"):
         return _result(search)
     search.notes.pop()  # "is an HTML page, not a feed": expected for a page

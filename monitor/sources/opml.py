@@ -31,6 +31,8 @@ __all__ = ["MAX_OPML_BYTES", "OpmlFeed", "OpmlList", "read_opml", "write_opml"]
 
 MAX_OPML_BYTES = 10 * 1024 * 1024
 MAX_TAG_CHARS = 50
+MAX_TAGS = 20
+MAX_URL_CHARS = 2000
 MAX_NESTING = 32
 # Tiny Tiny RSS exports its preferences, labels and filters as outlines beside the feeds.
 _TTRSS_SETTINGS = frozenset({"tt-rss-prefs", "tt-rss-labels", "tt-rss-filters"})
@@ -115,8 +117,12 @@ def _walk(
         if url is None:
             skipped.append(f"{label or xml_url}: {xml_url!r} is not an http(s) address")
             continue
+        unusable = _unusable(url)
+        if unusable:
+            skipped.append(f"{label or url}: {unusable}")
+            continue
         html_url = _http_url(attributes.get("htmlurl", "").strip())
-        tags = tuple(dict.fromkeys((*folders, *own_tags)))
+        tags = tuple(dict.fromkeys((*folders, *own_tags)))[:MAX_TAGS]
         feeds.append(OpmlFeed(url=url, title=label or None, html_url=html_url, tags=tags))
 
 
@@ -131,6 +137,22 @@ def _http_url(text: str) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     return text
+
+
+def _unusable(url: str) -> str | None:
+    """Why feeds.yaml would refuse `url` (see `monitor.config.schema`), or None."""
+    parts = urlsplit(url)
+    if any(character.isspace() for character in url):
+        return "its address contains spaces"
+    if parts.username is not None or parts.password is not None:
+        return "its address holds a user name or password (user:password@), not supported"
+    if len(url) > MAX_URL_CHARS:
+        return f"its address is longer than {MAX_URL_CHARS} characters"
+    try:
+        parts.port  # noqa: B018 - urlsplit only checks the port when asked
+    except ValueError:
+        return "its address has an invalid port"
+    return None
 
 
 def _category_tags(value: str) -> list[str]:
