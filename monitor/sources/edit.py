@@ -178,9 +178,7 @@ class FeedsDocument:
             return self.text
         lines = list(self.lines)
         if self.feeds:
-            assert self._feeds is not None
-            items = [self._item(index) for index in range(len(self.feeds))]
-            last = items[-1]
+            last = self._item(len(self.feeds) - 1)
             block = self._render(feeds, dash=last.dash, key=last.key)
             _ensure_newline(lines, last.last, self.newline)
             lines[last.last + 1 : last.last + 1] = block
