@@ -14,9 +14,9 @@ is written to a temporary folder and, each timed separately (best of 3):
 - ``import``: the NetNewsWire export from the corpus (207 feeds, ../shared/corpus or
   $MONITOR_CORPUS), read, checked for duplicates and appended in one edit.
 
-Then discovery of a page with one ``<link rel="alternate">`` on a local server, and of
-a site found only through robots.txt (10 requests: the page, the home page, six usual
-paths, robots.txt, the sitemap), each the median of 5 runs.
+Then discovery of a page with one ``<link rel="alternate">`` on a local server (2
+requests), and of a site found only through robots.txt (10 requests: the page, the home
+page, six usual paths, robots.txt, the sitemap), each the median of 5 runs.
 """
 
 from __future__ import annotations
@@ -119,24 +119,30 @@ def bench_discovery() -> None:
     )
     html = b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml"></head></html>'
     sitemap = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>https://example.org/a</loc></url></urlset>'
-    routes = {
+    linked = {
         "/linked": Reply(headers={"Content-Type": "text/html"}, body=html),
         "/feed.xml": Reply(body=rss),
+    }
+    sitemap_only = {
         "/page": Reply(headers={"Content-Type": "text/html"}, body=b"<html></html>"),
         "/": Reply(headers={"Content-Type": "text/html"}, body=b"<html></html>"),
         "/robots.txt": Reply(body=b"Sitemap: /sitemap.xml\n"),
         "/sitemap.xml": Reply(body=sitemap),
     }
-    with HTTPTestServer(routes) as server, Fetcher() as fetcher:
-        for label, url in (("a page with one link", "/linked"), ("a sitemap-only site", "/page")):
-            times = []
-            for _ in range(5):
-                before = len(server.requests)
-                started = time.perf_counter()
-                found = discover(server.url(url), fetcher)
-                times.append(time.perf_counter() - started)
-                requests = len(server.requests) - before
-            assert found.candidates
+    with Fetcher() as fetcher:
+        for label, routes, path in (
+            ("a page with one link", linked, "/linked"),
+            ("a sitemap-only site", sitemap_only, "/page"),
+        ):
+            with HTTPTestServer(routes) as server:
+                times = []
+                for _ in range(5):
+                    before = len(server.requests)
+                    started = time.perf_counter()
+                    found = discover(server.url(path), fetcher)
+                    times.append(time.perf_counter() - started)
+                    requests = len(server.requests) - before
+                assert found.candidates
             print(
                 f"discovery, {label}: {statistics.median(times) * 1000:.1f} ms "
                 f"for {requests} requests on loopback"

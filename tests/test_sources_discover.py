@@ -4,6 +4,7 @@ robots.txt. Every request goes through the project's Fetcher."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +198,7 @@ def test_a_site_with_only_a_news_sitemap_in_robots_txt(fetcher: Fetcher) -> None
     }
     with HTTPTestServer(routes) as server:
         found = discover(server.url("/"), fetcher)
+        assert all(count == 1 for count in Counter(r.path for r in server.requests).values())
     assert [(c.kind, c.news, c.url) for c in found.candidates] == [
         ("sitemap", True, server.url("/news-sitemap.xml")),  # news first
         ("sitemap", False, server.url("/sitemap.xml")),

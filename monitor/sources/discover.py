@@ -210,6 +210,7 @@ class _Search:
         self.candidates: list[Candidate] = []
         self.notes: list[str] = []
         self.seen: set[str] = set()
+        self.sitemaps: dict[str, SitemapInfo] = {}  # candidate URL → what it lists
 
     def fetch(self, url: str) -> Fetched | None:
         result = (
@@ -246,6 +247,7 @@ class _Search:
         sitemap = read_sitemap(fetched.content, url=fetched.url)
         if sitemap is not None:
             self.candidates.append(_sitemap_candidate(final, sitemap, found_by))
+            self.sitemaps[final] = sitemap
             return True
         self.notes.append(parsed.message)
         return False
@@ -298,8 +300,7 @@ def _sitemaps_from_robots(search: _Search) -> None:
     for candidate in list(search.candidates):
         if candidate.kind != "sitemap" or candidate.news:
             continue
-        fetched = search.fetch(candidate.url)
-        info = read_sitemap(fetched.content, url=candidate.url) if fetched else None
+        info = search.sitemaps.get(candidate.url)
         if info is None or not info.index:
             continue
         news_like = [location for location in info.locations if "news" in location.lower()]
