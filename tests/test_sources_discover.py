@@ -292,3 +292,11 @@ def test_add_a_sitemap_only_site_writes_type_sitemap(tmp_path: Path) -> None:
     text = config.read_text(encoding="utf-8")
     assert f"- url: {server.url('/news.xml')}\n  name: Exemple\n  type: sitemap\n" in text
     load_config(config)  # valid
+
+
+def test_a_broken_feed_address_says_why_it_is_not_a_feed(fetcher: Fetcher) -> None:
+    broken = Reply(headers=RSS, body=b"<rss><channel><title>Cut</title><item><title>x")
+    with HTTPTestServer({"/feed.xml": broken}) as server:
+        found = discover(server.url("/feed.xml"), fetcher)
+    assert found.candidates == ()
+    assert "feed.xml is not well-formed XML" in found.notes[0]

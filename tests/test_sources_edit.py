@@ -379,3 +379,16 @@ def test_feeds_lists_of_every_shape_get_the_new_item(
     path.write_text(before, encoding="utf-8")
     document = FeedsDocument.read(path)
     assert document.with_added([NewFeed(url="https://n.example.org/rss", name="N")]) == after
+
+
+def test_remove_refuses_the_last_feed_with_a_tag_a_watchlist_uses(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    text = COMMENTED.replace("  name: APA News\n", "  name: APA News\n  tags: [Agences]\n")
+    text = text.replace("    feeds: [APA News, République togolaise]\n", "    tags: [agences]\n")
+    path.write_text(text, encoding="utf-8")
+    load_config(path)
+    result = invoke(path, "remove", "APA News")
+    assert result.exit_code == 2
+    assert 'only feed with the tag "Agences"' in result.output
+    assert f'watchlist "Togo" ({path}:19)' in result.output
+    assert path.read_text(encoding="utf-8") == text

@@ -265,7 +265,8 @@ def discover(url: str, fetcher: Fetcher) -> Discovery:
         raise SourceError(search.notes[-1])
     if search.consider(search.url, page, "the address itself"):
         return _result(search)
-    search.notes.pop()  # "is an HTML page, not a feed": expected for a page
+    if "html" in page.headers.get("content-type", "").lower():
+        search.notes.pop()  # "is an HTML page, not a feed": expected of a page
     for link in alternate_links(page.content, page.url, page.headers)[:MAX_LINKS]:
         search.try_feed(link, 'link rel="alternate"')
     home = _origin(page.url) + "/"

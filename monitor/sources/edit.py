@@ -23,7 +23,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -154,6 +154,13 @@ class FeedsDocument:
 
     def watchlists_scoped_to(self, name: str) -> list[tuple[str, int]]:
         """(watchlist name, 1-based line) of each watchlist whose ``feeds:`` names `name`."""
+        return self._scopes("feeds", lambda item: item == name)
+
+    def watchlists_using_tag(self, tag: str) -> list[tuple[str, int]]:
+        """(watchlist name, 1-based line) of each watchlist whose ``tags:`` has `tag` (any case)."""
+        return self._scopes("tags", lambda item: item.casefold() == tag.casefold())
+
+    def _scopes(self, key: str, wanted: Callable[[str], bool]) -> list[tuple[str, int]]:
         found: list[tuple[str, int]] = []
         watchlists = self._root.get("watchlists")
         if not isinstance(watchlists, CommentedSeq):
@@ -161,11 +168,11 @@ class FeedsDocument:
         for watchlist in watchlists:
             if not isinstance(watchlist, CommentedMap):
                 continue
-            scope = watchlist.get("feeds")
+            scope = watchlist.get(key)
             if not isinstance(scope, CommentedSeq):
                 continue
             for position, item in enumerate(scope):
-                if isinstance(item, str) and item.strip() == name:
+                if isinstance(item, str) and wanted(item.strip()):
                     line = scope.lc.data[position][0] + 1
                     found.append((str(watchlist.get("name", "?")), line))
         return found

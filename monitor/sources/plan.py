@@ -102,15 +102,25 @@ def plan_removal(document: FeedsDocument, name_or_url: str) -> tuple[ConfiguredF
     if target.name is not None:
         scoped = document.watchlists_scoped_to(target.name)
         if scoped:
-            where = "; ".join(
-                f'watchlist "{watchlist}" ({document.path}:{line})' for watchlist, line in scoped
-            )
             raise SourceError(
-                f'"{target.name}" is named in the feeds: of {where}: delete "{target.name}" from '
-                "that list first (or the watchlist, or its feeds: key to watch every feed), "
-                "then run monitor remove again"
+                f'"{target.name}" is named in the feeds: of {_where(document, scoped)}: delete '
+                f'"{target.name}" from that list first (or the watchlist, or its feeds: key to '
+                "watch every feed), then run monitor remove again"
+            )
+    others = {tag.casefold() for feed in document.feeds if feed != target for tag in feed.tags}
+    for tag in target.tags:
+        using = document.watchlists_using_tag(tag)
+        if using and tag.casefold() not in others:
+            raise SourceError(
+                f'{target.label} is the only feed with the tag "{tag}", which the tags: of '
+                f"{_where(document, using)} use: give another feed that tag, or delete it "
+                "from that list first, then run monitor remove again"
             )
     return target, document.with_removed(target)
+
+
+def _where(document: FeedsDocument, places: Sequence[tuple[str, int]]) -> str:
+    return "; ".join(f'watchlist "{name}" ({document.path}:{line})' for name, line in places)
 
 
 @dataclass(frozen=True)
