@@ -6,6 +6,8 @@
 For each size, a feeds.yaml in the bundled file's style (comments, seven watchlists)
 is written to a temporary folder and, each timed separately (best of 3):
 
+- ``check``: loading it with the project's loader, as `monitor check` and the daemon's
+  live reload do: the reference, since an edit validates its result the same way;
 - ``add``: one feed appended (read, splice, validate the old and the new text with the
   project's loader, write a temporary file, fsync, rename, load again): what
   `monitor add` costs once discovery is done;
@@ -33,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from monitor.config import load_config  # noqa: E402
 from monitor.fetch import Fetcher  # noqa: E402
 from monitor.sources.discover import discover  # noqa: E402
 from monitor.sources.edit import FeedsDocument, NewFeed, save  # noqa: E402
@@ -101,8 +104,12 @@ def bench_file(feeds: int, folder: Path, opml: bytes | None) -> None:
         plan = plan_import(document, read_opml(opml, source="Subs.opml"))
         save(document, document.with_added(plan.added))
 
+    def check() -> None:
+        load_config(path)
+
     size = len(original.encode()) // 1024
     figures = [
+        f"check {best_of(3, check, reset) * 1000:7.1f} ms",
         f"add {best_of(3, add, reset) * 1000:7.1f} ms",
         f"remove {best_of(3, remove, reset) * 1000:7.1f} ms",
         f"export {best_of(3, export, reset) * 1000:6.1f} ms",

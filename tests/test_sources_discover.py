@@ -4,6 +4,7 @@ robots.txt. Every request goes through the project's Fetcher."""
 
 from __future__ import annotations
 
+import gzip
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from monitor.config import load_config
 from monitor.errors import SourceError
 from monitor.fetch import Fetcher
 from monitor.sources.discover import alternate_links, discover, read_sitemap, sitemaps_in_robots
+from tests.corpus import require_corpus
 from tests.servers import HTTPTestServer, Reply
 from tests.test_sources_edit import COMMENTED, rss
 
@@ -300,3 +302,15 @@ def test_a_broken_feed_address_says_why_it_is_not_a_feed(fetcher: Fetcher) -> No
         found = discover(server.url("/feed.xml"), fetcher)
     assert found.candidates == ()
     assert "feed.xml is not well-formed XML" in found.notes[0]
+
+
+@pytest.mark.corpus
+def test_alternate_links_of_a_real_wordpress_page() -> None:
+    path = require_corpus("articles", "dragnet", "dragnet_T148.html.gz")
+    page_bytes = gzip.decompress(path.read_bytes())
+    links = alternate_links(page_bytes, "http://www.nyasatimes.com/2012/11/some-article/")
+    assert links[:3] == [
+        "http://www.nyasatimes.com/feed/",
+        "http://www.nyasatimes.com/feed/rss/",
+        "http://www.nyasatimes.com/feed/atom/",
+    ]
