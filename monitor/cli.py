@@ -625,13 +625,13 @@ def _save_edit(document: FeedsDocument, new_text: str) -> None:
         )
 
 
-def _candidates_table(discovery: Discovery, tz: tzinfo) -> Table:
+def _candidates_table(discovery: Discovery) -> Table:
     table = Table(title=f"found from {discovery.url}")
-    for column in ("#", "title", "entries", "latest entry", "url", "found by"):
+    for column in ("#", "title", "entries", "latest entry (UTC)", "url", "found by"):
         table.add_column(column, overflow="fold")
     for number, candidate in enumerate(discovery.candidates, start=1):
         latest = (
-            candidate.latest.astimezone(tz).strftime("%Y-%m-%d %H:%M") if candidate.latest else ""
+            candidate.latest.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if candidate.latest else ""
         )
         title = candidate.title or ""
         if candidate.kind == "sitemap" and not title:
@@ -716,7 +716,7 @@ def add(
     except SourceError as error:
         raise CannotRun(str(error)) from error
     if discovery.candidates:
-        stdout.print(_candidates_table(discovery, UTC))
+        stdout.print(_candidates_table(discovery))
     chosen = _choose(discovery, pick)
     try:
         if replace is not None:
@@ -804,5 +804,8 @@ def export_opml(ctx: click.Context, file: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    write_atomically(file, data)
+    try:
+        write_atomically(file, data)
+    except OSError as error:
+        raise CannotRun(f"{file}: cannot write it ({error.strerror or error})") from error
     stderr.print(f"{len(document.feeds)} feeds written to {file}", markup=False)

@@ -4,6 +4,8 @@ and category attributes, duplicates, an entity bomb, and an export → import ro
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -270,6 +272,10 @@ def test_export_then_import_into_an_empty_config_round_trips_feeds_and_tags(
     exported = tmp_path / "export.opml"
     result = invoke(source, "export-opml", str(exported))
     assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o666 & ~umask()
+    nowhere = invoke(source, "export-opml", str(tmp_path / "missing" / "export.opml"))
+    assert nowhere.exit_code == 2
+    assert "cannot write it" in nowhere.output
     stdout_copy = invoke(source, "export-opml")
     assert stdout_copy.output.startswith("<?xml")
     target = tmp_path / "target.yaml"
@@ -282,3 +288,9 @@ def test_export_then_import_into_an_empty_config_round_trips_feeds_and_tags(
 
     assert feeds_and_tags(target) == feeds_and_tags(source)
     assert len(load_config(target).feeds) == 3
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -360,9 +360,11 @@ def write_atomically(path: Path, data: bytes) -> None:
     """
     target = path.resolve()
     try:
-        mode: int | None = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:  # a new file: what open() would give it
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
     descriptor, temporary = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
@@ -371,8 +373,7 @@ def write_atomically(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
