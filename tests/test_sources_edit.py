@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from monitor.cli import main
-from monitor.config import load_config
+from monitor.config import load_config, parse_config
 from monitor.errors import ConfigError, SourceError
 from monitor.reload import ConfigWatcher
 from monitor.sources.edit import FeedsDocument, NewFeed, save, write_atomically
@@ -392,3 +394,40 @@ def test_remove_refuses_the_last_feed_with_a_tag_a_watchlist_uses(tmp_path: Path
     assert 'only feed with the tag "Agences"' in result.output
     assert f'watchlist "Togo" ({path}:19)' in result.output
     assert path.read_text(encoding="utf-8") == text
+
+
+_NAME_TEXT = (
+    st.text(
+        st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="\ufeff"),
+        min_size=1,
+        max_size=40,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=_NAME_TEXT,
+    tags=st.lists(
+        _NAME_TEXT.filter(lambda tag: "," not in tag), max_size=3, unique_by=str.casefold
+    ),
+    path=st.text("abcxyz-_.~%20/?=&", max_size=20),
+)
+def test_any_name_and_tags_are_written_so_that_they_read_back_unchanged(
+    tmp_path: Path, name: str, tags: list[str], path: str
+) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(COMMENTED, encoding="utf-8")
+    document = FeedsDocument.read(config)
+    assume(name.casefold() not in {"apa news", "république togolaise"})
+    url = f"https://new.example.org/{path}"
+    assume(document.same_url(url) is None)
+    text = document.with_added([NewFeed(url=url, name=name, tags=tuple(tags))])
+    added_lines(COMMENTED, text)  # nothing else changed
+    feed = parse_config(text, path=config, environ={}).feeds[-1]
+    assert (feed.url, feed.name) == (url, name)
+    assert FeedsDocument(config, text.encode()).feeds[-1].tags == tuple(tags)

@@ -66,7 +66,7 @@ def plan_addition(
         url=candidate.url,
         name=chosen or None,
         interval=interval,
-        tags=tuple(dict.fromkeys(tag.strip() for tag in tags if tag.strip())),
+        tags=tuple(dict.fromkeys(one_line(tag) for tag in tags if one_line(tag))),
         type=candidate.kind,
     )
 
