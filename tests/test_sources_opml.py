@@ -127,6 +127,20 @@ def test_an_entity_bomb_is_refused_without_expansion() -> None:
     assert "lollol" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        (DATA / "billion_laughs.opml").read_text(encoding="utf-8"),
+        '<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE opml [<!ENTITY x "harmless">]>'
+        '<opml version="2.0"><body><outline text="&x;" xmlUrl="https://a.example.org/"/></body></opml>',
+    ],
+)
+def test_entities_in_utf16_are_refused_too(document: str) -> None:
+    data = document.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    with pytest.raises(SourceError, match="declares XML entities"):
+        read_opml(data, source="utf16.opml")
+
+
 def test_an_external_entity_is_refused() -> None:
     xxe = b"""<?xml version="1.0"?><!DOCTYPE opml [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
 <opml version="2.0"><body><outline text="&secret;" xmlUrl="https://example.org/rss"/></body></opml>"""
