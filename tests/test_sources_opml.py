@@ -262,6 +262,8 @@ def test_export_is_valid_escaped_opml_2(tmp_path: Path) -> None:
     untagged = root.findall("body/outline")[1]
     assert untagged.get("xmlUrl") == "https://b.example.org/rss"
     assert untagged.get("text") == "https://b.example.org/rss"  # text is required by the spec
+    # Read back, an address standing in for the title is no title.
+    assert read_opml(written, source="export.opml").feeds[1].title is None
 
 
 def test_export_then_import_into_an_empty_config_round_trips_feeds_and_tags(

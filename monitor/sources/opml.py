@@ -123,7 +123,9 @@ def _walk(
             continue
         html_url = _http_url(attributes.get("htmlurl", "").strip())
         tags = tuple(dict.fromkeys((*folders, *own_tags)))[:MAX_TAGS]
-        feeds.append(OpmlFeed(url=url, title=label or None, html_url=html_url, tags=tags))
+        # An exporter with no title for the feed writes its address as the required text.
+        title = label if label and label not in (xml_url, url) else None
+        feeds.append(OpmlFeed(url=url, title=title, html_url=html_url, tags=tags))
 
 
 def _http_url(text: str) -> str | None:
