@@ -13,7 +13,9 @@ address policy apply. The address the user typed is trusted like a configured
 feed; what the site links to is fetched as an untrusted link of that address (it
 may not lead to a private host on another site). Candidates are parsed with
 `monitor.parse`; what was tried and failed is kept as notes for the message shown
-when nothing is found.
+when nothing is found. The candidates of one step (the links of a page, the usual
+paths) are fetched at once, at most `MAX_PARALLEL` (and the fetcher's per-host limit),
+and judged in their order, so the result does not depend on which answers first.
 
 The pure parts (`alternate_links`, `sitemaps_in_robots`, `read_sitemap`) take
 bytes and return values; `discover` does the fetching.
@@ -21,7 +23,8 @@ bytes and return values; `discover` does the fetching.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -30,7 +33,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from monitor.errors import SourceError
 from monitor.fetch import Fetcher, site_of
-from monitor.models import Fetched, FetchFailed, ParsedFeed
+from monitor.models import Fetched, FetchFailed, FetchResult, NotModified, ParsedFeed
 from monitor.parse import parse_feed
 from monitor.sources.safexml import local_name, parse_untrusted_xml
 from monitor.sources.urls import canonical_url
@@ -65,6 +68,7 @@ USUAL_PATHS = ("/feed", "/rss", "/rss.xml", "/atom.xml", "/feed.xml", "/index.xm
 NEWS_NAMESPACE = "http://www.google.com/schemas/sitemap-news/0.9"
 MAX_LINKS = 10  # alternate links followed per page
 MAX_SITEMAPS = 10  # Sitemap: lines followed, and news sitemaps opened in an index
+MAX_PARALLEL = 4  # requests in flight at once (the fetcher also limits them per host)
 
 
 @dataclass(frozen=True)
@@ -213,25 +217,34 @@ class _Search:
         self.sitemaps: dict[str, SitemapInfo] = {}  # candidate URL → what it lists
 
     def fetch(self, url: str) -> Fetched | None:
-        result = (
-            self.fetcher.fetch_feed(url)
-            if url == self.url
-            else self.fetcher.fetch_page(url, feed_url=self.url)
-        )
+        result = self._request(url)
         if isinstance(result, Fetched):
             return result
-        assert isinstance(result, FetchFailed)
-        self.notes.append(result.message)
+        self.notes.append(_failure(url, result))
         return None
 
-    def try_feed(self, url: str, found_by: str) -> None:
-        """Fetch `url`; keep it when it parses as a feed (or a sitemap)."""
-        if canonical_url(url) in self.seen:
+    def _request(self, url: str) -> FetchResult:
+        if url == self.url:
+            return self.fetcher.fetch_feed(url)
+        return self.fetcher.fetch_page(url, feed_url=self.url)
+
+    def try_feeds(self, found: Sequence[tuple[str, str]]) -> None:
+        """Fetch each (url, how it was found) not tried yet, at once (the fetcher's per-host
+        limit applies); keep, in the given order, those that parse as feeds or sitemaps."""
+        fresh: list[tuple[str, str]] = []
+        for url, found_by in found:
+            if canonical_url(url) not in self.seen:
+                self.seen.add(canonical_url(url))
+                fresh.append((url, found_by))
+        if not fresh:
             return
-        self.seen.add(canonical_url(url))
-        fetched = self.fetch(url)
-        if fetched is not None:
-            self.consider(url, fetched, found_by)
+        with ThreadPoolExecutor(max_workers=min(len(fresh), MAX_PARALLEL)) as pool:
+            results = list(pool.map(self._request, [url for url, _ in fresh]))
+        for (url, found_by), result in zip(fresh, results, strict=True):
+            if isinstance(result, Fetched):
+                self.consider(url, result, found_by)
+            else:
+                self.notes.append(_failure(url, result))
 
     def consider(self, url: str, fetched: Fetched, found_by: str) -> bool:
         final = _kept_url(url, fetched.url)
@@ -267,20 +280,20 @@ def discover(url: str, fetcher: Fetcher) -> Discovery:
         return _result(search)
     if "html" in page.headers.get("content-type", "").lower():
         search.notes.pop()  # "is an HTML page, not a feed": expected of a page
-    for link in alternate_links(page.content, page.url, page.headers)[:MAX_LINKS]:
-        search.try_feed(link, 'link rel="alternate"')
+    links = alternate_links(page.content, page.url, page.headers)[:MAX_LINKS]
+    search.try_feeds([(link, 'link rel="alternate"') for link in links])
     home = _origin(page.url) + "/"
     if not search.candidates and canonical_url(home) not in search.seen:
         search.seen.add(canonical_url(home))
         home_page = search.fetch(home)
         if home_page is not None:
-            for link in alternate_links(home_page.content, home_page.url, home_page.headers)[
-                :MAX_LINKS
-            ]:
-                search.try_feed(link, 'link rel="alternate" on the home page')
+            links = alternate_links(home_page.content, home_page.url, home_page.headers)
+            search.try_feeds(
+                [(link, 'link rel="alternate" on the home page') for link in links[:MAX_LINKS]]
+            )
     if not search.candidates:
-        for path in USUAL_PATHS:
-            search.try_feed(_origin(search.url) + path, "usual path " + path)
+        origin = _origin(search.url)
+        search.try_feeds([(origin + path, "usual path " + path) for path in USUAL_PATHS])
     if not search.candidates:
         _sitemaps_from_robots(search)
     return _result(search)
@@ -295,8 +308,7 @@ def _sitemaps_from_robots(search: _Search) -> None:
     listed = sitemaps_in_robots(text, robots.url)
     if not listed:
         search.notes.append(f"{robots_url} names no sitemap (no Sitemap: line)")
-    for sitemap_url in listed[:MAX_SITEMAPS]:
-        search.try_feed(sitemap_url, "robots.txt Sitemap:")
+    search.try_feeds([(sitemap, "robots.txt Sitemap:") for sitemap in listed[:MAX_SITEMAPS]])
     # A sitemap index that is not itself news: open the news sitemaps it lists.
     for candidate in list(search.candidates):
         if candidate.kind != "sitemap" or candidate.news:
@@ -305,8 +317,18 @@ def _sitemaps_from_robots(search: _Search) -> None:
         if info is None or not info.index:
             continue
         news_like = [location for location in info.locations if "news" in location.lower()]
-        for location in news_like[:MAX_SITEMAPS]:
-            search.try_feed(location, f"listed in {candidate.url}")
+        search.try_feeds(
+            [(location, f"listed in {candidate.url}") for location in news_like[:MAX_SITEMAPS]]
+        )
+
+
+def _failure(url: str, result: FetchFailed | NotModified) -> str:
+    # No validators are sent, so a 304 would be a server's mistake; it is still no feed.
+    return (
+        result.message
+        if isinstance(result, FetchFailed)
+        else f"{url}: 304 without a request for it"
+    )
 
 
 def _result(search: _Search) -> Discovery:
