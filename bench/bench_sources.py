@@ -18,7 +18,9 @@ is written to a temporary folder and, each timed separately (best of 3):
 
 Then discovery of a page with one ``<link rel="alternate">`` on a local server (2
 requests), and of a site found only through robots.txt (10 requests: the page, the home
-page, six usual paths, robots.txt, the sitemap), each the median of 5 runs.
+page, six usual paths, robots.txt, the sitemap), each the median of 5 runs: with
+immediate answers, then with 100 ms before each response (the candidates of one step
+are fetched at once, two at a time on one host: the fetcher's default per-host limit).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ sys.path.insert(0, str(REPO))
 
 from monitor.config import load_config  # noqa: E402
 from monitor.fetch import Fetcher  # noqa: E402
-from monitor.sources.discover import discover  # noqa: E402
+from monitor.sources.discover import USUAL_PATHS, discover  # noqa: E402
 from monitor.sources.edit import FeedsDocument, NewFeed, save  # noqa: E402
 from monitor.sources.opml import read_opml  # noqa: E402
 from monitor.sources.plan import export_opml, plan_import, plan_removal  # noqa: E402
 from tests.corpus import corpus_path  # noqa: E402
 from tests.servers import HTTPTestServer, Reply  # noqa: E402
+
+LATENCY = 0.1  # seconds the server waits before each response, as a distant site would
 
 
 def config_text(feeds: int) -> str:
@@ -126,34 +130,40 @@ def bench_discovery() -> None:
     )
     html = b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml"></head></html>'
     sitemap = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>https://example.org/a</loc></url></urlset>'
-    linked = {
-        "/linked": Reply(headers={"Content-Type": "text/html"}, body=html),
-        "/feed.xml": Reply(body=rss),
-    }
-    sitemap_only = {
-        "/page": Reply(headers={"Content-Type": "text/html"}, body=b"<html></html>"),
-        "/": Reply(headers={"Content-Type": "text/html"}, body=b"<html></html>"),
-        "/robots.txt": Reply(body=b"Sitemap: /sitemap.xml\n"),
-        "/sitemap.xml": Reply(body=sitemap),
-    }
-    with Fetcher() as fetcher:
-        for label, routes, path in (
-            ("a page with one link", linked, "/linked"),
-            ("a sitemap-only site", sitemap_only, "/page"),
-        ):
-            with HTTPTestServer(routes) as server:
-                times = []
-                for _ in range(5):
-                    before = len(server.requests)
-                    started = time.perf_counter()
-                    found = discover(server.url(path), fetcher)
-                    times.append(time.perf_counter() - started)
-                    requests = len(server.requests) - before
-                assert found.candidates
-            print(
-                f"discovery, {label}: {statistics.median(times) * 1000:.1f} ms "
-                f"for {requests} requests on loopback"
-            )
+    for delay in (0.0, LATENCY):
+        linked = {
+            "/linked": Reply(headers={"Content-Type": "text/html"}, body=html, delay=delay),
+            "/feed.xml": Reply(body=rss, delay=delay),
+        }
+        sitemap_only = {
+            "/page": Reply(
+                headers={"Content-Type": "text/html"}, body=b"<html></html>", delay=delay
+            ),
+            "/": Reply(headers={"Content-Type": "text/html"}, body=b"<html></html>", delay=delay),
+            "/robots.txt": Reply(body=b"Sitemap: /sitemap.xml\n", delay=delay),
+            "/sitemap.xml": Reply(body=sitemap, delay=delay),
+        }
+        for path in USUAL_PATHS:
+            sitemap_only[path] = Reply(404, body=b"not found", delay=delay)
+        with Fetcher() as fetcher:
+            for label, routes, start in (
+                ("a page with one link", linked, "/linked"),
+                ("a sitemap-only site", sitemap_only, "/page"),
+            ):
+                with HTTPTestServer(routes) as server:
+                    times = []
+                    for _ in range(5):
+                        before = len(server.requests)
+                        started = time.perf_counter()
+                        found = discover(server.url(start), fetcher)
+                        times.append(time.perf_counter() - started)
+                        requests = len(server.requests) - before
+                    assert found.candidates
+                print(
+                    f"discovery, {label}, {delay * 1000:.0f} ms per response: "
+                    f"{statistics.median(times) * 1000:.1f} ms for {requests} requests "
+                    f"({requests * delay * 1000:.0f} ms of latency if made one after another)"
+                )
 
 
 def main() -> None:
