@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from monitor import __version__
 from monitor.config import Config, load_config, parse_duration
@@ -625,7 +626,7 @@ def _save_edit(document: FeedsDocument, new_text: str) -> None:
         )
 
 
-def _candidates_table(discovery: Discovery) -> Table:
+def _candidates_table(discovery: Discovery, document: FeedsDocument) -> Table:
     table = Table(title=f"found from {discovery.url}")
     for column in ("#", "title", "entries", "latest entry (UTC)", "url", "found by"):
         table.add_column(column, overflow="fold")
@@ -636,8 +637,17 @@ def _candidates_table(discovery: Discovery) -> Table:
         title = candidate.title or ""
         if candidate.kind == "sitemap" and not title:
             title = "(sitemap)"
+        configured = document.same_url(candidate.url)
+        if configured is not None:
+            title += f" [already configured: {configured.name or configured.url}]"
+        # Text, not markup: a feed's title may hold "[...]".
         table.add_row(
-            str(number), title, str(candidate.entries), latest, candidate.url, candidate.found_by
+            str(number),
+            Text(title),
+            str(candidate.entries),
+            latest,
+            Text(candidate.url),
+            Text(candidate.found_by),
         )
     return table
 
@@ -716,7 +726,7 @@ def add(
     except SourceError as error:
         raise CannotRun(str(error)) from error
     if discovery.candidates:
-        stdout.print(_candidates_table(discovery))
+        stdout.print(_candidates_table(discovery, document))
     chosen = _choose(discovery, pick)
     try:
         if replace is not None:

@@ -261,20 +261,23 @@ def test_add_lists_several_feeds_and_asks_for_pick(tmp_path: Path) -> None:
             '<link rel="alternate" type="application/rss+xml" href="/b.xml">'
         ),
         "/a.xml": Reply(headers=RSS, body=rss("Flux A", "Tue, 01 Dec 2026 08:00:00 GMT")),
-        "/b.xml": Reply(headers=RSS, body=rss("Flux B", "Sun, 29 Nov 2026 08:00:00 GMT")),
+        "/b.xml": Reply(headers=RSS, body=rss("[Flux] B", "Sun, 29 Nov 2026 08:00:00 GMT")),
     }
     runner = CliRunner()
     with HTTPTestServer(routes) as server:
         listed = runner.invoke(main, ["-c", str(config), "add", server.url("/")])
         assert listed.exit_code == 2
-        assert "Flux A" in listed.output and "Flux B" in listed.output
+        assert "Flux A" in listed.output and "[Flux] B" in listed.output
         assert "2026-12-01 08:00" in listed.output  # the latest entry of Flux A
         assert "--pick" in listed.output
         assert config.read_text(encoding="utf-8") == COMMENTED
         picked = runner.invoke(main, ["-c", str(config), "add", server.url("/"), "--pick", "2"])
+        again = runner.invoke(main, ["-c", str(config), "add", server.url("/")])
+    assert again.exit_code == 2
+    assert "[Flux] B [already configured: [Flux] B]" in again.output
     assert picked.exit_code == 0, picked.output
     added = load_config(config).feeds[-1]
-    assert (added.name, added.url) == ("Flux B", server.url("/b.xml"))
+    assert (added.name, added.url) == ("[Flux] B", server.url("/b.xml"))
 
 
 def test_add_a_sitemap_only_site_writes_type_sitemap(tmp_path: Path) -> None:
