@@ -1,26 +1,8 @@
 """Claimed hits → `DigestContent` → one multipart email (text/plain + text/html).
 
 Pure: no clock, no network, no database; the only I/O is reading the packaged
-templates and message catalogues. The email reads as a morning briefing:
-
-* at the top, the period covered and an overview (watchlist, new stories,
-  passing mentions), each row linking to its section;
-* per watchlist, its topic, then its stories most relevant first: at most
-  `max_full` in full (title, source, date, why it matched, the best sentences,
-  the other outlets that carried the same story), the rest one line each,
-  then the passing mentions one line each;
-* an article matching several watchlists is shown in full once, under the
-  first of them in configuration order; the others refer to it in one line;
-* a "Sources' health" section, only when something is wrong.
-
-The HTML part is kept under `HTML_BUDGET` bytes, as sent (quoted-printable),
-so Gmail never clips it: when a day is too big, fewer sentences and then fewer
-stories are shown in full, and the rest become one-line entries; nothing found
-is left out.
-
-Words come from a gettext catalogue (`monitor/locale`), dates from Babel, both
-in the digest's language. Everything that comes from feeds (titles, URLs, feed
-names, snippets, even watchlist names from the config) is treated as hostile:
+templates. Everything that comes from feeds (titles, URLs, feed names,
+snippets, even watchlist names from the config) is treated as hostile:
 
 * the HTML template is rendered with autoescaping on (decided by a function
   that escapes every template except ``*.txt.j2``, so a renamed template can
@@ -37,45 +19,25 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import re
-import shlex
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
-from functools import cache
-from io import BytesIO
-from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
-from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import NullTranslations, Translations
 from markupsafe import Markup, escape
 
 from monitor.matching import MAX_SNIPPET_CHARS, MAX_SNIPPETS
-from monitor.models import (
-    ClaimedDigest,
-    DigestContent,
-    HealthNotice,
-    NoticeKind,
-    StoredHit,
-)
+from monitor.models import ClaimedDigest, DigestContent, StoredHit
 from monitor.text import one_line
 
-LANGUAGES = ("en", "fr")
-DEFAULT_MAX_FULL = 10
-# Gmail hides the end of a message whose HTML passes about 102 KB behind "[Message
-# clipped]". The budget counts the HTML part as sent (quoted-printable), with a margin.
-HTML_BUDGET = 100_000
 MAX_TITLE_CHARS = 300
-MAX_LINE_SENTENCE_CHARS = 160  # a one-line entry's sentence
-MAX_COPIES_SHOWN = 5  # "also in": outlets named; more are counted
+MAX_PASSING_SENTENCE_CHARS = 160  # a passing mention's sentence, shortened to one line
 UNSCORED_RELEVANCE = 0.5
-LOCALE_DIRECTORY = Path(__file__).parent / "locale"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MARK = re.compile(r"\[\[(.+?)\]\]", re.DOTALL)
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators some mail clients honour.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -89,8 +51,6 @@ def build_digest(
     now: datetime,
     topics: Mapping[str, str] | None = None,
     hide_passing: Collection[str] = (),
-    covers_from: datetime | None = None,
-    notices: Sequence[HealthNotice] = (),
 ) -> DigestContent:
     """Group the claimed hits by watchlist, in configuration order: in each, the main hits
     most relevant first (then newest), then the passing mentions in the same order.
@@ -100,8 +60,6 @@ def build_digest(
     Backfilled hits form their own groups, shown after the others. The passing
     mentions of the watchlists in `hide_passing` are left out of the message,
     though they belong to the digest (and so are marked sent) like the others.
-    `covers_from` (the previous digest, when known) starts the period shown at the
-    top; without it, the oldest hit's discovery does.
     """
     rank = {name: position for position, name in enumerate(watchlist_order)}
 
@@ -116,8 +74,6 @@ def build_digest(
 
     fresh = [hit for hit in claimed.hits if not hit.backfilled]
     backfilled = [hit for hit in claimed.hits if hit.backfilled]
-    if covers_from is None and claimed.hits:
-        covers_from = min(hit.found_at for hit in claimed.hits)
     return DigestContent(
         digest_key=claimed.key,
         generated_at=now.astimezone(tz),
@@ -125,8 +81,6 @@ def build_digest(
         backfilled=group(backfilled),
         hit_ids=tuple(hit.hit_id for hit in claimed.hits),
         topics=dict(topics or {}),
-        covers_from=covers_from,
-        notices=tuple(notices),
     )
 
 
@@ -142,30 +96,6 @@ def _main_first(hit: StoredHit) -> tuple[bool, float, float, int]:
     return (hit.in_passing, *by_relevance(hit))
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How much of each story is shown: the first level that fits the budget wins."""
-
-    max_full: int  # stories in full per watchlist; the rest one line each
-    snippets: int  # sentences per story in full
-    line_sentences: bool  # one-line entries carry their sentence
-    max_lines: int | None = None  # one-line entries per list; the rest are counted
-
-
-def layouts(max_full: int) -> list[Layout]:
-    """From the richest to the most compact: fewer sentences first, then fewer stories in
-    full, then one-line entries without their sentence, and at last fewer entries per
-    list (the others counted, with the command that lists them)."""
-    levels = [Layout(max_full, MAX_SNIPPETS, True), Layout(max_full, 1, True)]
-    full = max_full
-    while full > 0:
-        full //= 2
-        levels.append(Layout(full, 1, True))
-    levels.append(Layout(0, 1, False))
-    levels.extend(Layout(0, 1, False, lines) for lines in (20, 10, 5, 2, 0))
-    return levels
-
-
 def render_message(
     content: DigestContent,
     *,
@@ -174,56 +104,42 @@ def render_message(
     subject: str,
     message_id: str,
     tz: ZoneInfo,
-    language: str = "en",
-    max_full: int = DEFAULT_MAX_FULL,
-    budget: int = HTML_BUDGET,
 ) -> EmailMessage:
-    """The digest as an email ready for `notify.deliver`, its HTML part within `budget`
-    bytes as sent whenever a layout allows it."""
-    words = _translations(language)
-    generated = content.generated_at.astimezone(tz)
-    date_line = _long_date(generated, language)
-    summary = _summary(content, words)
+    """The digest as an email ready for `notify.deliver`."""
+    groups = [
+        _group_view(name, hits, tz, content.topics.get(name)) for name, hits in content.groups
+    ]
+    backfilled = [_group_view(name, hits, tz, None) for name, hits in content.backfilled]
+    fresh_count = sum(len(hits) for _, hits in content.groups)
+    passing_count = sum(hit.in_passing for _, hits in content.groups for hit in hits)
+    backfill_count = sum(len(hits) for _, hits in content.backfilled)
+    date_line = _long_date(content.generated_at.astimezone(tz))
+    values = {
+        "groups": groups,
+        "backfilled": backfilled,
+        "fresh_count": fresh_count,
+        "backfill_count": backfill_count,
+        "date": date_line,
+        "summary": _summary(fresh_count, backfill_count, len(content.groups), passing_count),
+    }
     message = EmailMessage(policy=email.policy.SMTP)
-    message["Subject"] = clean_header(f"{subject}: {summary} — {_medium_date(generated, language)}")
+    message["Subject"] = clean_header(f"{subject}: {values['summary']} — {date_line}")
     message["From"] = clean_header(sender)
     message["To"] = ", ".join(clean_header(recipient) for recipient in recipients)
     message["Date"] = email.utils.format_datetime(content.generated_at)
     message["Message-ID"] = clean_header(message_id)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
     message["X-Monitor-Digest"] = clean_header(content.digest_key)
-    environment = _environment(language)
-    candidates = layouts(max_full)
-    for position, layout in enumerate(candidates):
-        values = _values(content, tz, language, words, layout, date_line, summary)
-        html = environment.get_template("digest.html.j2").render(values)
-        if position == len(candidates) - 1 or _sent_size(html) <= budget:
-            break
     # Quoted-printable keeps the message 7-bit clean, so no server needs 8BITMIME.
     message.set_content(
-        environment.get_template("digest.txt.j2").render(values), cte="quoted-printable"
+        _ENVIRONMENT.get_template("digest.txt.j2").render(values), cte="quoted-printable"
     )
-    message.add_alternative(html, subtype="html", cte="quoted-printable")
-    message["Content-Language"] = language  # after the parts: set_content drops Content-*
+    message.add_alternative(
+        _ENVIRONMENT.get_template("digest.html.j2").render(values),
+        subtype="html",
+        cte="quoted-printable",
+    )
     return message
-
-
-def html_part(message: EmailMessage) -> str:
-    """The HTML part of a digest, decoded."""
-    part = message.get_body(preferencelist=("html",))
-    assert part is not None, "every digest has an HTML part"
-    return str(part.get_content())
-
-
-def sent_size(message: EmailMessage) -> int:
-    """Bytes of the HTML part as sent (quoted-printable): what a mail client receives."""
-    return _sent_size(html_part(message))
-
-
-def _sent_size(html: str) -> int:
-    part = EmailMessage(policy=email.policy.SMTP)
-    part.set_content(html, subtype="html", cte="quoted-printable")
-    return len(part.get_payload().encode("ascii"))  # type: ignore[union-attr]
 
 
 def clean_header(value: str) -> str:
@@ -235,247 +151,78 @@ def clean_header(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Link:
-    text: str
-    url: str | None  # only http(s); None → shown without a link
-
-
-@dataclass(frozen=True)
-class _Story:
-    """A story in full."""
-
-    anchor: str
+class _HitView:
     title: str
-    url: str | None
+    url: str | None  # only http(s); None → shown without a link
     feed: str
     date: str
     matched: str
     text_snippets: tuple[str, ...]
     html_snippets: tuple[Markup, ...]
-    also_in: tuple[_Link, ...]
-    more_copies: int  # copies beyond those named
 
 
 @dataclass(frozen=True)
-class _Line:
-    """A story on one line: past `max_full`, a passing mention, or a reference to a story
-    shown in full under another watchlist (`see` names it, `anchor` links to it)."""
+class _PassingView:
+    """A passing mention: one line."""
 
-    anchor: str | None
     title: str
     url: str | None
     feed: str
-    text_sentence: str
+    text_sentence: str  # the sentence that mentions the topic, shortened; "" when none
     html_sentence: Markup
-    see: str | None = None
 
 
 @dataclass(frozen=True)
-class _Section:
-    anchor: str
+class _GroupView:
     watchlist: str
     topic: str | None
-    stories: tuple[_Story, ...]
-    more: tuple[_Line, ...]  # main stories past max_full
-    references: tuple[_Line, ...]  # shown in full under an earlier watchlist
-    passing: tuple[_Line, ...]
-    new_count: int  # main stories, whether shown in full, on one line or only counted
-    passing_count: int
-    unlisted: int  # entries counted but not listed, to keep the message under its budget
+    hits: tuple[_HitView, ...]  # the main hits, in full
+    passing: tuple[_PassingView, ...]
 
     @property
-    def command(self) -> str:
-        """The command that lists every hit of this watchlist."""
-        return f"monitor hits --watchlist {shlex.quote(self.watchlist)}"
+    def count(self) -> int:
+        return len(self.hits) + len(self.passing)
 
 
-@dataclass(frozen=True)
-class _Notice:
-    subject: str
-    url: str | None
-    text: str
-
-
-def _values(
-    content: DigestContent,
-    tz: ZoneInfo,
-    language: str,
-    words: NullTranslations,
-    layout: Layout,
-    date_line: str,
-    summary: str,
-) -> dict[str, object]:
-    homes: dict[int, tuple[str, str]] = {}  # article id -> (anchor, watchlist) of its full story
-    sections = []
-    for position, (name, hits) in enumerate(content.groups):
-        sections.append(
-            _section(
-                f"w{position + 1}",
-                name,
-                hits,
-                content.topics.get(name),
-                tz,
-                language,
-                words,
-                layout,
-                homes,
-            )
-        )
-    backfilled = [
-        _section(
-            f"b{position + 1}",
-            name,
-            hits,
-            None,
-            tz,
-            language,
-            words,
-            replace(layout, max_full=0),
-            {},
-        )
-        for position, (name, hits) in enumerate(content.backfilled)
-    ]
-    generated = content.generated_at.astimezone(tz)
-    covers_from = content.covers_from.astimezone(tz) if content.covers_from else None
-    return {
-        "language": language,
-        "summary": summary,
-        "date": date_line,
-        "period": _period(covers_from, generated, tz, language, words),
-        "sections": sections,
-        "backfilled": backfilled,
-        "notices": [_notice(notice, tz, language, words) for notice in content.notices],
-        "zone": _zone_label(generated, tz),
-    }
-
-
-def _section(
-    anchor: str,
-    name: str,
-    hits: Sequence[StoredHit],
-    topic: str | None,
-    tz: ZoneInfo,
-    language: str,
-    words: NullTranslations,
-    layout: Layout,
-    homes: dict[int, tuple[str, str]],
-) -> _Section:
-    watchlist = _one_line(name)
-    stories: list[_Story] = []
-    more: list[_Line] = []
-    references: list[_Line] = []
-    passing: list[_Line] = []
-    for hit in hits:
-        if hit.in_passing:
-            passing.append(_line(hit, None, layout, words))
-            continue
-        home = homes.get(hit.article_id)
-        if home is not None:
-            references.append(_line(hit, home[0], layout, words, see=home[1]))
-            continue
-        story_anchor = f"{anchor}-{len(stories) + len(more) + 1}"
-        homes[hit.article_id] = (story_anchor, watchlist)
-        if len(stories) < layout.max_full:
-            stories.append(_story(hit, story_anchor, tz, language, words, layout))
-        else:
-            more.append(_line(hit, story_anchor, layout, words))
-    listed = layout.max_lines
-    unlisted = 0
-    if listed is not None:
-        unlisted = sum(max(0, len(lines) - listed) for lines in (more, references, passing))
-        more, references, passing = more[:listed], references[:listed], passing[:listed]
-    return _Section(
-        anchor=anchor,
-        watchlist=watchlist,
+def _group_view(
+    name: str, hits: Sequence[StoredHit], tz: ZoneInfo, topic: str | None
+) -> _GroupView:
+    return _GroupView(
+        watchlist=_one_line(name),
         topic=_truncate(_one_line(topic), MAX_TITLE_CHARS) if topic else None,
-        stories=tuple(stories),
-        more=tuple(more),
-        references=tuple(references),
-        passing=tuple(passing),
-        new_count=sum(not hit.in_passing for hit in hits),
-        passing_count=sum(hit.in_passing for hit in hits),
-        unlisted=unlisted,
+        hits=tuple(_hit_view(hit, tz) for hit in hits if not hit.in_passing),
+        passing=tuple(_passing_view(hit) for hit in hits if hit.in_passing),
     )
 
 
-def _story(
-    hit: StoredHit,
-    anchor: str,
-    tz: ZoneInfo,
-    language: str,
-    words: NullTranslations,
-    layout: Layout,
-) -> _Story:
-    if hit.published is not None:
-        date = _short_date(hit.published, tz, language)
-    else:
-        date = words.gettext("seen %(date)s") % {"date": _short_date(hit.found_at, tz, language)}
-    snippets = [_truncate_snippet(_one_line(snippet)) for snippet in hit.snippets]
-    snippets = [snippet for snippet in snippets if snippet][: layout.snippets]
-    copies = [_Link(_plain(copy.feed), _safe_link(copy.url)) for copy in hit.also_in]
-    return _Story(
-        anchor=anchor,
-        title=_plain(hit.title) or words.gettext("(untitled)"),
+def _passing_view(hit: StoredHit) -> _PassingView:
+    sentence = next((one for one in map(_one_line, hit.snippets) if one), "")
+    sentence = _truncate_snippet(sentence, MAX_PASSING_SENTENCE_CHARS)
+    return _PassingView(
+        title=_truncate(_one_line(hit.title), MAX_TITLE_CHARS) or "(untitled)",
         url=_safe_link(hit.url),
-        feed=_plain(hit.feed),
+        feed=_truncate(_one_line(hit.feed), MAX_TITLE_CHARS),
+        text_sentence=_MARK.sub(r"*\1*", sentence),
+        html_sentence=_marked_html(sentence),
+    )
+
+
+def _hit_view(hit: StoredHit, tz: ZoneInfo) -> _HitView:
+    if hit.published is not None:
+        date = _short_date(hit.published.astimezone(tz))
+    else:
+        date = f"seen {_short_date(hit.found_at.astimezone(tz))}"
+    snippets = [_truncate_snippet(_one_line(snippet)) for snippet in hit.snippets]
+    snippets = [snippet for snippet in snippets if snippet][:MAX_SNIPPETS]
+    return _HitView(
+        title=_truncate(_one_line(hit.title), MAX_TITLE_CHARS) or "(untitled)",
+        url=_safe_link(hit.url),
+        feed=_truncate(_one_line(hit.feed), MAX_TITLE_CHARS),
         date=date,
         matched=", ".join(_one_line(term) for term in hit.matched),
         text_snippets=tuple(_MARK.sub(r"*\1*", snippet) for snippet in snippets),
         html_snippets=tuple(_marked_html(snippet) for snippet in snippets),
-        also_in=tuple(copies[:MAX_COPIES_SHOWN]),
-        more_copies=max(0, len(copies) - MAX_COPIES_SHOWN),
     )
-
-
-def _line(
-    hit: StoredHit,
-    anchor: str | None,
-    layout: Layout,
-    words: NullTranslations,
-    *,
-    see: str | None = None,
-) -> _Line:
-    sentence = ""
-    if layout.line_sentences and see is None:
-        sentence = next((one for one in map(_one_line, hit.snippets) if one), "")
-        sentence = _truncate_snippet(sentence, MAX_LINE_SENTENCE_CHARS)
-    return _Line(
-        anchor=anchor,
-        title=_plain(hit.title) or words.gettext("(untitled)"),
-        url=_safe_link(hit.url),
-        feed=_plain(hit.feed),
-        text_sentence=_MARK.sub(r"*\1*", sentence),
-        html_sentence=_marked_html(sentence),
-        see=see,
-    )
-
-
-def _notice(notice: HealthNotice, tz: ZoneInfo, language: str, words: NullTranslations) -> _Notice:
-    since = _short_date(notice.since, tz, language) if notice.since else "?"
-    values = {"since": since, "count": notice.count, "url": notice.url or ""}
-    error = _truncate(_one_line(notice.error), MAX_TITLE_CHARS) if notice.error else ""
-    if notice.kind is NoticeKind.FAILING:
-        text = words.ngettext(
-            "failing since %(since)s (%(count)d poll)",
-            "failing since %(since)s (%(count)d polls)",
-            notice.count,
-        )
-    elif notice.kind is NoticeKind.SILENT:
-        text = words.gettext("no new entry since %(since)s, much longer than usual")
-    elif notice.kind is NoticeKind.MOVED:
-        text = words.gettext("moved to %(url)s: update feeds.yaml (monitor add --replace)")
-    elif notice.kind is NoticeKind.GONE:
-        text = words.gettext("gone since %(since)s (the server says it no longer exists)")
-    else:
-        text = words.ngettext(
-            "%(count)d alert not delivered since %(since)s",
-            "%(count)d alerts not delivered since %(since)s",
-            notice.count,
-        )
-    text %= values
-    if error:
-        text = words.gettext("%(what)s: %(detail)s") % {"what": text, "detail": error}
-    return _Notice(_plain(notice.subject), _safe_link(notice.url), text)
 
 
 def _marked_html(snippet: str) -> Markup:
@@ -502,10 +249,6 @@ def _safe_link(url: str | None) -> str | None:
 def _one_line(text: str) -> str:
     """Feed text on one line: controls and line breaks become spaces, NFC-normalised."""
     return one_line(unicodedata.normalize("NFC", text))
-
-
-def _plain(text: str) -> str:
-    return _truncate(_one_line(text), MAX_TITLE_CHARS)
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -537,91 +280,29 @@ def _truncate_snippet(snippet: str, limit: int = MAX_SNIPPET_CHARS) -> str:
     return "".join(kept)
 
 
-# --------------------------------------------------------------------------- words and dates
+def _short_date(moment: datetime) -> str:
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year} {moment:%H:%M}"
 
 
-@cache
-def _translations(language: str) -> NullTranslations:
-    """The message catalogue of `language`, compiled from its .po file (so no compiled
-    file can fall behind its source); English is the source language."""
-    if language not in LANGUAGES:
-        raise ValueError(f"no digest wording for language {language!r}: use one of {LANGUAGES}")
-    if language == "en":
-        return NullTranslations()
-    with open(catalogue_path(language), "rb") as source:
-        catalogue = read_po(source, locale=language, domain="monitor")
-    compiled = BytesIO()
-    write_mo(compiled, catalogue)
-    compiled.seek(0)
-    return Translations(compiled, domain="monitor")
+def _long_date(moment: datetime) -> str:
+    # Month names from a fixed table: strftime("%b") would follow the process locale.
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
 
 
-def catalogue_path(language: str) -> Path:
-    return LOCALE_DIRECTORY / language / "LC_MESSAGES" / "monitor.po"
-
-
-def _short_date(moment: datetime, tz: ZoneInfo, language: str) -> str:
-    return str(format_datetime(moment, "d MMM HH:mm", tzinfo=tz, locale=language))
-
-
-def _long_date(moment: datetime, language: str) -> str:
-    return str(format_date(moment.date(), "full", locale=language))
-
-
-def _medium_date(moment: datetime, language: str) -> str:
-    return str(format_date(moment.date(), "medium", locale=language))
-
-
-def _zone_label(moment: datetime, tz: ZoneInfo) -> str:
-    """``Europe/Paris, UTC+1``: the zone every time in the digest is shown in."""
-    offset = moment.astimezone(tz).utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    hours, rest = divmod(abs(minutes), 60)
-    shown = "UTC" if minutes == 0 else f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
-    return f"{tz.key}, {shown}"
-
-
-def _period(
-    start: datetime | None, end: datetime, tz: ZoneInfo, language: str, words: NullTranslations
-) -> str:
-    zone = _zone_label(end, tz)
-    if start is None:
-        return words.gettext("until %(end)s (%(zone)s)") % {
-            "end": _short_date(end, tz, language),
-            "zone": zone,
-        }
-    return words.gettext("from %(start)s to %(end)s (%(zone)s)") % {
-        "start": _short_date(start, tz, language),
-        "end": _short_date(end, tz, language),
-        "zone": zone,
-    }
-
-
-def _summary(content: DigestContent, words: NullTranslations) -> str:
-    fresh = sum(1 for _, hits in content.groups for hit in hits if not hit.in_passing)
-    passing = sum(1 for _, hits in content.groups for hit in hits if hit.in_passing)
-    backfilled = sum(len(hits) for _, hits in content.backfilled)
-    watchlists = len(content.groups)
+def _summary(fresh: int, backfilled: int, watchlists: int, passing: int = 0) -> str:
     parts = []
-    if fresh or passing or not backfilled:
-        stories = words.ngettext("%(num)d new story", "%(num)d new stories", fresh) % {"num": fresh}
-        where = words.ngettext("in %(num)d watchlist", "in %(num)d watchlists", watchlists) % {
-            "num": watchlists
-        }
-        part = f"{stories} {where}"
+    if fresh or not backfilled:
+        new = f"{fresh} new {_plural(fresh, 'hit')} in {watchlists} {_plural(watchlists, 'watchlist')}"
         if passing:
-            part += " " + (
-                words.ngettext("(+%(num)d in passing)", "(+%(num)d in passing)", passing)
-                % {"num": passing}
-            )
-        parts.append(part)
+            new += f" ({passing} in passing)"
+        parts.append(new)
     if backfilled:
-        parts.append(
-            words.ngettext("%(num)d found by backfill", "%(num)d found by backfill", backfilled)
-            % {"num": backfilled}
-        )
+        parts.append(f"{backfilled} found by backfill")
     return ", ".join(parts)
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
 
 
 def _autoescape(template_name: str | None) -> bool:
@@ -629,16 +310,11 @@ def _autoescape(template_name: str | None) -> bool:
     return not (template_name or "").endswith(".txt.j2")
 
 
-@cache
-def _environment(language: str) -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("monitor", "templates"),
-        autoescape=_autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        extensions=["jinja2.ext.i18n"],
-    )
-    environment.install_gettext_translations(_translations(language), newstyle=True)  # type: ignore[attr-defined]
-    return environment
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.PackageLoader("monitor", "templates"),
+    autoescape=_autoescape,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)

@@ -370,15 +370,6 @@ class HitResult:
 
 
 @dataclass(frozen=True)
-class StoryCopy:
-    """Another copy of a hit's story: the same story under another URL, title or outlet."""
-
-    feed: str
-    url: str | None
-    title: str
-
-
-@dataclass(frozen=True)
 class StoredHit:
     """A hit as read back from the database, ready for the digest or `monitor hits`."""
 
@@ -396,7 +387,6 @@ class StoredHit:
     relevance: float | None = None  # None: found before relevance was computed, not rescored
     in_passing: bool = False
     evidence: str | None = None
-    also_in: tuple[StoryCopy, ...] = ()  # other copies of the story, oldest first
 
 
 @dataclass(frozen=True)
@@ -410,29 +400,6 @@ class ClaimedDigest:
     attempts: int  # 1 on the first claim; more when re-sent after a crash or failure
 
 
-class NoticeKind(StrEnum):
-    """What a health notice in the digest is about."""
-
-    FAILING = "failing"  # a feed failing for more than a day
-    SILENT = "silent"  # no new entry for much longer than usual
-    MOVED = "moved"  # a permanent redirect: the feed has a new address
-    GONE = "gone"  # 404/410 for more than a day
-    ALERT_FAILED = "alert_failed"  # an instant alert that could not be delivered
-
-
-@dataclass(frozen=True)
-class HealthNotice:
-    """Something wrong with a source or an alert destination, for the digest's health
-    section. The digest words it in its own language; `error` is shown as given."""
-
-    kind: NoticeKind
-    subject: str  # the feed or destination, as the reader knows it
-    since: datetime | None = None
-    count: int = 0  # failed polls, or undelivered alerts
-    error: str | None = None
-    url: str | None = None  # the feed's address, or where it moved to
-
-
 @dataclass(frozen=True)
 class DigestContent:
     """Everything one digest email says, grouped by watchlist."""
@@ -443,8 +410,6 @@ class DigestContent:
     backfilled: tuple[tuple[str, tuple[StoredHit, ...]], ...] = ()
     hit_ids: tuple[int, ...] = field(default=())  # every hit the digest sends, shown or hidden
     topics: Mapping[str, str] = field(default_factory=dict)  # watchlist -> its `topic:`
-    covers_from: datetime | None = None  # start of the period the digest covers
-    notices: tuple[HealthNotice, ...] = ()  # what is wrong with sources and destinations
 
     @property
     def total(self) -> int:

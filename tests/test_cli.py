@@ -153,7 +153,7 @@ def test_digest_dry_run_marks_nothing_then_digest_writes_one_eml(config: Path) -
     assert sent.exit_code == 0, sent.output
     [eml] = list(outbox.glob("*.eml"))
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-    assert "2 new stories" in str(message["Subject"])
+    assert "2 new hits" in str(message["Subject"])
     assert message["Message-ID"]
 
     again = invoke(config, "digest")
@@ -296,7 +296,7 @@ def test_the_digest_lists_passing_mentions_after_the_main_hits(tmp_path: Path) -
     config = relevance_config(tmp_path)
     dry = invoke(config, "digest", "--dry-run").output
     assert "La coopération militaire du Togo avec ses partenaires." in dry  # the topic
-    assert "(+1 in passing)" in dry
+    assert "(1 in passing)" in dry
     main_at, passing_at = dry.index(ABOUT[0]), dry.index("Mentioned in passing (1):")
     assert main_at < passing_at < dry.index(IN_PASSING[0])
     assert "*coopération militaire*" in dry[passing_at:]  # the sentence that mentions it

@@ -100,10 +100,9 @@ def elements(html: str) -> _Elements:
 
 
 ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "style", "body", "p", "h1", "h2", "h3", "div", "span",
-    "a", "strong", "b", "i", "blockquote", "mark", "ul", "li", "table", "tr", "th", "td",
+    "html", "head", "meta", "title", "body", "p", "h2", "h3", "div", "span", "a", "strong",
+    "blockquote", "mark", "ul", "li",
 }  # fmt: skip
-ALLOWED_ATTRIBUTES = {"href", "class", "id", "lang", "charset", "name", "content"}
 
 
 def assert_html_is_safe(html: str) -> _Elements:
@@ -112,15 +111,9 @@ def assert_html_is_safe(html: str) -> _Elements:
         assert tag in ALLOWED_TAGS, f"unexpected <{tag}> in the digest"
         for name, value in attrs:
             assert not name.startswith("on"), f"event handler {name} in <{tag}>"
-            assert name in ALLOWED_ATTRIBUTES, f"attribute {name} in <{tag}>"
+            assert name in ("href", "style", "charset", "class"), f"attribute {name} in <{tag}>"
             if name == "href":
-                assert value is not None
-                assert value.lower().startswith(("http://", "https://")) or (
-                    value.startswith("#") and value[1:].replace("-", "").isalnum()
-                )
-    # The one style sheet is the template's own, in the head; none comes from a feed.
-    assert [tag for tag, _ in found.tags].count("style") == 1
-    assert html.index("<style>") < html.index("</head>")
+                assert value is not None and value.lower().startswith(("http://", "https://"))
     return found
 
 
@@ -162,9 +155,8 @@ def test_render_has_both_parts_and_the_expected_headers() -> None:
     # Whitespace normalised: CPython's folding of a long encoded header adds a space.
     assert (
         " ".join(message["Subject"].split())
-        == "monitor: 2 new stories in 2 watchlists, 1 found by backfill — Nov 28, 2026"
+        == "monitor: 2 new hits in 2 watchlists, 1 found by backfill — 28 Nov 2026"
     )
-    assert message["Content-Language"] == "en"
     assert message["Message-ID"] == MESSAGE_ID
     assert message["From"] == "monitor@example.org"
     assert [str(a.addr_spec) for a in message["To"].addresses] == [
@@ -176,11 +168,10 @@ def test_render_has_both_parts_and_the_expected_headers() -> None:
     plain, html = parts(message)
 
     # Plain text: groups in config order, marks as *word*, dates in local time.
-    assert plain.index("== défense ==") < plain.index("== accord ==")
-    assert plain.index("== accord ==") < plain.index("== Found by backfill ==")
+    assert plain.index("== défense (1) ==") < plain.index("== accord (1) ==")
+    assert plain.index("== accord (1) ==") < plain.index("== Found by backfill ==")
     assert "* L’accord est signé\n  <https://news.example/accord>\n" in plain
-    assert "  Le Monde · 28 Nov 00:30\n" in plain  # 23:30 UTC is 00:30 in Paris
-    assert "(Europe/Paris, UTC+1)" in plain  # the zone every time is shown in
+    assert "  Le Monde · 28 Nov 2026 00:30\n" in plain  # 23:30 UTC is 00:30 in Paris
     assert "  > Les ministres ont signé l’*accord* hier." in plain
     assert "  > L’*armée* et la *défense*." in plain
     assert "[[" not in plain
@@ -190,8 +181,7 @@ def test_render_has_both_parts_and_the_expected_headers() -> None:
     found = assert_html_is_safe(html)
     assert ("a", [("href", "https://news.example/accord")]) in found.tags
     assert "L’<mark>armée</mark> et la <mark>défense</mark>." in html
-    assert html.index(">défense</h2>") < html.index(">accord</h2>")
-    assert html.index(">accord</h2>") < html.index("Found by backfill")
+    assert html.index(">défense <") < html.index(">accord <") < html.index("Found by backfill")
     backfill_section = html[html.index("Found by backfill") :]
     assert "Vieux texte" in backfill_section
     assert "<blockquote" not in backfill_section  # the backfill section is short
@@ -200,9 +190,9 @@ def test_render_has_both_parts_and_the_expected_headers() -> None:
 def test_a_hit_without_date_or_link_still_renders() -> None:
     message = render(stored(1, "accord", published=None, url=None, title="", snippets=()))
     plain, html = parts(message)
-    assert "* (untitled)\n  Le Monde · seen 28 Nov 06:00\n" in plain
-    assert '<a href="http' not in html
-    assert message["Subject"] == "monitor: 1 new story in 1 watchlist — Nov 28, 2026"
+    assert "* (untitled)\n  Le Monde · seen 28 Nov 2026 06:00\n" in plain
+    assert "<a " not in html
+    assert message["Subject"] == "monitor: 1 new hit in 1 watchlist — 28 Nov 2026"
 
 
 def test_only_three_snippets_and_long_titles_are_cut() -> None:
@@ -287,6 +277,7 @@ def test_hostile_feed_text_is_inert_everywhere(payload: str) -> None:
         assert "\r" not in str(message[header]) and "\n" not in str(message[header])
     assert message["Bcc"] is None and message["X-Injected"] is None
     assert "<script" not in html.lower()
+    assert "<style" not in html.lower()
     # The text survives as text: escaped in HTML, not removed.
     visible = "".join(found.text)
     first_word = next((word for word in payload.split() if word.isalnum()), None)
@@ -299,8 +290,7 @@ def test_hostile_feed_text_is_inert_everywhere(payload: str) -> None:
 def test_only_http_links_become_hrefs(url: str) -> None:
     _, html = parts(render(stored(1, "accord", url=url)))
     found = assert_html_is_safe(html)
-    external = [attrs for tag, attrs in found.tags if tag == "a" and attrs[0][1] != "#w1"]
-    assert external == []
+    assert not any(tag == "a" for tag, _ in found.tags)
 
 
 def test_quotes_in_an_http_url_cannot_break_out_of_the_attribute() -> None:
@@ -323,7 +313,7 @@ def test_hostile_configuration_headers_are_cleaned() -> None:
     raw = message.as_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["Bcc"] is None and parsed["X-Evil"] is None
-    assert str(parsed["Subject"]).startswith("Veille X-Evil: 1: 1 new story")
+    assert str(parsed["Subject"]).startswith("Veille X-Evil: 1: 1 new hit")
 
 
 def test_clean_header() -> None:

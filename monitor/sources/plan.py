@@ -172,10 +172,9 @@ def refuse_known_url(document: FeedsDocument, url: str) -> None:
 def _refuse_duplicate(document: FeedsDocument, url: str) -> None:
     existing = document.same_url(url)
     if existing is not None:
-        spelled = "" if existing.url == url else f" (written {existing.url})"
         raise SourceError(
-            f"{url} is already in {document.path} as {existing.label}, line {existing.line}"
-            f"{spelled}; nothing was added"
+            f"{url} is already in {document.path} as {existing.label}, line {existing.line}; "
+            "nothing was added"
         )
 
 
