@@ -8,6 +8,7 @@
     ├── StorageError             a database operation failed: what, on which file, what to do
     │   └── DamagedDatabase      the file failed SQLite's integrity check
     ├── AlreadyRunning           another daemon holds the database's lock
+    ├── SourceError              feeds.yaml cannot be edited as asked, or an OPML file is unusable
     └── DeliveryError            a digest was not, or not certainly, delivered
 
 Expected per-feed and per-page failures (a 404, a timeout, a page that is not
@@ -27,6 +28,7 @@ __all__ = [
     "MonitorError",
     "QueryError",
     "QuerySyntaxError",
+    "SourceError",
     "StorageError",
 ]
 
@@ -76,6 +78,10 @@ class DamagedDatabase(StorageError):
 
 class AlreadyRunning(MonitorError):
     """Another monitor daemon already holds the lock beside this database."""
+
+
+class SourceError(MonitorError):
+    """A feed cannot be added, removed or imported as asked; the message says why and what to do."""
 
 
 class DeliveryError(MonitorError):

@@ -381,7 +381,7 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
     )
     assert problem.endswith(
         ':3:5: unknown key "intervall" (did you mean "interval"?): '
-        "allowed here: url, name, interval, language, type"
+        "allowed here: url, name, tags, interval, language, type"
     )
 
 

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from monitor.config.environment import _substitute_environment
 from monitor.config.messages import _describe_error, _unmask
 from monitor.config.references import _check_references
-from monitor.config.schema import _ConfigModel, _sets_for_checking, _SmtpModel
+from monitor.config.schema import (
+    _ConfigModel,
+    _FeedModel,
+    _sets_for_checking,
+    _SmtpModel,
+    _WatchlistModel,
+)
 from monitor.config.settings import (
     DEFAULT_DIGEST_NAME,
     AlertDestination,
@@ -200,6 +206,17 @@ def _digests(
     )
 
 
+def _feed_scope(watchlist: _WatchlistModel, feeds: list[_FeedModel]) -> tuple[str, ...]:
+    """The names of the feeds a watchlist applies to: those its ``feeds:`` names, and the
+    named feeds carrying any tag of its ``tags:`` (compared without case). () = every feed."""
+    names = list(watchlist.feeds or ())
+    wanted = {tag.casefold() for tag in watchlist.tags or ()}
+    for feed in feeds:
+        if feed.name and wanted.intersection(tag.casefold() for tag in feed.tags or ()):
+            names.append(feed.name)
+    return tuple(dict.fromkeys(names))
+
+
 def _build_config(model: _ConfigModel, path: Path) -> Config:
     base = path.absolute().parent
 
@@ -222,7 +239,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
             name=watchlist.name,
             query=watchlist.compiled,
             language=watchlist.language,
-            feeds=tuple(watchlist.feeds or ()),
+            feeds=_feed_scope(watchlist, model.feeds),
             languages=tuple(dict.fromkeys(watchlist.languages or ())),
             topic=watchlist.topic,
             hide_passing=watchlist.passing == "hide",

@@ -66,9 +66,9 @@ def _describe_error(detail: ErrorDetails, positions: _Positions) -> tuple[Positi
         )
     if kind == "literal_error":
         return position, f"{_shown(given)} is not allowed: use one of {context.get('expected')}"
-    if kind == "too_long":
+    if kind == "too_long" and not isinstance(given, str):
         return position, f"too many items in {_name(loc)}: at most {context.get('max_length')}"
-    if kind == "string_too_long":
+    if kind in ("string_too_long", "too_long"):  # a constraint after a validator: "too_long"
         return position, f"text too long: at most {context.get('max_length')} characters"
     if kind == "string_pattern_mismatch" and _last_key(loc) == "host":
         return (
@@ -105,6 +105,7 @@ _CUSTOM_KINDS = {
     "clock_time",
     "address",
     "alert_url",
+    "tag",
 }
 _EMPTY_HINTS = {
     "feeds": "list at least one feed, each as - url: https://...",
@@ -115,6 +116,7 @@ _EMPTY_HINTS = {
     "to": "give at least one recipient, e.g. to: [analyste@example.org]",
     "query": "write a query or remove the key",
     "urls": "give at least one Apprise URL, e.g. urls: [ntfy://ntfy.sh/your-topic]",
+    "tags": "give at least one tag, e.g. tags: [afrique], or remove the key",
 }
 _MISSING_HINTS = {
     "url": "every feed needs one, e.g. url: https://example.org/rss",

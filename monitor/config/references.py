@@ -1,6 +1,6 @@
 """Checks across entries: unique feed URLs, feed names, watchlist, digest and alert
-names, watchlists' ``feeds:`` naming configured feeds, and digests' and alerts'
-``watchlists:`` naming configured watchlists.
+names, watchlists' ``feeds:`` naming configured feeds and ``tags:`` naming tags that
+named feeds carry, and digests' and alerts' ``watchlists:`` naming configured watchlists.
 
 Run on the raw tree, so these problems are reported together with any other.
 """
@@ -39,6 +39,7 @@ def _check_references(tree: Tree, positions: _Positions, problems: _Problems) ->
                 'another feed is already named "' + name.strip() + '" (line {line}): '
                 "watchlists refer to feeds by name, so names must be unique",
             )
+    feed_tags = _feed_tags(tree, positions)
     watchlist_names: dict[str, Position] = {}
     for index, watchlist in _items(tree.get("watchlists")):
         name = watchlist.get("name")
@@ -51,6 +52,7 @@ def _check_references(tree: Tree, positions: _Positions, problems: _Problems) ->
                 'the watchlist name "' + name.strip() + '" is already used at line {line}: '
                 "names must be unique (hits are filed under them)",
             )
+        _check_tag_scope(index, watchlist.get("tags"), feed_tags, positions, problems)
         scope = watchlist.get("feeds")
         if not isinstance(scope, list):
             continue
@@ -202,4 +204,60 @@ def _unknown_feed_message(name: str, configured: list[str]) -> str:
     return message + (
         ": a watchlist's feeds: must use names given with name: under feeds: "
         "(a feed known only by its own title cannot be named here)"
+    )
+
+
+# Tags are compared without case: "Afrique" and "afrique" are one tag.
+_TaggedFeed = tuple[str | None, Position]  # (name, where the tag is written)
+
+
+def _feed_tags(tree: dict[str, Tree], positions: _Positions) -> dict[str, list[_TaggedFeed]]:
+    """Folded tag → the feeds carrying it."""
+    tagged: dict[str, list[_TaggedFeed]] = {}
+    for index, feed in _items(tree.get("feeds")):
+        tags, name = feed.get("tags"), feed.get("name")
+        if not isinstance(tags, list):
+            continue
+        shown = name.strip() if isinstance(name, str) and name.strip() else None
+        for position, tag in enumerate(tags):
+            if isinstance(tag, str) and tag.strip():
+                where = positions.of_value(("feeds", index, "tags", position))
+                tagged.setdefault(tag.strip().casefold(), []).append((shown, where))
+    return tagged
+
+
+def _check_tag_scope(
+    index: int,
+    scope: Tree,
+    feed_tags: dict[str, list[_TaggedFeed]],
+    positions: _Positions,
+    problems: _Problems,
+) -> None:
+    if not isinstance(scope, list):
+        return
+    for position_in_scope, tag in enumerate(scope):
+        if not isinstance(tag, str) or not tag.strip():
+            continue
+        where = positions.of_value(("watchlists", index, "tags", position_in_scope))
+        carriers = feed_tags.get(tag.strip().casefold())
+        if not carriers:
+            problems.add(where, _unknown_tag_message(tag.strip(), feed_tags))
+            continue
+        for name, tag_position in carriers:
+            if name is None:
+                problems.add(
+                    tag_position,
+                    f'this feed has the tag "{tag.strip()}", which a watchlist uses as its '
+                    "scope, but no name: — give it a name: (watchlists refer to feeds by name)",
+                )
+
+
+def _unknown_tag_message(tag: str, feed_tags: dict[str, list[_TaggedFeed]]) -> str:
+    close = difflib.get_close_matches(tag.casefold(), list(feed_tags), n=1, cutoff=0.6)
+    message = f'no feed has the tag "{tag}"'
+    if close:
+        message += f' (did you mean "{close[0]}"?)'
+    return message + (
+        ": a watchlist's tags: must use tags given with tags: under feeds: "
+        "(e.g. tags: [afrique] on a feed)"
     )

@@ -43,6 +43,8 @@ MAX_ALERT_URLS = 20
 MAX_TERMS_PER_LIST = 1000
 MAX_TERM_CHARS = 200
 MAX_QUERY_CHARS = 10_000
+MAX_TAGS = 20
+MAX_TAG_CHARS = 50
 MIN_BODY_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024**3
 MIN_INTERVAL = timedelta(minutes=1)
@@ -226,6 +228,15 @@ def _clock_time(value: object) -> time:
 _CLOCK_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
+def _tag(value: str) -> str:
+    tag = _text(value)
+    if "," in tag:
+        raise _custom(
+            "tag", f'bad tag "{tag}": a tag cannot contain a comma; write each tag as its own item'
+        )
+    return tag
+
+
 def _address(value: str) -> str:
     written = _text(value)
     _, address = parseaddr(written)
@@ -258,6 +269,10 @@ FeedUrl = Annotated[
 ]
 Language = Annotated[str, AfterValidator(_language)]
 Address = Annotated[str, AfterValidator(_address)]
+Tag = Annotated[
+    str, AfterValidator(_tag), StringConstraints(min_length=1, max_length=MAX_TAG_CHARS)
+]
+Tags = Annotated[list[Tag], Field(min_length=1, max_length=MAX_TAGS)]
 
 
 def _check_set_members(members: list[str]) -> list[str]:
@@ -313,6 +328,7 @@ class _PollModel(_Section):
 class _FeedModel(_Section):
     url: FeedUrl
     name: Text | None = None
+    tags: Tags | None = None
     interval: Interval | None = None
     language: Language | None = None
     type: Literal["feed", "sitemap"] = "feed"
@@ -327,6 +343,7 @@ class _WatchlistModel(_Section):
     language: Language | None = None
     languages: Annotated[list[Language], Field(min_length=1, max_length=50)] | None = None
     feeds: Annotated[list[Text], Field(min_length=1, max_length=MAX_FEEDS)] | None = None
+    tags: Tags | None = None
     topic: Text | None = None
     passing: Literal["list", "hide"] = "list"
 
