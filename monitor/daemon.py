@@ -141,7 +141,8 @@ class Daemon:
             existing = self.scheduler.get_job(job_id)
             if existing is None:
                 state = self.store.feed_state(url)
-                first_run = state.next_poll if state.next_poll and state.next_poll > now else now
+                due = state.next_poll if state.next_poll and state.next_poll > now else now
+                first_run = self._on_scheduler_clock(due, now)
                 self.scheduler.add_job(
                     self._poll_job,
                     trigger,
@@ -164,7 +165,16 @@ class Daemon:
         log.log(level, report.log_line(), extra=report.log_fields())
         if report.next_poll is not None and not self.stopping.is_set():
             with contextlib.suppress(JobLookupError):
-                self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)
+                self.scheduler.modify_job(
+                    "feed:" + url, next_run_time=self._on_scheduler_clock(report.next_poll)
+                )
+
+    def _on_scheduler_clock(self, instant: datetime, now: datetime | None = None) -> datetime:
+        """`instant`, read on `self.clock`, as a run time for APScheduler, which waits on
+        the system clock: the same delay from now. Without this, a daemon given another
+        clock (a test's, a simulated year's) would wait the clocks' difference on top."""
+        delay = instant - (self.clock() if now is None else now)
+        return datetime.now(UTC) + delay
 
     def _spec(self, url: str) -> FeedSpec | None:
         for spec in self.config.feeds:
@@ -239,7 +249,7 @@ class Daemon:
             IntervalTrigger(seconds=DIGEST_CHECK_SECONDS, timezone=UTC),
             id="digest",
             executor="control",
-            next_run_time=self.clock(),
+            next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
             self._reload_job,
@@ -266,7 +276,7 @@ class Daemon:
     def reload_now(self) -> None:
         """Look at feeds.yaml at once rather than at the next 2-second check (SIGHUP)."""
         with contextlib.suppress(JobLookupError):
-            self.scheduler.modify_job("reload", next_run_time=self.clock())
+            self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
 
     def stop(self) -> None:
         """Stop scheduling; polls in flight finish or are abandoned (their transaction never commits)."""
