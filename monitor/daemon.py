@@ -53,7 +53,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config
-from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase
+from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase, StorageError
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
@@ -82,7 +82,13 @@ def single_instance(database: Path) -> Iterator[None]:
     database = database.resolve()
     lock_path = database.with_name(database.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115  (held for the daemon's lifetime)
+    try:
+        handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115  (held for the daemon's lifetime)
+    except OSError as error:
+        raise StorageError(
+            f"cannot open the lock file {lock_path} ({error.strerror}): the folder of the "
+            "database must be writable by the user running monitor"
+        ) from error
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -187,7 +193,13 @@ class Daemon:
         if self._digest_failed_at and now - self._digest_failed_at < DIGEST_RETRY_AFTER:
             return
         key = due_digest_key(now, self.config.timezone, self.config.digest.at)
-        runs = run_digest(self.store, self.config, key=key, now=now)  # busy: next minute
+        try:
+            runs = run_digest(self.store, self.config, key=key, now=now)  # busy: next minute
+        except StorageError as error:
+            # Nothing was claimed or marked (each step is one transaction): the next
+            # check, a minute later, starts again from what the database holds.
+            log.error("digest %s: %s (the daemon tries again in a minute)", key, error)
+            return
         failed = any(not run.delivered and run.hits for run in runs)
         self._digest_failed_at = now if failed else None
         for run in runs:
@@ -301,6 +313,7 @@ def run_daemon(
                 f"{config.database} is damaged ({'; '.join(problems[:5])}); stopping rather "
                 "than losing more: restore a backup, or move the file aside to start afresh"
             )
+        store.check_writable()
         rescore_hits(store, config.watchlists)
         with open_pipeline(config, store, clock=clock) as pipeline:
             _run_until_signalled(Daemon(config, watcher, store, pipeline, clock=clock))
