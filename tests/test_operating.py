@@ -256,3 +256,25 @@ def test_a_daemon_on_another_clock_still_polls_on_time(tmp_path: Path) -> None:
     assert state.last_poll is not None and state.last_poll > utc_now() + ahead - timedelta(hours=1)
     system_now = datetime.now(UTC)
     assert system_now < job.next_run_time <= system_now + config.poll.interval
+
+
+def test_a_feed_that_empties_then_comes_back_deletes_nothing_and_hits_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """RELIABILITY B10: a feed served empty (or cut short) for a while."""
+    with HTTPTestServer() as server, Store(tmp_path / "monitor.db") as store:
+        feed = GrowingFeed(server, pages=False)
+        config = write_config(tmp_path, server.url("/feed.xml"))
+        spec = config.feeds[0]
+        with pipeline_for(config, store) as pipeline:
+            assert pipeline.poll_feed(spec).new_hits == 5
+            feed.shown = 0
+            emptied = pipeline.poll_feed(spec)
+            assert emptied.new_entries == 0
+            feed.shown = 2  # cut short
+            assert pipeline.poll_feed(spec).new_hits == 0
+            feed.shown = 6  # back, with one new item
+            back = pipeline.poll_feed(spec)
+            assert (back.new_entries, back.new_hits) == (1, 1)
+        assert store.feed_state(spec.url).entries == 6
+        assert len(store.hits()) == 6
