@@ -10,7 +10,7 @@ own process) is started, killed with SIGKILL at a chosen moment and started
 again, `--kills` times:
 
 * at a random moment (start-up, polls, page fetches, extraction);
-* while a page request is in flight;
+* just after a page request came in (its fetch or its extraction);
 * inside a write transaction (`Store.record`, a digest claim): the harness
   spins on ``BEGIN IMMEDIATE`` and kills as soon as the write lock is taken;
 * during a digest send: before DATA, after the message data arrived but before
