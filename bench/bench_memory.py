@@ -286,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     polls = last.rounds * args.feeds
     print(
         f"\n{last.rounds} rounds ({polls} polls, {last.articles} articles) in "
-        f"{last.seconds / 60:.1f} min; at a 15-minute interval that many polls are "
-        f"{polls / 96:.1f} feed-days"
+        f"{last.seconds / 60:.1f} min: {last.rounds / 96:.1f} days of these {args.feeds} feeds "
+        "at a 15-minute interval"
     )
     print(
         f"after warm-up (round {warm.rounds}, {warm.seconds:.0f} s): daemon RSS "
