@@ -25,6 +25,7 @@ from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
+from monitor.schedule import due_digest_key
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Received, Reply
 
@@ -278,3 +279,28 @@ def test_a_feed_that_empties_then_comes_back_deletes_nothing_and_hits_nothing_tw
             assert (back.new_entries, back.new_hits) == (1, 1)
         assert store.feed_state(spec.url).entries == 6
         assert len(store.hits()) == 6
+
+
+def test_a_digest_check_that_cannot_write_logs_one_line_and_runs_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/feed.xml")
+    with Store(config.database, busy_timeout=0.1) as store, Fetcher(config.poll) as fetcher:
+        pipeline = Pipeline(
+            store=store, fetcher=fetcher, articles=InlineArticles(config.watchlists), clock=utc_now
+        )
+        daemon = Daemon(config, ConfigWatcher(config.path), store, pipeline)
+        holder = sqlite3.connect(config.database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        try:
+            with caplog.at_level(logging.INFO):
+                daemon._digest_job()  # used to raise, and APScheduler logged a traceback
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert "the daemon tries again in a minute" in caplog.text
+        assert "locked" in caplog.text
+        daemon._digest_job()  # the next minute's check
+        key = due_digest_key(utc_now(), config.timezone, config.digest.at)
+        assert store.digest_done_for(key)  # nothing to send: recorded as empty
+        pipeline.close()
