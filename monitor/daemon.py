@@ -62,17 +62,23 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config import Config, lint_config
-from monitor.errors import AlreadyRunning, ConfigError, DamagedDatabase, MonitorError
+from monitor.errors import (
+    AlreadyRunning,
+    ConfigError,
+    DamagedDatabase,
+    MonitorError,
+    StorageError,
+)
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
-from monitor.schedule import due_digest, next_digest_time
+from monitor.schedule import next_digest_time
 from monitor.service import (
     alert_routes,
     apply_retention,
     open_pipeline,
     rescore_hits,
-    run_digest,
+    run_due_digest,
     send_alerts,
 )
 from monitor.store import Store
@@ -100,7 +106,13 @@ def single_instance(database: Path) -> Iterator[None]:
     database = database.resolve()
     lock_path = database.with_name(database.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115  (held for the daemon's lifetime)
+    try:
+        handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115  (held for the daemon's lifetime)
+    except OSError as error:
+        raise StorageError(
+            f"cannot open the lock file {lock_path} ({error.strerror}): the folder of the "
+            "database must be writable by the user running monitor"
+        ) from error
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -163,7 +175,8 @@ class Daemon:
             existing = self.scheduler.get_job(job_id)
             if existing is None:
                 state = self.store.feed_state(url)
-                first_run = state.next_poll if state.next_poll and state.next_poll > now else now
+                due = state.next_poll if state.next_poll and state.next_poll > now else now
+                first_run = self._on_scheduler_clock(due, now)
                 self.scheduler.add_job(
                     self._poll_job,
                     trigger,
@@ -186,7 +199,9 @@ class Daemon:
         log.log(level, report.log_line(), extra=report.log_fields())
         if report.next_poll is not None and not self.stopping.is_set():
             with contextlib.suppress(JobLookupError):
-                self.scheduler.modify_job("feed:" + url, next_run_time=report.next_poll)
+                self.scheduler.modify_job(
+                    "feed:" + url, next_run_time=self._on_scheduler_clock(report.next_poll)
+                )
         if report.new_hits and self.config.alerts:
             self._alerts_wanted.set()  # the hits are committed: announce them now
         self._retention_after_poll()
@@ -209,6 +224,13 @@ class Daemon:
         finally:
             self._retention_lock.release()
 
+    def _on_scheduler_clock(self, instant: datetime, now: datetime | None = None) -> datetime:
+        """`instant`, read on `self.clock`, as a run time for APScheduler, which waits on
+        the system clock: the same delay from now. Without this, a daemon given another
+        clock (a test's, a simulated year's) would wait the clocks' difference on top."""
+        delay = instant - (self.clock() if now is None else now)
+        return datetime.now(UTC) + delay
+
     def _spec(self, url: str) -> FeedSpec | None:
         for spec in self.config.feeds:
             if spec.url == url:
@@ -222,16 +244,15 @@ class Daemon:
             failed_at = self._digest_failed_at.get(digest.name)
             if failed_at and now - failed_at < DIGEST_RETRY_AFTER:
                 continue
-            registered = self.store.register_digest(digest.name, now=now)
-            last_done = self.store.last_digest_done(digest.name)
-            key = due_digest(now, config.timezone, digest, last_done, registered=registered)
-            if key is None:
-                # Nothing new is due, but an issue left unconfirmed is re-sent at once.
-                stuck = self.store.pending_digest(digest.name)
-                if stuck is None:
-                    continue
-                key = stuck.key
-            runs = run_digest(self.store, config, digest, key=key, now=now)  # busy: next minute
+            try:
+                runs = run_due_digest(self.store, config, digest, now=now)
+            except StorageError as error:
+                # Nothing was claimed or marked (each step is one transaction): the next
+                # check, a minute later, starts again from what the database holds.
+                log.error("digest %s: %s (the daemon tries again in a minute)", digest.name, error)
+                continue
+            if not runs:
+                continue
             failed = any(not run.delivered and run.hits for run in runs)
             self._digest_failed_at[digest.name] = now if failed else None
             for run in runs:
@@ -315,7 +336,7 @@ class Daemon:
             IntervalTrigger(seconds=DIGEST_CHECK_SECONDS, timezone=UTC),
             id="digest",
             executor="control",
-            next_run_time=self.clock(),
+            next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
             self._reload_job,
@@ -348,7 +369,7 @@ class Daemon:
     def reload_now(self) -> None:
         """Look at feeds.yaml at once rather than at the next 2-second check (SIGHUP)."""
         with contextlib.suppress(JobLookupError):
-            self.scheduler.modify_job("reload", next_run_time=self.clock())
+            self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
 
     def stop(self) -> None:
         """Stop scheduling; polls in flight finish or are abandoned (their transaction never commits)."""
@@ -376,6 +397,7 @@ def run_daemon(
                 f"{config.database} is damaged ({'; '.join(problems[:5])}); stopping rather "
                 "than losing more: restore a backup, or move the file aside to start afresh"
             )
+        store.check_writable()
         rescore_hits(store, config.watchlists)
         with open_pipeline(config, store, clock=clock) as pipeline:
             _run_until_signalled(Daemon(config, watcher, store, pipeline, clock=clock))

@@ -72,6 +72,11 @@ class StorageError(MonitorError):
     """A database operation failed; the message says what was being done, on which file."""
 
 
+class DatabaseFull(StorageError):
+    """The disk (or SQLite's page limit) is full: the transaction rolled back, nothing was
+    half-written, and the same work succeeds once there is space again."""
+
+
 class DamagedDatabase(StorageError):
     """SQLite's integrity check found the database damaged; nothing was written."""
 

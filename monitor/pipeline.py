@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
+from monitor.errors import DatabaseFull
 from monitor.models import (
     ArticleJob,
     ArticleOutcome,
@@ -205,6 +206,11 @@ class Pipeline:
         name = spec.name or spec.url
         try:
             return self._poll_feed(spec)
+        except DatabaseFull as error:
+            # No traceback and no attempt to record the failure (it would not fit either):
+            # nothing of this poll was written, so the feed is polled again as it was.
+            log.error("database full: %s: %s", name, error)
+            return FeedReport(url=spec.url, name=name, outcome=PollOutcome.FAILED, error=str(error))
         except Exception as error:  # one feed's bug must never stop the others
             if self.stopping.is_set():
                 return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED)

@@ -42,7 +42,7 @@ from monitor.models import (
 from monitor.notify import deliver
 from monitor.pipeline import Pipeline
 from monitor.query import Node
-from monitor.schedule import Deferral, deferral
+from monitor.schedule import Deferral, deferral, due_digest
 from monitor.search import STEMMING_CHECKED, candidates_for, search_articles
 from monitor.store import Store
 from monitor.workers import ExtractionPool
@@ -321,6 +321,24 @@ def run_digest(
             busy = "another monitor process is delivering a digest from this database"
             return [DigestRun(key, 0, False, f"{busy}; nothing sent, try again", busy=True)]
         return _run_digest(store, config, digest, key=key, now=now)
+
+
+def run_due_digest(
+    store: Store, config: Config, digest: DigestSettings, *, now: datetime
+) -> list[DigestRun]:
+    """What the daemon does for `digest` every minute: send its latest scheduled issue if it
+    has not run since (`schedule.due_digest`), else re-send an issue left unconfirmed by a
+    crash; [] when there is nothing to do. A digest new to the database is registered
+    first, so its first issue waits for its first scheduled time."""
+    registered = store.register_digest(digest.name, now=now)
+    last_done = store.last_digest_done(digest.name)
+    key = due_digest(now, config.timezone, digest, last_done, registered=registered)
+    if key is None:
+        stuck = store.pending_digest(digest.name)
+        if stuck is None:
+            return []
+        key = stuck.key
+    return run_digest(store, config, digest, key=key, now=now)
 
 
 def _run_digest(

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from monitor.config import MAX_CONFIG_BYTES, check_config_size, parse_config
 from monitor.errors import ConfigError, SourceError
@@ -288,7 +289,7 @@ class FeedsDocument:
             if feed.interval:
                 mapping["interval"] = feed.interval
             if feed.tags:
-                tags = CommentedSeq(list(feed.tags))
+                tags = CommentedSeq([_flow_safe(tag) for tag in feed.tags])
                 tags.fa.set_flow_style()
                 mapping["tags"] = tags
             if feed.type != "feed":
@@ -421,6 +422,18 @@ def _scalar(value: str) -> str:
     """`value` written as a YAML scalar, quoted when needed."""
     dumped = _dump({"k": value})
     return dumped[len("k: ") :].rstrip("\n")
+
+
+_PLAIN_IN_FLOW = re.compile(r"[^\W_][\w .'/+-]*", re.UNICODE)
+
+
+def _flow_safe(value: str) -> str:
+    """`value` quoted unless it is plainly text inside a flow sequence (``[a, b]``): ruamel
+    writes ``[?0]`` for "?0" but reads that back as a mapping."""
+    if _PLAIN_IN_FLOW.fullmatch(value) and not value.endswith(" "):
+        return value
+    quoted: str = DoubleQuotedScalarString(value)
+    return quoted
 
 
 def _indent(line: str) -> int:

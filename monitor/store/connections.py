@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from monitor.errors import StorageError
+from monitor.errors import DatabaseFull, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ class Connections:
         try:
             yield
         except sqlite3.Error as error:
-            raise StorageError(
+            full = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            raise (DatabaseFull if full else StorageError)(
                 f"{action} failed in {self.path}: {explain_sqlite_error(error, self.busy_timeout)}"
             ) from error
 

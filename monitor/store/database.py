@@ -190,6 +190,17 @@ class Store:
         with self._db.errors("vacuuming the database"):
             self._db.connection().execute("VACUUM")
 
+    def check_writable(self) -> None:
+        """Raise `StorageError` now when the database cannot be written (a read-only file,
+        folder or mount), rather than at the first poll. SQLite opens such a file for
+        reading without a word, and even ``BEGIN IMMEDIATE`` succeeds on it: only a real
+        write, rolled back at once, tells."""
+        with self._db.write("checking that the database can be written") as conn:
+            conn.execute("SAVEPOINT write_check")
+            conn.execute("INSERT INTO feeds (url) VALUES ('monitor:write-check')")
+            conn.execute("ROLLBACK TO write_check")
+            conn.execute("RELEASE write_check")
+
     def _migrate(self) -> None:
         with self._db.errors("opening the database"):
             self._db.enable_wal()
