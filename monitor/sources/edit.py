@@ -424,13 +424,24 @@ def _scalar(value: str) -> str:
     return dumped[len("k: ") :].rstrip("\n")
 
 
-_PLAIN_IN_FLOW = re.compile(r"[^\W_][\w .'/+-]*", re.UNICODE)
+_FLOW_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 
 
 def _flow_safe(value: str) -> str:
-    """`value` quoted unless it is plainly text inside a flow sequence (``[a, b]``): ruamel
-    writes ``[?0]`` for "?0" but reads that back as a mapping."""
-    if _PLAIN_IN_FLOW.fullmatch(value) and not value.endswith(" "):
+    """`value` quoted unless YAML reads it back as the same plain text inside a flow
+    sequence (``[a, b]``): ruamel itself writes ``[?0]`` for "?0", which reads back as a
+    mapping. Plain: no indicator first, no flow punctuation, no ": " or " #", no
+    surrounding space."""
+    plain = (
+        value
+        and value[0] not in _FLOW_INDICATORS
+        and not any(character in ",[]{}" for character in value)
+        and ": " not in value
+        and " #" not in value
+        and not value.endswith(":")
+        and value == value.strip()
+    )
+    if plain:
         return value
     quoted: str = DoubleQuotedScalarString(value)
     return quoted
