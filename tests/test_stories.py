@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlite_utils
@@ -27,6 +28,7 @@ from click.testing import CliRunner
 
 from monitor.articles import InlineArticles, article_from_page
 from monitor.cli import main
+from monitor.digest import build_digest, html_part, render_message
 from monitor.errors import StorageError
 from monitor.extract import extract_page
 from monitor.fetch import Fetcher
@@ -499,6 +501,23 @@ def test_a_wire_story_from_two_outlets_is_one_hit_naming_the_other(
     assert preview is not None and preview.hits[0].also_in == (copy,)
     claimed = store.claim_digest("2026-12-01", now=datetime.now(UTC))
     assert claimed is not None and [hit.also_in for hit in claimed.hits] == [(copy,)]
+    # The e-mail shows the story once, naming and linking the other outlet.
+    utc = ZoneInfo("UTC")
+    content = build_digest(claimed, watchlist_order=[], tz=utc, now=datetime.now(UTC))
+    message = render_message(
+        content,
+        sender="a@example.org",
+        recipients=["b@example.org"],
+        subject="monitor",
+        message_id=claimed.message_id,
+        tz=utc,
+    )
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert text.count(f"<{hit.url}>") == 1
+    assert f"Also in: Info Matin <{copy.url}>" in text
+    assert f'<a href="{copy.url}">Info Matin</a>' in html_part(message)
 
 
 def test_a_copy_arriving_after_the_digest_adds_no_hit_and_shows_in_hits_json(
