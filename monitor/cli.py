@@ -329,7 +329,8 @@ def check(ctx: click.Context, strict: bool) -> None:
     stdout.print(
         f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
         + "; ".join(
-            f"digest {digest.name} {digest.schedule_words} {config.timezone.key}"
+            ("digest" if digest.name == "digest" else f"digest {digest.name}")
+            + f" {digest.schedule_words} {config.timezone.key}"
             for digest in config.digests
         )
         + (f", {len(config.alerts)} alerts" if config.alerts else "")
