@@ -358,7 +358,8 @@ class Daemon:
             len(self.config.feeds),
             len(self.config.watchlists),
             "; ".join(
-                f"{digest.name} at "
+                ("" if digest.name == "digest" else f"{digest.name} ")
+                + "at "
                 + next_digest_time(
                     self.clock(), self.config.timezone, digest.at, digest.every
                 ).strftime("%Y-%m-%d %H:%M %Z")
