@@ -353,6 +353,8 @@ def test_a_day_of_200_hits_stays_under_the_budget_and_loses_no_story(language: s
 def test_a_huge_day_is_cut_to_counted_lines_with_the_command_that_lists_them() -> None:
     message = render(content_of(*heavy_day(hits=1200, watchlists=30), order=()))
     assert sent_size(message) <= HTML_BUDGET
+    # The plain part follows the same layout: the whole message stays small (no 552).
+    assert len(message.as_bytes()) < 2.5 * HTML_BUDGET
     text = plain_part(message)
     assert "more not listed here, to keep this message short: monitor hits --watchlist" in text
     assert "'Veille 01 — sécurité régionale'" in text  # quoted for a shell

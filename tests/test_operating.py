@@ -25,6 +25,7 @@ from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utc_now
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
+from monitor.service import backfill, run_digest, run_due_digest
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Received, Reply
 
@@ -310,3 +311,39 @@ def test_a_digest_check_that_cannot_write_logs_one_line_and_runs_again(
         daemon._digest_job()  # the next minute's check
         assert store.last_digest_done(config.digest.name) is not None  # nothing to send: empty
         pipeline.close()
+
+
+def test_a_renamed_watchlist_mails_nothing_twice_and_backfills_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    """RELIABILITY C6: hits are filed under the watchlist's name. Renamed, it is a new
+    watchlist: what was mailed is not mailed again, the stored articles are matched
+    again only by an explicit `monitor backfill` (with its window), and new articles
+    are hit once under the new name."""
+    with HTTPTestServer() as server, Store(tmp_path / "monitor.db") as store:
+        feed = GrowingFeed(server, pages=False)
+        config = write_config(tmp_path, server.url("/feed.xml"))
+        feed.shown = 3
+        with pipeline_for(config, store) as pipeline:
+            assert pipeline.poll_feed(config.feeds[0]).new_hits == 3
+        [first] = run_due_digest(store, config, config.digest, now=utc_now())
+        assert first.delivered and first.hits == 3
+        path = config.path
+        path.write_text(path.read_text().replace("name: Togo", "name: Togo (renommé)"))
+        renamed = load_config(path)
+        feed.shown = 5
+        with pipeline_for(renamed, store) as pipeline:
+            report = pipeline.poll_feed(renamed.feeds[0])
+        assert (report.new_entries, report.new_hits) == (2, 2)  # only the new articles
+        assert {hit.watchlist for hit in store.hits()} == {"Togo", "Togo (renommé)"}
+        [second] = run_digest(store, renamed, renamed.digest, key="digest@manual", now=utc_now())
+        assert second.delivered and second.hits == 2  # nothing mailed twice
+        scanned, added = backfill(
+            store, renamed.watchlists[0], since=None, now=utc_now(), quiet=True
+        )
+        assert (scanned, added) == (5, 3)  # the explicit backfill adds the older three
+        assert (
+            run_digest(store, renamed, renamed.digest, key="digest@later", now=utc_now())[0].hits
+            == 0
+        )  # quiet: left out of digests
+    assert len(list(renamed.digest.outbox.glob("*.eml"))) == 2
