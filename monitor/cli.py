@@ -97,8 +97,8 @@ EXIT_USAGE = 2
 
 # Piped output (scripts, logs, tests) gets wide tables so cells are not wrapped mid-value.
 _PIPED_WIDTH = None if sys.stdout.isatty() else 240
-stdout = Console(highlight=False, width=_PIPED_WIDTH)
-stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, markup=False, width=_PIPED_WIDTH)  # feed text is never markup
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 
 def _load(ctx: click.Context) -> Config:

@@ -920,3 +920,18 @@ PAGE_WITH_GHANA = (
     "un accord sur la sécurité de leur frontière commune, selon Lomé, après des mois de "
     "négociations entre les deux pays voisins.</p></article></body></html>"
 ).encode()
+
+
+def test_tables_show_feed_text_with_brackets_as_written(config: Path) -> None:
+    """Rich reads "[...]" in a string as markup: a feed titled "[b]x[/b]" showed a bold x,
+    and "[/]" raised an error. Tables print feed text as plain text."""
+    loaded = load_config(config)
+    with Store(loaded.database) as store:
+        feed_id = store.feed_state(loaded.feeds[0].url).feed_id
+        store._db.connection().execute(
+            "UPDATE feeds SET title = '[b]x[/b] [/]' WHERE id = ?",
+            [feed_id],
+        )
+    hits = invoke(config, "hits")
+    assert hits.exit_code == 0, hits.output
+    assert "[b]x[/b] [/]" in hits.output
