@@ -74,7 +74,10 @@ def open_pipeline(
         # one feed usually share a host, and the first queued pages would otherwise hold
         # every thread while other hosts sit idle), then for a worker to extract it.
         page_threads=4 * config.poll.concurrency,
+        # As many feeds poll at once as `concurrency`: each then has its own four threads.
+        pages_per_feed=4,
         max_sitemap_urls=config.poll.max_sitemap_urls,
+        feed_deadline=config.poll.feed_deadline.total_seconds(),
     )
     try:
         extractor.start()

@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -34,7 +34,9 @@ from dataclasses import replace
 
 from monitor.articles import process_article, step_failed
 from monitor.matching import Matcher
-from monitor.models import ArticleJob, ArticleOutcome, Watchlist
+from monitor.models import ArticleJob, ArticleOutcome, ParseFailed, ParseResult, Watchlist
+from monitor.parse import parse_feed
+from monitor.text import human_size
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,38 @@ class ExtractionPool:
             "%s: matching the feed's text failed too (%s); stored without hits", label, second
         )
         return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
+
+    def parse(
+        self, content: bytes, *, url: str, headers: Mapping[str, str], timeout: float
+    ) -> ParseResult:
+        """`parse_feed` in a worker, abandoned after `timeout` seconds (the pool is then
+        recycled) and under the workers' memory limit: a 15 MB feed of 60,000 entries
+        takes close to a minute of CPU and hundreds of megabytes in feedparser, which must
+        not hold the polling threads' GIL or the daemon's memory."""
+        pool = self._get_pool()
+        size = human_size(len(content))
+        try:
+            future: Future[ParseResult] = pool.submit(
+                parse_feed, content, url=url, headers=dict(headers)
+            )
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            self._recycle(pool)
+            problem = f"reading it ({size}) took over {timeout:.0f} s and was abandoned"
+        except BrokenProcessPool:
+            self._recycle(pool)
+            problem = f"the worker reading it ({size}) died (memory limit or crash)"
+        except MemoryError:
+            problem = f"reading it ({size}) ran out of memory"
+        except Exception as error:  # parse_feed never raises: this is a bug of ours
+            log.exception("parsing %s in a worker raised", url)
+            problem = f"reading it failed ({type(error).__name__}: {error})"
+        self.start()  # a recycled pool's workers start now, not on another feed's page
+        return ParseFailed(
+            url=url,
+            message=f"{url}: {problem}; the feed is too large to read in one poll: ask the "
+            "site for a shorter feed, or raise poll.feed_deadline",
+        )
 
     def _run(self, job: ArticleJob) -> ArticleOutcome | str:
         """The step's result, or why the worker could not give it."""
