@@ -9,7 +9,7 @@ Everything runs on this machine (127.0.0.1 and 127.0.0.2), with the daemon's own
 wiring (`service.open_pipeline`: 8 feeds at once, 32 page threads, 2 requests per host)
 and poll.timeout 5 s:
 
-1. A good feed of 10 articles (fast local pages) polled alone, then polled together with
+1. A good feed of 10 articles (each response 0.5 s late) polled alone, then polled together with
    a feed of 40, then 100 entries whose pages are on a tarpit host (it accepts, sends
    headers, then nothing: every page takes the whole timeout). The figure is the time
    until the good feed's report arrives; the tarpit feed is then abandoned (the
@@ -45,6 +45,7 @@ from monitor.service import open_pipeline
 from monitor.store import Store
 
 TIMEOUT = 5.0
+LATENCY = 0.5  # before each answer of the good site: a distant server
 
 
 def article(number: int) -> bytes:
@@ -60,7 +61,7 @@ def article(number: int) -> bytes:
 def rss(links: list[str], title: str) -> bytes:
     items = "".join(
         f"<item><title>Entry {index} {title}</title><link>{link}</link><guid>{link}</guid>"
-        f"<description>Entree {index} sur Lome et le Togo, resume de l'article.</description>"
+        f"<description>Entree {index} sur Lome et le Togo.</description>"
         "<pubDate>Tue, 01 Dec 2026 10:00:00 +0000</pubDate></item>"
         for index, link in enumerate(links)
     )
@@ -71,7 +72,7 @@ def rss(links: list[str], title: str) -> bytes:
 
 
 class GoodSite:
-    """127.0.0.1: a feed of 10 articles and their pages, answered at once."""
+    """127.0.0.1: a feed of 10 articles and their pages, each answered after LATENCY."""
 
     def __init__(self) -> None:
         routes: dict[str, bytes] = {}
@@ -88,6 +89,7 @@ class GoodSite:
     def _handler(routes: dict[str, bytes]) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                time.sleep(LATENCY)
                 body = routes.get(self.path)
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
@@ -202,9 +204,7 @@ BIG_ENTRIES = 60_000
 
 
 def big_feed() -> bytes:
-    links = [
-        f"https://big.example/articles/2026/12/01/{number}.html" for number in range(BIG_ENTRIES)
-    ]
+    links = [f"https://big.example/news/2026/{number}" for number in range(BIG_ENTRIES)]
     return rss(links, "Big")
 
 

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Protocol
 
 from monitor.errors import DatabaseFull
+from monitor.fetch import fetch_cutoff
 from monitor.models import (
     ArticleJob,
     ArticleOutcome,
@@ -369,7 +370,7 @@ class Pipeline:
                 break
             if self.stopping.is_set():
                 break
-            future = self._page_pool.submit(self._process, job, feed_url, times, cut)
+            future = self._page_pool.submit(self._process, job, feed_url, times, cut, deadline)
             future.add_done_callback(lambda _: share.release())
             futures.append(future)
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
@@ -485,15 +486,25 @@ class Pipeline:
         return ParsedSitemap(entries=tuple(entries.values()))
 
     def _process(
-        self, job: ArticleJob, feed_url: str, times: StageTimes, cut: threading.Event
+        self,
+        job: ArticleJob,
+        feed_url: str,
+        times: StageTimes,
+        cut: threading.Event,
+        deadline: float,
     ) -> ArticleOutcome | None:
         """Fetch the entry's page when it is needed, then run the article step; None when
         the feed's deadline passed first."""
         if cut.is_set():
             return None
-        job = self._with_page(job, feed_url, times)
-        if cut.is_set():
-            return None
+        token = fetch_cutoff.set(deadline)  # a page fetch ends by the deadline too
+        try:
+            page_job = self._with_page(job, feed_url, times)
+        finally:
+            fetch_cutoff.reset(token)
+        if cut.is_set() or (page_job.no_page_reason and time.monotonic() >= deadline):
+            return None  # a page that failed at the deadline is read at the next poll
+        job = page_job
         with times.timing("extract"):
             outcome = self.articles.process(job)
         article, _, failures = outcome

@@ -908,9 +908,7 @@ def test_feed_deadline_is_loaded_with_a_default_of_five_minutes(tmp_path: Path) 
 
 
 def test_a_bad_feed_deadline_is_located(tmp_path: Path) -> None:
-    shorter = only_problem(
-        tmp_path, with_minimal("poll:\n  timeout: 2m\n  feed_deadline: 90s\n")
-    )
+    shorter = only_problem(tmp_path, with_minimal("poll:\n  timeout: 2m\n  feed_deadline: 90s\n"))
     assert shorter.endswith(
         ":11:18: feed_deadline (1m30s) cannot be shorter than "
         "timeout (2m): the feed itself must fit in it"

@@ -54,6 +54,7 @@ from monitor.fetch.transport import (
     GuardedBackend,
     PooledTransport,
     RoutingTransport,
+    fetch_cutoff,
     request_deadline,
 )
 from monitor.models import (
@@ -257,6 +258,9 @@ class Fetcher:
             with self._global_slots:
                 started = time.monotonic()
                 deadline = started + self.limits.timeout
+                cutoff = fetch_cutoff.get()
+                if cutoff is not None:
+                    deadline = min(deadline, cutoff)
                 token = request_deadline.set(deadline)
                 try:
                     return self._follow(
