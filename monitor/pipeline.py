@@ -219,8 +219,10 @@ class Pipeline:
 
     def poll_feed(self, spec: FeedSpec) -> FeedReport:
         name = spec.name or spec.url
+        deadline = time.monotonic() + self.feed_deadline
+        token = fetch_cutoff.set(deadline)  # the feed's requests end by its deadline too
         try:
-            return self._poll_feed(spec)
+            return self._poll_feed(spec, deadline)
         except DatabaseFull as error:
             # No traceback and no attempt to record the failure (it would not fit either):
             # nothing of this poll was written, so the feed is polled again as it was.
@@ -238,9 +240,10 @@ class Pipeline:
             except Exception:
                 log.exception("%s: could not record the failure either", name)
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.FAILED, error=message)
+        finally:
+            fetch_cutoff.reset(token)
 
-    def _poll_feed(self, spec: FeedSpec) -> FeedReport:
-        deadline = time.monotonic() + self.feed_deadline
+    def _poll_feed(self, spec: FeedSpec, deadline: float) -> FeedReport:
         times = StageTimes()
         state = self.store.feed_state(spec.url)
         name = spec.name or state.title or spec.url

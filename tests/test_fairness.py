@@ -9,13 +9,23 @@ hit), and a large feed body is parsed in a worker under a time limit.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from monitor.fetch import Fetcher
-from monitor.models import FeedSpec, FetchLimits, ParsedFeed, ParseFailed, Watchlist, utc_now
+from monitor.fetch import Fetcher, fetch_cutoff
+from monitor.models import (
+    FeedSpec,
+    FetchErrorKind,
+    FetchFailed,
+    FetchLimits,
+    ParsedFeed,
+    ParseFailed,
+    Watchlist,
+    utc_now,
+)
 from monitor.parse import parse_feed
 from monitor.pipeline import PARSE_IN_WORKER_BYTES, FeedReport, Pipeline
 from monitor.query import parse_query
@@ -222,3 +232,21 @@ def test_parse_failures_in_a_worker_are_values_not_exceptions(extractor: Extract
         b"<html><body>Log in</body></html>" * 20_000, url="u", headers={}, timeout=60
     )
     assert isinstance(failed, ParseFailed) and "HTML page" in failed.message
+
+
+def test_a_request_ends_by_the_cutoff_its_caller_set() -> None:
+    """A page fetch cut by its feed's deadline ends then, not at poll.timeout (30 s here,
+    which this test would wait out otherwise), and says why."""
+    with (
+        RawServer(stall_after_headers()) as staller,
+        Fetcher(FetchLimits(timeout=30.0, connect_timeout=1.0)) as fetcher,
+    ):
+        page = staller.url("/page")
+        token = fetch_cutoff.set(time.monotonic() + 0.3)
+        try:
+            result = fetcher.fetch_page(page, feed_url=staller.url("/feed"))
+        finally:
+            fetch_cutoff.reset(token)
+    assert isinstance(result, FetchFailed) and result.kind is FetchErrorKind.TIMEOUT
+    assert result.message.startswith(f"{page}: no complete response before"), result.message
+    assert "poll.feed_deadline ran out" in result.message

@@ -267,10 +267,17 @@ class Fetcher:
                         target, trusted_site, headers, sent_validators, deadline, host_slot
                     )
                 except _Failure as failure:
+                    detail = failure.detail
+                    if failure.kind is FetchErrorKind.TIMEOUT and deadline == cutoff:
+                        detail = (
+                            f"no complete response before its feed's poll.feed_deadline ran out "
+                            f"({_seconds(round(time.monotonic() - started, 1))} into the request); "
+                            "it will be retried at the next poll"
+                        )
                     return FetchFailed(
                         url=url,
                         kind=failure.kind,
-                        message=f"{url}: {failure.detail}",
+                        message=f"{url}: {detail}",
                         status=failure.status,
                         retry_after=failure.retry_after,
                         elapsed=time.monotonic() - started,
