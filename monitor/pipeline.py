@@ -6,6 +6,7 @@ stage that owns it::
     store.feed_state ─► schedule.validators_to_send ─► fetcher.fetch_feed
       ├─ FetchFailed, NotModified, a known body (schedule.is_known_body) ──────────┐
       ├─ parse.parse_feed ─► store.unseen_entries ─► fetcher.fetch_page (threads)   │
+      │    (a large body parsed in a worker; pages: a share of threads, a deadline) │
       │    ─► articles.process (extraction and matching, in the workers) ─► NewBody │
       └─ a sitemap (type: sitemap, or a <urlset>/<sitemapindex> body):              │
            sitemaps.parse_sitemap [─► child sitemaps, newest first, fetch_page]     │
@@ -15,6 +16,17 @@ stage that owns it::
     ─► store.record(update)       (one transaction per feed: entries, articles, hits, state)
 
 A failure at any step is recorded for that feed alone; the other feeds carry on.
+
+A slow site delays only its own feed. The page threads are shared, but a feed has
+at most `pages_per_feed` jobs among them at once, submitted as its earlier ones end,
+so its 200 pages on a stalled host never queue ahead of other feeds' pages. A whole
+poll ends by `feed_deadline` (poll.feed_deadline): every request it makes ends by
+then (`fetch_cutoff`), and an entry whose page was not read by then is not stored.
+It stays unseen, counted as waiting, and the body is marked to be read again
+(`NewBody.revisit`), so the next poll reads it: nothing is matched on feed text for
+want of time, and nothing is stored twice. A feed body over PARSE_IN_WORKER_BYTES
+is parsed in an extraction worker within half of the time left.
+
 The report of each poll carries the feed's next poll time, which the daemon
 schedules without reading it back from the database.
 """
