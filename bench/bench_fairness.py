@@ -31,8 +31,10 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # PYTHONPATH first
@@ -43,6 +45,7 @@ from monitor.pipeline import FeedReport
 from monitor.query import parse_query
 from monitor.service import open_pipeline
 from monitor.store import Store
+from monitor.workers import ExtractionPool
 
 TIMEOUT = 5.0
 LATENCY = 0.5  # before each answer of the good site: a distant server
@@ -157,9 +160,9 @@ class Tarpit:
         self.listener.close()
 
 
-def config_for(root: Path) -> Config:
+def config_for(root: Path, **extra: object) -> Config:
     fields = {field.name for field in dataclasses.fields(PollSettings)}
-    settings = {"timeout": TIMEOUT, "connect_timeout": 2.0}
+    settings: dict[str, Any] = {"timeout": TIMEOUT, "connect_timeout": 2.0, **extra}
     poll = PollSettings(**{key: value for key, value in settings.items() if key in fields})
     return Config(
         path=root / "feeds.yaml",
@@ -200,6 +203,20 @@ def good_feed_time(good: GoodSite, tarpit: Tarpit, tarpit_entries: int) -> tuple
     return arrived["good"], lines["good"]
 
 
+def tarpit_alone(tarpit: Tarpit, entries: int, deadline: timedelta) -> tuple[float, str]:
+    """Seconds one poll of a tarpit feed takes under `deadline`, and its log line."""
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        config = config_for(root, feed_deadline=deadline)
+        with (
+            Store(root / "bench.db") as store,
+            open_pipeline(config, store, clock=utc_now) as pipeline,
+        ):
+            started = time.perf_counter()
+            report = pipeline.poll_feed(FeedSpec(url=tarpit.feed_url(entries), name="tarpit"))
+            return time.perf_counter() - started, report.log_line()
+
+
 BIG_ENTRIES = 60_000
 
 
@@ -216,8 +233,6 @@ def big_parse(mode: str) -> None:
     body = big_feed()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if mode == "worker":
-        from monitor.workers import ExtractionPool
-
         with ExtractionPool(1) as pool:
             pool.start()
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -250,26 +265,27 @@ def main() -> None:
             seconds, line = good_feed_time(good, tarpit, entries)
             label = "alone" if not entries else f"next to {entries} tarpit entries"
             print(f"good feed {label}: {seconds:.1f} s  ({line})")
+        if "feed_deadline" in {field.name for field in dataclasses.fields(PollSettings)}:
+            seconds, line = tarpit_alone(tarpit, 100, timedelta(seconds=30))
+            print(f"tarpit feed of 100 entries alone, poll.feed_deadline 30s: {seconds:.1f} s")
+            print(f"  ({line})")
     finally:
         good.close()
         tarpit.close()
     if args.skip_big:
         return
-    has_worker_parse = hasattr(
-        __import__("monitor.workers", fromlist=["ExtractionPool"]).ExtractionPool, "parse"
-    )
-    for mode in ("inline", "worker") if has_worker_parse else ("inline",):
+    for mode in ("inline", "worker") if hasattr(ExtractionPool, "parse") else ("inline",):
         out = subprocess.run(
             [sys.executable, __file__, "--big-parse", mode],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.split()
-        seconds, entries, grown, size = out
+        parse_seconds, parsed_entries, grown, size = out
         where = "in the polling thread" if mode == "inline" else "in an extraction worker"
         print(
-            f"{BIG_ENTRIES:,}-entry feed ({size} MB) parsed {where}: {seconds} s, "
-            f"{entries} entries, polling process peak memory +{grown} MiB"
+            f"{BIG_ENTRIES:,}-entry feed ({size} MB) parsed {where}: {parse_seconds} s, "
+            f"{parsed_entries} entries, polling process peak memory +{grown} MiB"
         )
 
 
