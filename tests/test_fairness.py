@@ -183,7 +183,7 @@ def test_a_poll_cut_by_the_feed_deadline_leaves_the_rest_for_the_next_poll(
     assert (second.new_hits, second.fallbacks) == (4, 0)
     assert third.outcome in ("not_modified", "unchanged")
     hits = store.hits()
-    assert sorted(hit.url for hit in hits) == sorted(links)  # each once: no duplicate
+    assert sorted(str(hit.url) for hit in hits) == sorted(links)  # each once: no duplicate
     assert store.feed_state(spec.url).entries == 6
 
 
