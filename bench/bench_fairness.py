@@ -16,7 +16,7 @@ and poll.timeout 5 s:
    pipeline is stopped), so the run does not wait it out.
 2. A feed of 60,000 entries (about 14 MB, under the 15 MiB cap): the time and the
    polling process's peak memory to parse it in the polling thread (`parse_feed`, as
-   before), and in an extraction worker (`ExtractionPool.parse`, as a poll now does
+   before), and in a process of its own (`ExtractionPool.parse`, as a poll now does
    for a body over 256 KiB), each in a fresh process.
 """
 
@@ -282,7 +282,7 @@ def main() -> None:
             check=True,
         ).stdout.split()
         parse_seconds, parsed_entries, grown, size = out
-        where = "in the polling thread" if mode == "inline" else "in an extraction worker"
+        where = "in the polling thread" if mode == "inline" else "in a process of its own"
         print(
             f"{BIG_ENTRIES:,}-entry feed ({size} MB) parsed {where}: {parse_seconds} s, "
             f"{parsed_entries} entries, polling process peak memory +{grown} MiB"

@@ -25,7 +25,7 @@ then (`fetch_cutoff`), and an entry whose page was not read by then is not store
 It stays unseen, counted as waiting, and the body is marked to be read again
 (`NewBody.revisit`), so the next poll reads it: nothing is matched on feed text for
 want of time, and nothing is stored twice. A feed body over PARSE_IN_WORKER_BYTES
-is parsed in an extraction worker within half of the time left.
+is parsed in a process of its own (`ExtractionPool.parse`) within half of the time left.
 
 The report of each poll carries the feed's next poll time, which the daemon
 schedules without reading it back from the database.
@@ -85,7 +85,7 @@ from monitor.stories import signature
 
 log = logging.getLogger(__name__)
 
-# A feed body larger than this is parsed in an extraction worker, under a time limit,
+# A feed body larger than this is parsed in a process of its own, under a time limit,
 # rather than in the polling thread (where feedparser would hold the GIL for as long as
 # it takes: about 1 s per 1,000 entries on a loaded machine). Typical feeds are far smaller.
 PARSE_IN_WORKER_BYTES = 256 * 1024
