@@ -205,7 +205,7 @@ def test_a_large_feed_is_parsed_in_a_worker_as_it_would_be_inline(
 def test_a_feed_too_large_to_parse_within_its_bound_fails_alone_and_clearly(
     store: Store, extractor: ExtractionPool
 ) -> None:
-    """60,000 entries take close to a minute in feedparser: with a 2 s deadline the parse
+    """60,000 entries take about 20 s in feedparser: with a 2 s deadline the parse
     gets 1 s, is abandoned, and the feed fails with a message saying what to do; the
     pool still serves the next feed."""
     pipeline = make_pipeline(store, extractor, feed_deadline=2.0, max_bytes=20 * 1024 * 1024)
