@@ -22,12 +22,21 @@ the address the digest shows and the store keys the article by.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from monitor.extract import extract_page
 from monitor.matching import Matcher
-from monitor.models import ArticleJob, ArticleOutcome, ArticleText, Entry, TextSource, Watchlist
+from monitor.models import (
+    ArticleJob,
+    ArticleOutcome,
+    ArticleText,
+    Entry,
+    ParseResult,
+    TextSource,
+    Watchlist,
+)
+from monitor.parse import parse_feed
 from monitor.stories import article_url, clean_url
 
 __all__ = [
@@ -145,3 +154,9 @@ class InlineArticles:
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
         self._matcher = Matcher(watchlists)
+
+    def parse(
+        self, content: bytes, *, url: str, headers: Mapping[str, str], timeout: float
+    ) -> ParseResult:
+        """`parse_feed` in the calling thread; `timeout` is not enforced here."""
+        return parse_feed(content, url=url, headers=headers)

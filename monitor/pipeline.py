@@ -6,6 +6,7 @@ stage that owns it::
     store.feed_state ─► schedule.validators_to_send ─► fetcher.fetch_feed
       ├─ FetchFailed, NotModified, a known body (schedule.is_known_body) ──────────┐
       ├─ parse.parse_feed ─► store.unseen_entries ─► fetcher.fetch_page (threads)   │
+      │    (a large body parsed in a worker; pages: a share of threads, a deadline) │
       │    ─► articles.process (extraction and matching, in the workers) ─► NewBody │
       └─ a sitemap (type: sitemap, or a <urlset>/<sitemapindex> body):              │
            sitemaps.parse_sitemap [─► child sitemaps, newest first, fetch_page]     │
@@ -15,6 +16,17 @@ stage that owns it::
     ─► store.record(update)       (one transaction per feed: entries, articles, hits, state)
 
 A failure at any step is recorded for that feed alone; the other feeds carry on.
+
+A slow site delays only its own feed. The page threads are shared, but a feed has
+at most `pages_per_feed` jobs among them at once, submitted as its earlier ones end,
+so its 200 pages on a stalled host never queue ahead of other feeds' pages. A whole
+poll ends by `feed_deadline` (poll.feed_deadline): every request it makes ends by
+then (`fetch_cutoff`), and an entry whose page was not read by then is not stored.
+It stays unseen, counted as waiting, and the body is marked to be read again
+(`NewBody.revisit`), so the next poll reads it: nothing is matched on feed text for
+want of time, and nothing is stored twice. A feed body over PARSE_IN_WORKER_BYTES
+is parsed in a process of its own (`ExtractionPool.parse`) within half of the time left.
+
 The report of each poll carries the feed's next poll time, which the daemon
 schedules without reading it back from the database.
 """
@@ -24,14 +36,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from monitor.errors import DatabaseFull
+from monitor.fetch import fetch_cutoff
 from monitor.models import (
     ArticleJob,
     ArticleOutcome,
@@ -48,6 +61,7 @@ from monitor.models import (
     NewBody,
     NotAFeed,
     ParseFailed,
+    ParseResult,
     PollCounts,
     PollError,
     PollOutcome,
@@ -71,6 +85,11 @@ from monitor.stories import signature
 
 log = logging.getLogger(__name__)
 
+# A feed body larger than this is parsed in a process of its own, under a time limit,
+# rather than in the polling thread (where feedparser would hold the GIL for as long as
+# it takes: about 1 s per 1,000 entries on a loaded machine). Typical feeds are far smaller.
+PARSE_IN_WORKER_BYTES = 256 * 1024
+
 
 class FeedFetcher(Protocol):
     """What a poll needs of HTTP; `monitor.fetch.Fetcher` is the real one."""
@@ -89,6 +108,10 @@ class ArticleProcessor(Protocol):
     def process(self, job: ArticleJob) -> ArticleOutcome: ...
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None: ...
+
+    def parse(
+        self, content: bytes, *, url: str, headers: Mapping[str, str], timeout: float
+    ) -> ParseResult: ...
 
 
 @dataclass
@@ -129,7 +152,7 @@ class FeedReport:
     new_articles: int = 0
     new_hits: int = 0
     fallbacks: int = 0
-    waiting: int = 0  # sitemap entries left for the next poll
+    waiting: int = 0  # entries left for the next poll (sitemap cap, feed deadline)
     error: str | None = None
     next_poll: datetime | None = None  # None: nothing was recorded
     times: StageTimes = field(default_factory=StageTimes)
@@ -184,6 +207,10 @@ class Pipeline:
     clock: Clock
     page_threads: int = 8
     max_sitemap_urls: int = 200  # poll.max_sitemap_urls: pages read from a sitemap per poll
+    # Page threads one feed may hold at once: a feed of 200 pages on a slow host then
+    # waits for its own share instead of holding every thread while other feeds' pages queue.
+    pages_per_feed: int = 4
+    feed_deadline: float = 300.0  # poll.feed_deadline, seconds: a whole poll of one feed
     # Set by the daemon when it stops: a poll in flight then records nothing, because
     # its fetches fail only because the client is being closed.
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -204,8 +231,10 @@ class Pipeline:
 
     def poll_feed(self, spec: FeedSpec) -> FeedReport:
         name = spec.name or spec.url
+        deadline = time.monotonic() + self.feed_deadline
+        token = fetch_cutoff.set(deadline)  # the feed's requests end by its deadline too
         try:
-            return self._poll_feed(spec)
+            return self._poll_feed(spec, deadline)
         except DatabaseFull as error:
             # No traceback and no attempt to record the failure (it would not fit either):
             # nothing of this poll was written, so the feed is polled again as it was.
@@ -223,8 +252,10 @@ class Pipeline:
             except Exception:
                 log.exception("%s: could not record the failure either", name)
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.FAILED, error=message)
+        finally:
+            fetch_cutoff.reset(token)
 
-    def _poll_feed(self, spec: FeedSpec) -> FeedReport:
+    def _poll_feed(self, spec: FeedSpec, deadline: float) -> FeedReport:
         times = StageTimes()
         state = self.store.feed_state(spec.url)
         name = spec.name or state.title or spec.url
@@ -240,9 +271,9 @@ class Pipeline:
             return self._record(spec, name, state, BodyUnchanged(fetched), now, times)
 
         if spec.kind == "sitemap" or looks_like_sitemap(fetched.content):
-            return self._poll_sitemap(spec, name, state, fetched, digest, now, times)
+            return self._poll_sitemap(spec, name, state, fetched, digest, now, times, deadline)
         with times.timing("parse"):
-            parsed = parse_feed(fetched.content, url=fetched.url, headers=fetched.headers)
+            parsed = self._parse(fetched, deadline)
         if isinstance(parsed, ParseFailed):
             return self._record(spec, name, state, NotAFeed(fetched, parsed), now, times)
         for warning in parsed.warnings:
@@ -251,17 +282,30 @@ class Pipeline:
         feed_language = spec.language or parsed.language
 
         fresh = self.store.unseen_entries(state.feed_id, parsed.entries)
-        new = self._new_articles(spec, name, feed_language, fresh, times)
-        if new is None:
+        read = self._new_articles(spec, name, feed_language, fresh, times, deadline)
+        if read is None:
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
+        new, cut = read
         result = NewBody(
             fetched=fetched,
             body_hash=digest,
             feed_title=spec.name or parsed.title,
             entries=len(parsed.entries),
             new=new,
+            waiting=cut,
+            revisit=cut > 0,
         )
         return self._record(spec, name, state, result, now, times)
+
+    def _parse(self, fetched: Fetched, deadline: float) -> ParseResult:
+        """The feed read from `fetched`; a large body in a worker, given at most half of
+        what is left of the feed's deadline so that its pages keep the other half."""
+        if len(fetched.content) <= PARSE_IN_WORKER_BYTES:
+            return parse_feed(fetched.content, url=fetched.url, headers=fetched.headers)
+        limit = max(1.0, (deadline - time.monotonic()) / 2)
+        return self.articles.parse(
+            fetched.content, url=fetched.url, headers=fetched.headers, timeout=limit
+        )
 
     def _new_articles(
         self,
@@ -270,9 +314,11 @@ class Pipeline:
         feed_language: str | None,
         fresh: Sequence[Entry],
         times: StageTimes,
-    ) -> tuple[NewArticle, ...] | None:
-        """The unseen entries turned into articles with their hits; None when the daemon
-        began stopping meanwhile."""
+        deadline: float,
+    ) -> tuple[tuple[NewArticle, ...], int] | None:
+        """The unseen entries turned into articles with their hits, and how many entries
+        the feed's deadline cut off (left unstored, so unseen: the next poll reads them);
+        None when the daemon began stopping meanwhile."""
         # Looked up here so that page threads never open a database connection.
         known = {
             entry.key: article
@@ -280,37 +326,72 @@ class Pipeline:
             if entry.link is not None
             and (article := self.store.known_article(entry.link)) is not None
         }
-        processed = list(
-            self._page_pool.map(
-                lambda entry: self._process(
-                    ArticleJob(
-                        entry=entry,
-                        feed_name=name,
-                        feed_language=feed_language,
-                        known=known.get(entry.key),
-                    ),
-                    spec.url,
-                    times,
-                ),
-                fresh,
+        jobs = [
+            ArticleJob(
+                entry=entry,
+                feed_name=name,
+                feed_language=feed_language,
+                known=known.get(entry.key),
             )
-        )
+            for entry in fresh
+        ]
+        processed = self._run_pages(jobs, spec.url, times, deadline)
         if self.stopping.is_set():
             # Pages fetched while stopping fell back to feed text; storing them would mark
             # the entries seen and never extract them. The next start redoes this feed.
             return None
         # Signed here, in the feed's thread, for the store to find the article's story;
         # an article already stored under its URL needs none.
-        return tuple(
+        new = tuple(
             NewArticle(
                 entry=entry,
-                article=article,
-                hits=hits,
-                failures=failures,
-                signature=None if entry.key in known else signature(article.text),
+                article=outcome[0],
+                hits=outcome[1],
+                failures=outcome[2],
+                signature=None if entry.key in known else signature(outcome[0].text),
             )
-            for entry, (article, hits, failures) in zip(fresh, processed, strict=True)
+            for entry, outcome in zip(fresh, processed, strict=True)
+            if outcome is not None
         )
+        cut = len(fresh) - len(new)
+        if cut:
+            log.warning(
+                "%s: poll.feed_deadline (%s s) reached with %d of %d new entries not read; "
+                "they are read at the next poll",
+                name,
+                f"{self.feed_deadline:g}",
+                cut,
+                len(fresh),
+                extra={"event": "feed_deadline", "feed": name, "waiting": cut},
+            )
+        return new, cut
+
+    def _run_pages(
+        self, jobs: Sequence[ArticleJob], feed_url: str, times: StageTimes, deadline: float
+    ) -> list[ArticleOutcome | None]:
+        """Each job's outcome, in order; None for a job the deadline cut off.
+
+        At most `pages_per_feed` of this feed's jobs are in the shared page pool at once,
+        so a feed of many pages on a slow host waits for its own threads and never
+        queues ahead of every other feed's pages. At the deadline the feed stops waiting:
+        jobs not submitted and jobs still running are cut (a running one stops before its
+        page fetch or its extraction, and its result is dropped).
+        """
+        share = threading.Semaphore(self.pages_per_feed)
+        cut = threading.Event()
+        futures: list[Future[ArticleOutcome | None]] = []
+        for job in jobs:
+            if not share.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            if self.stopping.is_set():
+                break
+            future = self._page_pool.submit(self._process, job, feed_url, times, cut, deadline)
+            future.add_done_callback(lambda _: share.release())
+            futures.append(future)
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        cut.set()  # from here on, a job still running ends with None
+        outcomes = [future.result() if future.done() else None for future in futures]
+        return outcomes + [None] * (len(jobs) - len(futures))
 
     # ------------------------------------------------------------------ sitemaps
 
@@ -323,6 +404,7 @@ class Pipeline:
         digest: str,
         now: datetime,
         times: StageTimes,
+        deadline: float,
     ) -> FeedReport:
         """A sitemap (or sitemap index): its newest unseen URLs, at most
         `max_sitemap_urls`, read as entries; the rest wait for the next poll."""
@@ -336,7 +418,7 @@ class Pipeline:
         since = read_since(state.last_success)
         entries = list(parsed.entries)
         if parsed.is_index:
-            read = self._read_children(spec, name, state, parsed, since, times)
+            read = self._read_children(spec, name, state, parsed, since, times, deadline)
             if self.stopping.is_set():  # the children failed because the client is closing
                 return FeedReport(
                     url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times
@@ -348,9 +430,11 @@ class Pipeline:
         fresh = [entry for entry in entries if is_fresh(entry.published, since)]
         unseen = self.store.unseen_entries(state.feed_id, fresh)
         chosen, waiting = entries_to_read(unseen, since, self.max_sitemap_urls)
-        new = self._new_articles(spec, name, spec.language, chosen, times)
-        if new is None:
+        articles = self._new_articles(spec, name, spec.language, chosen, times, deadline)
+        if articles is None:
             return FeedReport(url=spec.url, name=name, outcome=PollOutcome.ABANDONED, times=times)
+        new, cut = articles
+        waiting += cut
         result = NewBody(
             fetched=fetched,
             body_hash=digest,
@@ -370,6 +454,7 @@ class Pipeline:
         index: ParsedSitemap,
         since: datetime | None,
         times: StageTimes,
+        deadline: float,
     ) -> ParsedSitemap | FetchFailed | NotAFeed:
         """The entries of an index's child sitemaps, newest child first, until enough
         fresh unseen entries for one poll were found; a failure when no child could be read.
@@ -382,7 +467,7 @@ class Pipeline:
         failures: list[FetchFailed | NotAFeed] = []
         children = children_to_read(index.children, since)
         for child in children:
-            if new_found >= self.max_sitemap_urls:
+            if new_found >= self.max_sitemap_urls or time.monotonic() >= deadline:
                 break
             with times.timing("fetch"):
                 got = self.fetcher.fetch_page(child.url, feed_url=spec.url)
@@ -415,9 +500,26 @@ class Pipeline:
             return failures[0]
         return ParsedSitemap(entries=tuple(entries.values()))
 
-    def _process(self, job: ArticleJob, feed_url: str, times: StageTimes) -> ArticleOutcome:
-        """Fetch the entry's page when it is needed, then run the article step."""
-        job = self._with_page(job, feed_url, times)
+    def _process(
+        self,
+        job: ArticleJob,
+        feed_url: str,
+        times: StageTimes,
+        cut: threading.Event,
+        deadline: float,
+    ) -> ArticleOutcome | None:
+        """Fetch the entry's page when it is needed, then run the article step; None when
+        the feed's deadline passed first."""
+        if cut.is_set():
+            return None
+        token = fetch_cutoff.set(deadline)  # a page fetch ends by the deadline too
+        try:
+            page_job = self._with_page(job, feed_url, times)
+        finally:
+            fetch_cutoff.reset(token)
+        if cut.is_set() or (page_job.no_page_reason and time.monotonic() >= deadline):
+            return None  # a page that failed at the deadline is read at the next poll
+        job = page_job
         with times.timing("extract"):
             outcome = self.articles.process(job)
         article, _, failures = outcome

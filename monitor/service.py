@@ -65,16 +65,19 @@ def open_pipeline(
     closed on exit."""
     fetcher = Fetcher(config.poll, wall_clock=clock)
     extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
+    # A feed's pages usually share a host: `per_host` of them fetching while as many
+    # wait for a worker to extract them. As many feeds poll at once as `concurrency`, so
+    # with this many threads each has its own share and none waits for another's.
+    pages_per_feed = 2 * config.poll.per_host
     pipeline = Pipeline(
         store=store,
         fetcher=fetcher,
         articles=extractor,
         clock=clock,
-        # A page thread spends most of its time waiting: for its host's slot (pages of
-        # one feed usually share a host, and the first queued pages would otherwise hold
-        # every thread while other hosts sit idle), then for a worker to extract it.
-        page_threads=4 * config.poll.concurrency,
+        page_threads=pages_per_feed * config.poll.concurrency,
+        pages_per_feed=pages_per_feed,
         max_sitemap_urls=config.poll.max_sitemap_urls,
+        feed_deadline=config.poll.feed_deadline.total_seconds(),
     )
     try:
         extractor.start()

@@ -26,7 +26,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -34,7 +35,9 @@ from dataclasses import replace
 
 from monitor.articles import process_article, step_failed
 from monitor.matching import Matcher
-from monitor.models import ArticleJob, ArticleOutcome, Watchlist
+from monitor.models import ArticleJob, ArticleOutcome, ParseFailed, ParseResult, Watchlist
+from monitor.parse import parse_feed
+from monitor.text import human_size
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,14 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _too_large(url: str, problem: str) -> ParseFailed:
+    return ParseFailed(
+        url=url,
+        message=f"{url}: {problem}; the feed is too large to read in one poll: ask the "
+        "site for a shorter feed, or raise poll.feed_deadline",
+    )
+
+
 class ExtractionPool:
     """A process pool that extracts and matches articles, recycled when a worker hangs or dies.
 
@@ -125,6 +136,7 @@ class ExtractionPool:
         self.memory_limit = memory_limit
         self._watchlists = tuple(watchlists)
         self._lock = threading.Lock()
+        self._parse_slot = threading.Semaphore(1)
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
@@ -189,6 +201,49 @@ class ExtractionPool:
             "%s: matching the feed's text failed too (%s); stored without hits", label, second
         )
         return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
+
+    def parse(
+        self, content: bytes, *, url: str, headers: Mapping[str, str], timeout: float
+    ) -> ParseResult:
+        """`parse_feed` in a process of its own, under the workers' memory limit, given up
+        after `timeout` seconds: a 15 MB feed of 60,000 entries takes close to half a
+        minute of CPU and a few hundred megabytes in feedparser, which must hold neither
+        the polling threads' GIL nor the daemon's memory.
+
+        Not in the extraction pool: killing a parse that overran must not kill the
+        extractions of other feeds' pages running beside it. One such parse at a time
+        (the wait counts against `timeout`), so several huge feeds cannot add up their
+        memory; the process starts from the fork server in milliseconds.
+        """
+        started = time.monotonic()
+        size = human_size(len(content))
+        if not self._parse_slot.acquire(timeout=timeout):
+            problem = f"another large feed was being read for all of the {timeout:.3g} s allowed"
+            return _too_large(url, problem)
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=_worker_context(),
+            initializer=_start_worker,
+            initargs=(self.memory_limit, ()),
+        )
+        try:
+            future: Future[ParseResult] = executor.submit(
+                parse_feed, content, url=url, headers=dict(headers)
+            )
+            return future.result(timeout=max(0.0, started + timeout - time.monotonic()))
+        except FutureTimeout:
+            problem = f"reading it ({size}) took over {timeout:.3g} s and was abandoned"
+        except BrokenProcessPool:
+            problem = f"the process reading it ({size}) died (memory limit or crash)"
+        except Exception as error:  # parse_feed never raises: this is a bug of ours
+            log.exception("parsing %s in a worker raised", url)
+            problem = f"reading it failed ({type(error).__name__}: {error})"
+        finally:
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.kill()  # feedparser never stops on its own; a no-op once it exited
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._parse_slot.release()
+        return _too_large(url, problem)
 
     def _run(self, job: ArticleJob) -> ArticleOutcome | str:
         """The step's result, or why the worker could not give it."""

@@ -896,3 +896,26 @@ def test_bad_feed_type_and_max_sitemap_urls_are_located(tmp_path: Path) -> None:
     assert too_many.endswith(
         ":10:21: poll.max_sitemap_urls must be at most 10000, got the number 10001"
     )
+
+
+# --------------------------------------------------------------------------- feed deadline
+
+
+def test_feed_deadline_is_loaded_with_a_default_of_five_minutes(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).poll.feed_deadline == timedelta(minutes=5)
+    config = load_config(write(tmp_path, with_minimal("poll:\n  feed_deadline: 90s\n")))
+    assert config.poll.feed_deadline == timedelta(seconds=90)
+
+
+def test_a_bad_feed_deadline_is_located(tmp_path: Path) -> None:
+    shorter = only_problem(tmp_path, with_minimal("poll:\n  timeout: 2m\n  feed_deadline: 90s\n"))
+    assert shorter.endswith(
+        ":11:18: feed_deadline (1m30s) cannot be shorter than "
+        "timeout (2m): the feed itself must fit in it"
+    ), shorter
+    unitless = only_problem(tmp_path, with_minimal("poll:\n  feed_deadline: 300\n"))
+    assert unitless.endswith(
+        ":10:18: bad duration the number 300: use a number and a unit, e.g. 90s, 15m, 2h, 1d, 1h30m"
+    ), unitless
+    too_long = only_problem(tmp_path, with_minimal("poll:\n  feed_deadline: 3h\n"))
+    assert too_long.endswith(":10:18: 3h is out of range: use between 10s and 2h"), too_long

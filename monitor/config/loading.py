@@ -233,6 +233,7 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         per_host=model.poll.per_host,
         user_agent=model.poll.user_agent,
         max_sitemap_urls=model.poll.max_sitemap_urls,
+        feed_deadline=model.poll.feed_deadline,
     )
     watchlists = tuple(
         Watchlist(

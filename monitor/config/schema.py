@@ -264,6 +264,9 @@ Interval = Annotated[timedelta, BeforeValidator(_duration), _between(MIN_INTERVA
 Timeout = Annotated[
     timedelta, BeforeValidator(_duration), _between(timedelta(seconds=1), timedelta(minutes=30))
 ]
+FeedDeadline = Annotated[
+    timedelta, BeforeValidator(_duration), _between(timedelta(seconds=10), timedelta(hours=2))
+]
 FeedUrl = Annotated[
     str, AfterValidator(_feed_url), StringConstraints(min_length=1, max_length=2000)
 ]
@@ -312,9 +315,16 @@ class _PollModel(_Section):
     per_host: Annotated[int, Field(ge=1, le=16)] = PollSettings.per_host
     user_agent: Text = PollSettings.user_agent
     max_sitemap_urls: Annotated[int, Field(ge=1, le=10000)] = PollSettings.max_sitemap_urls
+    feed_deadline: FeedDeadline = PollSettings.feed_deadline
 
     @model_validator(mode="after")
     def _consistent(self) -> _PollModel:
+        if self.feed_deadline < self.timeout:
+            raise _located(
+                "feed_deadline",
+                f"feed_deadline ({_format_duration(self.feed_deadline)}) cannot be shorter "
+                f"than timeout ({_format_duration(self.timeout)}): the feed itself must fit in it",
+            )
         if self.per_host > self.concurrency:
             raise _located(
                 "per_host",

@@ -23,6 +23,8 @@ class PollSettings(FetchLimits):
 
     interval: timedelta = timedelta(minutes=15)  # default per feed
     max_sitemap_urls: int = 200  # pages read from sitemaps per feed and poll; the rest wait
+    # A whole feed's poll (fetch, parse, pages); pages not read by then wait for the next poll.
+    feed_deadline: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from monitor.fetch.addresses import (
 )
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.responses import parse_retry_after
+from monitor.fetch.transport import fetch_cutoff
 from monitor.models import FetchLimits
 from monitor.schedule import MAX_RETRY_AFTER
 
@@ -46,6 +47,7 @@ __all__ = [
     "FetchLimits",
     "Fetcher",
     "Resolver",
+    "fetch_cutoff",
     "host_of",
     "non_global_reason",
     "parse_retry_after",

@@ -54,6 +54,7 @@ from monitor.fetch.transport import (
     GuardedBackend,
     PooledTransport,
     RoutingTransport,
+    fetch_cutoff,
     request_deadline,
 )
 from monitor.models import (
@@ -257,16 +258,26 @@ class Fetcher:
             with self._global_slots:
                 started = time.monotonic()
                 deadline = started + self.limits.timeout
+                cutoff = fetch_cutoff.get()
+                if cutoff is not None:
+                    deadline = min(deadline, cutoff)
                 token = request_deadline.set(deadline)
                 try:
                     return self._follow(
                         target, trusted_site, headers, sent_validators, deadline, host_slot
                     )
                 except _Failure as failure:
+                    detail = failure.detail
+                    if failure.kind is FetchErrorKind.TIMEOUT and deadline == cutoff:
+                        detail = (
+                            f"no complete response before its feed's poll.feed_deadline ran out "
+                            f"({_seconds(round(time.monotonic() - started, 1))} into the request); "
+                            "it will be retried at the next poll"
+                        )
                     return FetchFailed(
                         url=url,
                         kind=failure.kind,
-                        message=f"{url}: {failure.detail}",
+                        message=f"{url}: {detail}",
                         status=failure.status,
                         retry_after=failure.retry_after,
                         elapsed=time.monotonic() - started,

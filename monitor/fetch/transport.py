@@ -38,6 +38,7 @@ __all__ = [
     "GuardedBackend",
     "PooledTransport",
     "RoutingTransport",
+    "fetch_cutoff",
     "request_deadline",
 ]
 
@@ -46,6 +47,11 @@ __all__ = [
 # The monotonic deadline of the request running in this thread. Connections are
 # pooled and shared, so the deadline is looked up at each read, not stored on the stream.
 request_deadline: ContextVar[float | None] = ContextVar("monitor_fetch_deadline", default=None)
+
+# Set by a caller (the pipeline, for a feed's poll.feed_deadline): the monotonic instant
+# by which every request it starts in this context must end, whatever time is left of
+# the request's own timeout.
+fetch_cutoff: ContextVar[float | None] = ContextVar("monitor_fetch_cutoff", default=None)
 
 
 def _bounded_timeout(timeout: float | None, on_expiry: type[Exception]) -> float | None:
