@@ -352,7 +352,7 @@ def test_non_utf8_byte_is_located(tmp_path: Path) -> None:
 def test_oversized_file_is_refused_without_parsing(tmp_path: Path) -> None:
     path = tmp_path / "feeds.yaml"
     path.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+    with pytest.raises(ConfigError, match=f"larger than {MAX_CONFIG_BYTES // 1024} KiB"):
         load_config(path, environ={})
 
 

@@ -40,7 +40,7 @@ from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _s
 from monitor.errors import ConfigError
 from monitor.models import FeedSpec, Watchlist
 
-MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_BYTES = 64 * 1024 * 1024  # 100,000 watchlists take about 10 MiB
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -206,15 +206,27 @@ def _digests(
     )
 
 
-def _feed_scope(watchlist: _WatchlistModel, feeds: list[_FeedModel]) -> tuple[str, ...]:
+def _feed_scope(
+    watchlist: _WatchlistModel, feeds: list[_FeedModel], tagged: Mapping[str, set[int]]
+) -> tuple[str, ...]:
     """The names of the feeds a watchlist applies to: those its ``feeds:`` names, and the
-    named feeds carrying any tag of its ``tags:`` (compared without case). () = every feed."""
+    named feeds carrying any tag of its ``tags:`` (compared without case). () = every feed.
+    `tagged`: folded tag → the indexes in `feeds` of the named feeds carrying it."""
     names = list(watchlist.feeds or ())
-    wanted = {tag.casefold() for tag in watchlist.tags or ()}
-    for feed in feeds:
-        if feed.name and wanted.intersection(tag.casefold() for tag in feed.tags or ()):
-            names.append(feed.name)
+    carriers: set[int] = set()
+    for tag in watchlist.tags or ():
+        carriers.update(tagged.get(tag.casefold(), ()))
+    names.extend(feeds[index].name or "" for index in sorted(carriers))
     return tuple(dict.fromkeys(names))
+
+
+def _named_feeds_by_tag(feeds: list[_FeedModel]) -> dict[str, set[int]]:
+    tagged: dict[str, set[int]] = {}
+    for index, feed in enumerate(feeds):
+        if feed.name:
+            for tag in feed.tags or ():
+                tagged.setdefault(tag.casefold(), set()).add(index)
+    return tagged
 
 
 def _build_config(model: _ConfigModel, path: Path) -> Config:
@@ -234,12 +246,13 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         user_agent=model.poll.user_agent,
         max_sitemap_urls=model.poll.max_sitemap_urls,
     )
+    tagged = _named_feeds_by_tag(model.feeds)
     watchlists = tuple(
         Watchlist(
             name=watchlist.name,
             query=watchlist.compiled,
             language=watchlist.language,
-            feeds=_feed_scope(watchlist, model.feeds),
+            feeds=_feed_scope(watchlist, model.feeds, tagged),
             languages=tuple(dict.fromkeys(watchlist.languages or ())),
             topic=watchlist.topic,
             hide_passing=watchlist.passing == "hide",
