@@ -28,6 +28,7 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.tag import Tag
 from ruamel.yaml.reader import Reader, ReaderError
 from yaml import YAMLError as LibYamlError
 from yaml import parse as yaml_parse
@@ -205,7 +206,7 @@ def _read_yaml_fast(text: str) -> tuple[Tree, _Positions] | None:
                     return None
             elif kind is AliasEventC:
                 return None
-    except LibYamlError:
+    except (LibYamlError, _NotForTheFastReader):
         return None
     if documents != 1 or len(roots) != 1:
         return None
@@ -224,21 +225,32 @@ class _Open:
         self.key_position: Position = (0, 0)
 
 
+class _NotForTheFastReader(Exception):
+    """Raised by `_plain_scalar` for a scalar the strict reader must see."""
+
+
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "null", "timestamp")
+)
 _NON_PRINTABLE = Reader.NON_PRINTABLE
 _TYPING = YAML(typ="rt")  # never loads: lends its resolver and constructor to `_plain_scalar`
-_STR_TAG = "tag:yaml.org,2002:str"
-_TYPED_INITIALS = frozenset(_TYPING.resolver.versioned_resolver)
+# First character → the (tag, pattern) pairs YAML 1.2 tries on a plain scalar starting with it.
+_IMPLICIT_RESOLVERS: dict[str, list[tuple[str, Any]]] = _TYPING.resolver.versioned_resolver
+assert not _IMPLICIT_RESOLVERS.get(None), "no resolver applies to every first character"
 
 
 def _plain_scalar(value: str) -> Tree:
     """A plain scalar typed as ruamel.yaml's round-trip loader types it, then made plain
     as `_plain` makes it."""
-    if value and value[0] not in _TYPED_INITIALS:
-        return value  # the resolver only types scalars starting with one of these
-    tag = _TYPING.resolver.resolve(ScalarNode, value, (True, False))
-    if str(tag) == _STR_TAG:
+    # What `resolve` does for a plain scalar, without working out the YAML version each time.
+    for tag, pattern in _IMPLICIT_RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            break
+    else:
         return value
-    built = _TYPING.constructor.construct_non_recursive_object(ScalarNode(tag, value))
+    if tag not in _PLAIN_TAGS:
+        raise _NotForTheFastReader  # "<<", "=": merge and value keys
+    built = _TYPING.constructor.construct_non_recursive_object(ScalarNode(Tag(suffix=tag), value))
     return _plain(built, (), _Positions(source_lines=[]))
 
 
