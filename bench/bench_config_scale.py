@@ -55,22 +55,99 @@ from monitor.reload import ConfigWatcher
 
 T = TypeVar("T")
 
-_FIRST = (
-    "Jean Marie Koffi Ama Yawa Kossi Afi Komlan Abla Edem Faure Gilchrist Agbéyomé "
-    "Brigitte Aristide Salif Aminata Ousmane Fatou Moussa Ibrahim Mariam Awa Kwame Nana "
-    "Akosua Adjoa Kofi Yao Mawuli Sénamé Dodzi Elom Mensah Aïcha Boubacar Hawa Idrissa"
-).split()
-_LAST = (
-    "Dupont Agbodjan Kodjo Gnassingbé Olympio Fabre Kpodar Amegan Adjovi Tchao Lawson "
-    "Akakpo Dalmeida Kokou Houngbo Klassou Dogbé Tomégah Sossou Ayité Kpatcha Agba "
-    "Traoré Keïta Diallo Ouédraogo Sawadogo Coulibaly Kaboré Touré Ndiaye Sow Ba Sarr"
-).split()
-_PLACES = "Lomé Kara Sokodé Atakpamé Dapaong Aného Kpalimé Tsévié Bassar Mango".split()
-_ROLES = "ministre député maire général procureur juge ambassadeur directeur".split()
-_TOPICS = "élection corruption attaque nomination procès grève manifestation".split()
+_FIRST = [
+    "Jean",
+    "Marie",
+    "Koffi",
+    "Ama",
+    "Yawa",
+    "Kossi",
+    "Afi",
+    "Komlan",
+    "Abla",
+    "Edem",
+    "Faure",
+    "Gilchrist",
+    "Agbéyomé",
+    "Brigitte",
+    "Aristide",
+    "Salif",
+    "Aminata",
+    "Ousmane",
+    "Fatou",
+    "Moussa",
+    "Ibrahim",
+    "Mariam",
+    "Awa",
+    "Kwame",
+    "Nana",
+    "Akosua",
+    "Adjoa",
+    "Kofi",
+    "Yao",
+    "Mawuli",
+    "Sénamé",
+    "Dodzi",
+    "Elom",
+    "Mensah",
+    "Aïcha",
+    "Boubacar",
+    "Hawa",
+    "Idrissa",
+]
+_LAST = [
+    "Dupont",
+    "Agbodjan",
+    "Kodjo",
+    "Gnassingbé",
+    "Olympio",
+    "Fabre",
+    "Kpodar",
+    "Amegan",
+    "Adjovi",
+    "Tchao",
+    "Lawson",
+    "Akakpo",
+    "Dalmeida",
+    "Kokou",
+    "Houngbo",
+    "Klassou",
+    "Dogbé",
+    "Tomégah",
+    "Sossou",
+    "Ayité",
+    "Kpatcha",
+    "Agba",
+    "Traoré",
+    "Keïta",
+    "Diallo",
+    "Ouédraogo",
+    "Sawadogo",
+    "Coulibaly",
+    "Kaboré",
+    "Touré",
+    "Ndiaye",
+    "Sow",
+    "Ba",
+    "Sarr",
+]
+_PLACES = [
+    "Lomé",
+    "Kara",
+    "Sokodé",
+    "Atakpamé",
+    "Dapaong",
+    "Aného",
+    "Kpalimé",
+    "Tsévié",
+    "Bassar",
+    "Mango",
+]
+_ROLES = ["ministre", "député", "maire", "général", "procureur", "juge", "ambassadeur", "directeur"]
+_TOPICS = ["élection", "corruption", "attaque", "nomination", "procès", "grève", "manifestation"]
 
 
-def _entity(index: int, rng: random.Random) -> tuple[str, str, str]:
+def _entity(index: int) -> tuple[str, str, str]:
     """A distinct full name, its surname and initials."""
     first, last = _FIRST[index % len(_FIRST)], _LAST[index * 7 % len(_LAST)]
     # Users' entity lists hold thousands of distinct names; a number keeps ours distinct.
@@ -79,7 +156,7 @@ def _entity(index: int, rng: random.Random) -> tuple[str, str, str]:
 
 
 def _watchlist(index: int, rng: random.Random, feed_names: list[str]) -> list[str]:
-    full, surname, initials = _entity(index, rng)
+    full, surname, initials = _entity(index)
     lines = [f'  - name: "{full} ({index})"']
     if index % 5 == 0:
         place, role, topic = rng.choice(_PLACES), rng.choice(_ROLES), rng.choice(_TOPICS)
@@ -166,10 +243,11 @@ def _check(path: Path) -> tuple[float, str]:
     return elapsed, completed.stdout.strip()
 
 
+_NAMED = [_entity(index)[0] for index in (1, 5, 10)]
 ARTICLE = (
-    "Lomé, le 3 mars. Le ministre {0} a reçu l'ambassadeur {1} pour parler de l'élection "
-    "à venir. Une manifestation est prévue à Kara, selon le maire {2}."
-).format(*(_entity(index, random.Random(0))[0] for index in (1, 5, 10)))
+    f"Lomé, le 3 mars. Le ministre {_NAMED[0]} a reçu l'ambassadeur {_NAMED[1]} pour parler "
+    f"de l'élection à venir. Une manifestation est prévue à Kara, selon le maire {_NAMED[2]}."
+)
 
 
 def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
@@ -185,7 +263,9 @@ def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
 
     def build_and_match() -> int:
         matcher = Matcher(config.watchlists)
-        article = ArticleText(url=None, title="Togo", text=ARTICLE, source=TextSource.FEED, language="fr")
+        article = ArticleText(
+            url=None, title="Togo", text=ARTICLE, source=TextSource.FEED, language="fr"
+        )
         return len(matcher.match(article))
 
     hits, matcher_seconds = _timed(build_and_match)
@@ -247,7 +327,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--what", choices=["watchlists", "feeds", "both"], default="both")
-    parser.add_argument("--profile", type=int, metavar="N", help="profile load_config at N watchlists")
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="profile load_config at N watchlists"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         if options.profile:

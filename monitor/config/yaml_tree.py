@@ -28,8 +28,8 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 from ruamel.yaml.nodes import ScalarNode
-from ruamel.yaml.tag import Tag
 from ruamel.yaml.reader import Reader, ReaderError
+from ruamel.yaml.tag import Tag
 from yaml import YAMLError as LibYamlError
 from yaml import parse as yaml_parse
 from yaml.events import AliasEvent as AliasEventC
@@ -235,18 +235,24 @@ _PLAIN_TAGS = frozenset(
 _NON_PRINTABLE = Reader.NON_PRINTABLE
 _TYPING = YAML(typ="rt")  # never loads: lends its resolver and constructor to `_plain_scalar`
 # First character → the (tag, pattern) pairs YAML 1.2 tries on a plain scalar starting with it.
-_IMPLICIT_RESOLVERS: dict[str, list[tuple[str, Any]]] = _TYPING.resolver.versioned_resolver
+_IMPLICIT_RESOLVERS: dict[str | None, list[tuple[str, Any]]] = _TYPING.resolver.versioned_resolver
 assert not _IMPLICIT_RESOLVERS.get(None), "no resolver applies to every first character"
+
+
+def _implicit_tag(value: str) -> str | None:
+    """What ruamel.yaml's `resolve` gives a plain scalar (None: text), without working out
+    the YAML version at each call."""
+    for tag, pattern in _IMPLICIT_RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            return tag
+    return None
 
 
 def _plain_scalar(value: str) -> Tree:
     """A plain scalar typed as ruamel.yaml's round-trip loader types it, then made plain
     as `_plain` makes it."""
-    # What `resolve` does for a plain scalar, without working out the YAML version each time.
-    for tag, pattern in _IMPLICIT_RESOLVERS.get(value[:1], ()):
-        if pattern.match(value):
-            break
-    else:
+    tag = _implicit_tag(value)
+    if tag is None:
         return value
     if tag not in _PLAIN_TAGS:
         raise _NotForTheFastReader  # "<<", "=": merge and value keys
