@@ -99,9 +99,29 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Config
     """Validate the YAML `text` of `path` into a Config. Raises ConfigError listing every problem.
 
     `path` is shown in messages as given and locates relative ``database``/``outbox``.
+
+    The last valid configuration is remembered: the same text, path and environment give
+    the same (frozen) `Config` again at once, so that `monitor run`, which checks the file
+    before the daemon loads it, does not validate 100,000 watchlists twice.
     """
+    global _last_parsed
+    key = (
+        text,
+        str(path),
+        str(path.absolute()),
+        os.path.expanduser("~"),  # `~` in database/outbox
+        tuple(sorted(environ.items())),
+    )
+    remembered = _last_parsed
+    if remembered is not None and remembered[0] == key:
+        return remembered[1]
     with without_garbage_collection():
-        return _parse_config(text, path=path, environ=environ)
+        config = _parse_config(text, path=path, environ=environ)
+    _last_parsed = (key, config)
+    return config
+
+
+_last_parsed: tuple[tuple[object, ...], Config] | None = None
 
 
 @contextmanager
