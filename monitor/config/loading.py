@@ -38,7 +38,14 @@ from monitor.config.settings import (
     RetentionSettings,
     SmtpSettings,
 )
-from monitor.config.yaml_tree import Tree, _Positions, _Problems, _read_yaml, _shown
+from monitor.config.yaml_tree import (
+    Tree,
+    _hand_over,
+    _Positions,
+    _Problems,
+    _read_yaml,
+    _shown,
+)
 from monitor.errors import ConfigError
 from monitor.models import FeedSpec, Watchlist
 
@@ -154,12 +161,18 @@ def _parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Confi
             "(see the bundled feeds.yaml)",
         )
         raise problems.error()
-    _substitute_environment(tree, positions, environ, problems)
+    # Only a "$" can start a ${VAR}, and only a backslash escape can write one without "$".
+    substitutes = "$" in text or "\\" in text
+    if substitutes:
+        _substitute_environment(tree, positions, environ, problems)
     model = _validate(tree, positions, problems)
     _check_references(tree, positions, problems)
     if problems or model is None:
         raise problems.error()
-    return _build_config(model, path)
+    config = _build_config(model, path)
+    if not substitutes:  # the tree is still the file's own: `lint_config` can use it
+        _hand_over(text, document)
+    return config
 
 
 def _validate(tree: Tree, positions: _Positions, problems: _Problems) -> _ConfigModel | None:

@@ -112,11 +112,26 @@ class _Positions:
 def _read_yaml(text: str, problems: _Problems) -> tuple[Tree, _Positions] | None:
     """The tree and its positions, or None with the problems added. A file that the
     fast reader takes is read by it alone; any other goes through ruamel.yaml, which
-    words every refusal."""
+    words every refusal. A document handed over for this very text is taken instead."""
+    global _handed_over
+    handed, _handed_over = _handed_over, None
+    if handed is not None and handed[0] == text:
+        return handed[1]
     fast = _read_yaml_fast(text)
     if fast is not None:
         return fast
     return _read_yaml_strict(text, problems)
+
+
+_handed_over: tuple[str, tuple[Tree, _Positions]] | None = None
+
+
+def _hand_over(text: str, document: tuple[Tree, _Positions]) -> None:
+    """Keep `document`, read from `text` and left unchanged, for the next `_read_yaml`
+    (only the next: a daemon must not hold a second copy of a large tree): `monitor
+    check` and a reload load the file, then lint it, and the lint reads it again."""
+    global _handed_over
+    _handed_over = (text, document)
 
 
 def _read_yaml_strict(text: str, problems: _Problems) -> tuple[Tree, _Positions] | None:
