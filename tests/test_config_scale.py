@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import MAX_CONFIG_BYTES, load_config, parse_config
+from monitor.config import MAX_CONFIG_BYTES, lint_config, load_config, parse_config
 from monitor.config.yaml_tree import _Problems, _read_yaml_fast, _read_yaml_strict
 from monitor.errors import ConfigError
 from tests.corpus import REPO_ROOT
@@ -161,3 +161,29 @@ def test_errors_are_the_strict_readers_messages(tmp_path: Path) -> None:
     assert caught.value.problems == [
         f"{path}:1:8: anchor &f is not supported: write each value out in full"
     ]
+
+
+def test_the_same_file_twice_is_validated_once(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    environ = {"SMTP_USER": "veille", "SMTP_PASSWORD": "x"}
+    first = parse_config(VALID, path=path, environ=environ)
+    assert parse_config(VALID, path=path, environ=dict(environ)) is first
+    changed = parse_config(VALID, path=path, environ={**environ, "SMTP_PASSWORD": "y"})
+    assert changed is not first
+    assert changed.digests[0].smtp is not None and changed.digests[0].smtp.password == "y"
+    assert parse_config(VALID, path=tmp_path / "other.yaml", environ=environ) is not first
+
+
+def test_the_lint_after_a_load_reads_the_tree_the_load_read(tmp_path: Path) -> None:
+    text = _scaled_config(20, 5).replace("NOT sport", "NOT sport NEAR5 x", 1)
+    path = tmp_path / "feeds.yaml"
+    path.write_text(text, encoding="utf-8")
+    alone = lint_config(path)
+    assert len(alone) == 1 and "NEAR5" in alone[0]
+    load_config(path)
+    assert lint_config(path) == alone  # taken from the load
+    assert lint_config(path) == alone  # read again: the hand-over was used once
+    path.write_text(text.replace("NEAR5", "NEAR6"), encoding="utf-8")
+    load_config(path)
+    path.write_text(text, encoding="utf-8")  # changed between the load and the lint
+    assert lint_config(path) == alone
