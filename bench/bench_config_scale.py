@@ -225,22 +225,28 @@ def _timed(step: Callable[[], T]) -> tuple[T, float]:
     return result, time.perf_counter() - started
 
 
-def _peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _check(path: Path) -> tuple[float, str]:
+def _check(path: Path) -> tuple[float, str, float]:
+    """Wall time, output and peak RSS (MiB) of ``monitor check`` on `path`."""
     started = time.perf_counter()
-    completed = subprocess.run(
-        [sys.executable, "-m", "monitor", "-c", str(path), "check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise SystemExit(f"monitor check failed:\n{completed.stdout}\n{completed.stderr[-2000:]}")
-    return elapsed, completed.stdout.strip()
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "-c", str(path), "check"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.perf_counter() - started
+        output.seek(0)
+        printed = output.read().strip()
+    if process.returncode != 0:
+        raise SystemExit(f"monitor check failed:\n{printed[-2000:]}")
+    return elapsed, printed, usage.ru_maxrss / 1024
 
 
 _NAMED = [_entity(index)[0] for index in (1, 5, 10)]
@@ -257,8 +263,8 @@ def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
     yield f"{what} {size:,} ({len(text.encode()) / 1024 / 1024:.1f} MiB)"
     config, load_seconds = _timed(lambda: load_config(path))
     yield f"  load_config            {load_seconds:8.2f} s"
-    check_seconds, summary = _check(path)
-    yield f"  monitor check          {check_seconds:8.2f} s   peak RSS {_peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB (subprocess)"
+    check_seconds, summary, check_rss = _check(path)
+    yield f"  monitor check          {check_seconds:8.2f} s   peak RSS {check_rss:.0f} MiB (subprocess)"
     yield f"    {summary[:110]}"
 
     def build_and_match() -> int:
