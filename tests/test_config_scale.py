@@ -112,6 +112,7 @@ def _documents() -> list[str]:
         "feeds:\n  -\n    url: https://example.org\n  - url:\n    name: x\n",
         "--- \nroot: 1\n...\n",
         "just text\n",
+        "🌍: [a, 🌍 b, {c: 🌍}]\nafter: 'x 🌍'\nthen: \"\\U0001F30D\"\n",
         "- a\n- b\n",
         "x: 'It''s'\ny: \"multi\n  line\"\nz: plain\n  continued\n",
     ]
