@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import MAX_CONFIG_BYTES, lint_config, load_config, parse_config
+from monitor.config.lint import _list_item_warnings, _list_item_warnings_in_full
 from monitor.config.yaml_tree import _Problems, _read_yaml_fast, _read_yaml_strict
 from monitor.errors import ConfigError
 from tests.corpus import REPO_ROOT
@@ -188,3 +189,38 @@ def test_the_lint_after_a_load_reads_the_tree_the_load_read(tmp_path: Path) -> N
     load_config(path)
     path.write_text(text, encoding="utf-8")  # changed between the load and the lint
     assert lint_config(path) == alone
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "Jean Dupont",
+        "Dupont12",
+        "le",
+        "Le",
+        "LES",
+        "de la",
+        "the",
+        "and",
+        "AND",
+        "Togo AND Lomé",
+        "x*",
+        "Koffi Agb*",
+        "L'Union",
+        "Jean-Marie",
+        "Côte d'Ivoire",
+        "Œuvre",
+        "ß",
+        "«Togo»",
+        '"Togo"',
+        "=Togo",
+        "@set",
+        " Togo",
+        "Togo  Lomé",
+        "12",
+        "Ébène Ça",
+    ],
+)
+def test_the_lint_of_plain_names_skips_only_what_cannot_warn(item: str) -> None:
+    sets = {"set": ["Togo"]}
+    assert _list_item_warnings(item, sets) == _list_item_warnings_in_full(item, sets)
