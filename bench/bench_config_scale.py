@@ -229,24 +229,40 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# Runs the command and prints its peak RSS in KiB last. A child forked from this large
+# process would count this process's pages in its own peak (Linux keeps the high-water
+# mark across exec), so the command is started from this small launcher instead.
+_LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(process.pid, 0)
+print(usage.ru_maxrss, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _check(path: Path) -> tuple[float, str, float]:
     """Wall time, output and peak RSS (MiB) of ``monitor check`` on `path`."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "-c", str(path), "check"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        elapsed = time.perf_counter() - started
-        output.seek(0)
-        printed = output.read().strip()
-    if process.returncode != 0:
-        raise SystemExit(f"monitor check failed:\n{printed[-2000:]}")
-    return elapsed, printed, usage.ru_maxrss / 1024
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            *(sys.executable, "-m", "monitor"),
+            "-c",
+            str(path),
+            "check",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"monitor check failed:\n{completed.stdout}\n{completed.stderr[-2000:]}")
+    peak_kib = int(completed.stderr.strip().splitlines()[-1])
+    return elapsed, completed.stdout.strip(), peak_kib / 1024
 
 
 _NAMED = [_entity(index)[0] for index in (1, 5, 10)]
