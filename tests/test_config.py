@@ -21,6 +21,7 @@ from monitor.errors import ConfigError
 from monitor.matching import Matcher
 from monitor.models import ArticleText, TextSource
 from monitor.query import from_lists, parse_query
+from monitor.text import human_size
 from tests.corpus import REPO_ROOT, require_corpus
 
 VALID = """\
@@ -352,7 +353,7 @@ def test_non_utf8_byte_is_located(tmp_path: Path) -> None:
 def test_oversized_file_is_refused_without_parsing(tmp_path: Path) -> None:
     path = tmp_path / "feeds.yaml"
     path.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+    with pytest.raises(ConfigError, match=f"larger than {human_size(MAX_CONFIG_BYTES)}"):
         load_config(path, environ={})
 
 

@@ -36,8 +36,8 @@ from monitor.errors import ListTermError, QuerySyntaxError
 from monitor.query import Node, from_lists, parse_query
 from monitor.text import primary_language
 
-MAX_FEEDS = 2000
-MAX_WATCHLISTS = 1000
+MAX_FEEDS = 1_000_000
+MAX_WATCHLISTS = 1_000_000
 MAX_ALERTS = 100
 MAX_ALERT_URLS = 20
 MAX_TERMS_PER_LIST = 1000
@@ -107,11 +107,14 @@ def _custom(kind: str, message: str) -> PydanticCustomError:
 
 def _text(value: str) -> str:
     stripped = value.strip()
-    if any(ord(character) < 32 or ord(character) == 127 for character in stripped):
+    if _CONTROL_CHARACTER.search(stripped) is not None:
         raise _custom(
             "control_character", "control characters (line breaks, tabs) are not allowed here"
         )
     return stripped
+
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _duration(value: object) -> timedelta:

@@ -27,7 +27,23 @@ from ruamel.yaml.events import (
     SequenceEndEvent,
     SequenceStartEvent,
 )
-from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import Reader, ReaderError
+from ruamel.yaml.tag import Tag
+from yaml import YAMLError as LibYamlError
+from yaml import parse as yaml_parse
+from yaml.events import AliasEvent as AliasEventC
+from yaml.events import DocumentStartEvent as DocumentStartEventC
+from yaml.events import MappingEndEvent as MappingEndEventC
+from yaml.events import MappingStartEvent as MappingStartEventC
+from yaml.events import ScalarEvent as ScalarEventC
+from yaml.events import SequenceEndEvent as SequenceEndEventC
+from yaml.events import SequenceStartEvent as SequenceStartEventC
+
+try:
+    from yaml import CBaseLoader as _LIBYAML_LOADER
+except ImportError:  # PyYAML built without libyaml: every file takes the strict reader
+    _LIBYAML_LOADER = None
 
 from monitor.errors import ConfigError
 
@@ -94,6 +110,31 @@ class _Positions:
 
 
 def _read_yaml(text: str, problems: _Problems) -> tuple[Tree, _Positions] | None:
+    """The tree and its positions, or None with the problems added. A file that the
+    fast reader takes is read by it alone; any other goes through ruamel.yaml, which
+    words every refusal. A document handed over for this very text is taken instead."""
+    global _handed_over
+    handed, _handed_over = _handed_over, None
+    if handed is not None and handed[0] == text:
+        return handed[1]
+    fast = _read_yaml_fast(text)
+    if fast is not None:
+        return fast
+    return _read_yaml_strict(text, problems)
+
+
+_handed_over: tuple[str, tuple[Tree, _Positions]] | None = None
+
+
+def _hand_over(text: str, document: tuple[Tree, _Positions]) -> None:
+    """Keep `document`, read from `text` and left unchanged, for the next `_read_yaml`
+    (only the next: a daemon must not hold a second copy of a large tree): `monitor
+    check` and a reload load the file, then lint it, and the lint reads it again."""
+    global _handed_over
+    _handed_over = (text, document)
+
+
+def _read_yaml_strict(text: str, problems: _Problems) -> tuple[Tree, _Positions] | None:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -117,6 +158,121 @@ def _read_yaml(text: str, problems: _Problems) -> tuple[Tree, _Positions] | None
         return None
     positions = _Positions(source_lines=text.splitlines())
     return _plain(loaded, (), positions), positions
+
+
+def _read_yaml_fast(text: str) -> tuple[Tree, _Positions] | None:
+    """The tree and positions `_read_yaml_strict` gives, built from libyaml's events (a C
+    parser, many times faster than ruamel.yaml's pure-Python one on a large file), or
+    None whenever the text holds anything `_read_yaml_strict` would refuse or read in its
+    own way: a syntax error, a character YAML forbids, an anchor, alias, tag or
+    directive, a duplicate, non-text or merge (``<<``) key, no or a second document,
+    deep nesting. Plain scalars are typed by ruamel.yaml's own YAML 1.2 resolver and
+    constructor, so values are the same whichever reader ran."""
+    if _LIBYAML_LOADER is None or _NON_PRINTABLE.search(text) is not None:
+        return None
+    positions = _Positions(source_lines=text.splitlines())
+    keys, values = positions.keys, positions.values
+    stack: list[_Open] = []
+    roots: list[Tree] = []
+    documents = 0
+    try:
+        for event in yaml_parse(text, Loader=_LIBYAML_LOADER):
+            kind = type(event)
+            if kind is ScalarEventC or kind is MappingStartEventC or kind is SequenceStartEventC:
+                if event.anchor is not None or event.tag is not None:
+                    return None
+                mark = event.start_mark
+                position = (mark.line, mark.column)
+                node: Tree
+                if kind is ScalarEventC:
+                    node = event.value if event.style else _plain_scalar(event.value)
+                else:
+                    node = {} if kind is MappingStartEventC else []
+                child: Loc = ()
+                if not stack:
+                    roots.append(node)
+                else:
+                    parent = stack[-1]
+                    container = parent.container
+                    if isinstance(container, list):
+                        child = (*parent.loc, len(container))
+                        keys[child] = values[child] = position
+                        container.append(node)
+                    elif parent.key is None:
+                        if not isinstance(node, str) or node == "<<" or node in container:
+                            return None  # non-text (or typed), merge or duplicate key
+                        parent.key, parent.key_position = node, position
+                        continue
+                    else:
+                        child = (*parent.loc, parent.key)
+                        keys[child] = parent.key_position
+                        values[child] = parent.key_position if node is None else position
+                        container[parent.key] = node
+                        parent.key = None
+                if isinstance(node, dict | list):
+                    stack.append(_Open(node, child))
+                    if len(stack) > MAX_NESTING:
+                        return None
+            elif kind is MappingEndEventC or kind is SequenceEndEventC:
+                stack.pop()
+            elif kind is DocumentStartEventC:
+                documents += 1
+                if documents > 1 or event.version is not None or event.tags:
+                    return None
+            elif kind is AliasEventC:
+                return None
+    except (LibYamlError, _NotForTheFastReader):
+        return None
+    if documents != 1 or len(roots) != 1:
+        return None
+    return roots[0], positions
+
+
+class _Open:
+    """A collection being filled from the event stream."""
+
+    __slots__ = ("container", "key", "key_position", "loc")
+
+    def __init__(self, container: dict[str, Tree] | list[Tree], loc: Loc) -> None:
+        self.container = container
+        self.loc = loc
+        self.key: str | None = None  # in a mapping: the key read, its value not yet
+        self.key_position: Position = (0, 0)
+
+
+class _NotForTheFastReader(Exception):
+    """Raised by `_plain_scalar` for a scalar the strict reader must see."""
+
+
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "null", "timestamp")
+)
+_NON_PRINTABLE = Reader.NON_PRINTABLE
+_TYPING = YAML(typ="rt")  # never loads: lends its resolver and constructor to `_plain_scalar`
+# First character → the (tag, pattern) pairs YAML 1.2 tries on a plain scalar starting with it.
+_IMPLICIT_RESOLVERS: dict[str | None, list[tuple[str, Any]]] = _TYPING.resolver.versioned_resolver
+assert not _IMPLICIT_RESOLVERS.get(None), "no resolver applies to every first character"
+
+
+def _implicit_tag(value: str) -> str | None:
+    """What ruamel.yaml's `resolve` gives a plain scalar (None: text), without working out
+    the YAML version at each call."""
+    for tag, pattern in _IMPLICIT_RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            return tag
+    return None
+
+
+def _plain_scalar(value: str) -> Tree:
+    """A plain scalar typed as ruamel.yaml's round-trip loader types it, then made plain
+    as `_plain` makes it."""
+    tag = _implicit_tag(value)
+    if tag is None:
+        return value
+    if tag not in _PLAIN_TAGS:
+        raise _NotForTheFastReader  # "<<", "=": merge and value keys
+    built = _TYPING.constructor.construct_non_recursive_object(ScalarNode(Tag(suffix=tag), value))
+    return _plain(built, (), _Positions(source_lines=[]))
 
 
 def _check_events(yaml: YAML, text: str, problems: _Problems) -> None:

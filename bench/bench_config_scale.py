@@ -1,0 +1,374 @@
+"""Benchmark: feeds.yaml with 10,000 to 100,000 watchlists or feeds.
+
+    .venv/bin/python bench/bench_config_scale.py              # 10,000 and 100,000 of each
+    .venv/bin/python bench/bench_config_scale.py --sizes 10000 --what watchlists
+    .venv/bin/python bench/bench_config_scale.py --profile 100000   # cProfile of load_config
+
+Generated files (fixed seed), in the bundled file's style:
+
+* ``watchlists``: 20 feeds and N watchlists generated from an entity list (a person,
+  a place or an organisation each, as users derive them from a list of thousands of
+  names): a name, ``any:`` of two to four spellings of the entity (full name, surname,
+  initials); one in five a ``query:`` instead, mixing a quoted phrase, AND, OR, NOT and
+  ``NEAR/n``; one in ten fixes ``language:``, one in twenty is scoped with ``feeds:``.
+* ``feeds``: N feeds, each a distinct URL on one of N/20 hosts, a distinct name, one in
+  three with ``tags:``, one in four with ``interval:``, and 20 watchlists, one scoped by
+  tag.
+
+Each step is timed in this process except ``monitor check``, run end to end as a
+subprocess (interpreter start and imports included):
+
+* ``load``: `load_config` (read, YAML, validation, cross-references, frozen settings);
+* ``check``: ``monitor -c FILE check``, wall time and the subprocess's peak RSS;
+* ``matcher``: ``Matcher(config.watchlists)`` and one article matched (the first use
+  builds the partition: compiling and indexing every watchlist);
+* ``watch``: a `ConfigWatcher` started on the file (what the daemon pays at start:
+  settle read + load), then ``reload``: one watchlist renamed, the file saved, and
+  `poll` returning the new configuration (settle pause of 0.2 s included).
+
+Peak RSS of this process is printed after each size (it only grows, so the figure for a
+size includes the sizes before it in the same run; run one size alone for its own peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import os
+import pstats
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from monitor.config import load_config, loading
+from monitor.matching import Matcher
+from monitor.models import ArticleText, TextSource
+from monitor.reload import ConfigWatcher
+
+T = TypeVar("T")
+
+_FIRST = [
+    "Jean",
+    "Marie",
+    "Koffi",
+    "Ama",
+    "Yawa",
+    "Kossi",
+    "Afi",
+    "Komlan",
+    "Abla",
+    "Edem",
+    "Faure",
+    "Gilchrist",
+    "Agbéyomé",
+    "Brigitte",
+    "Aristide",
+    "Salif",
+    "Aminata",
+    "Ousmane",
+    "Fatou",
+    "Moussa",
+    "Ibrahim",
+    "Mariam",
+    "Awa",
+    "Kwame",
+    "Nana",
+    "Akosua",
+    "Adjoa",
+    "Kofi",
+    "Yao",
+    "Mawuli",
+    "Sénamé",
+    "Dodzi",
+    "Elom",
+    "Mensah",
+    "Aïcha",
+    "Boubacar",
+    "Hawa",
+    "Idrissa",
+]
+_LAST = [
+    "Dupont",
+    "Agbodjan",
+    "Kodjo",
+    "Gnassingbé",
+    "Olympio",
+    "Fabre",
+    "Kpodar",
+    "Amegan",
+    "Adjovi",
+    "Tchao",
+    "Lawson",
+    "Akakpo",
+    "Dalmeida",
+    "Kokou",
+    "Houngbo",
+    "Klassou",
+    "Dogbé",
+    "Tomégah",
+    "Sossou",
+    "Ayité",
+    "Kpatcha",
+    "Agba",
+    "Traoré",
+    "Keïta",
+    "Diallo",
+    "Ouédraogo",
+    "Sawadogo",
+    "Coulibaly",
+    "Kaboré",
+    "Touré",
+    "Ndiaye",
+    "Sow",
+    "Ba",
+    "Sarr",
+]
+_PLACES = [
+    "Lomé",
+    "Kara",
+    "Sokodé",
+    "Atakpamé",
+    "Dapaong",
+    "Aného",
+    "Kpalimé",
+    "Tsévié",
+    "Bassar",
+    "Mango",
+]
+_ROLES = ["ministre", "député", "maire", "général", "procureur", "juge", "ambassadeur", "directeur"]
+_TOPICS = ["élection", "corruption", "attaque", "nomination", "procès", "grève", "manifestation"]
+
+
+def _entity(index: int) -> tuple[str, str, str]:
+    """A distinct full name, its surname and initials."""
+    first, last = _FIRST[index % len(_FIRST)], _LAST[index * 7 % len(_LAST)]
+    # Users' entity lists hold thousands of distinct names; a number keeps ours distinct.
+    surname = f"{last}{index}"
+    return f"{first} {surname}", surname, f"{first[0]}. {surname}"
+
+
+def _watchlist(index: int, rng: random.Random, feed_names: list[str]) -> list[str]:
+    full, surname, initials = _entity(index)
+    lines = [f'  - name: "{full} ({index})"']
+    if index % 5 == 0:
+        place, role, topic = rng.choice(_PLACES), rng.choice(_ROLES), rng.choice(_TOPICS)
+        shape = index // 5 % 3
+        if shape == 0:
+            query = f'"{full}" OR ({surname} AND ({place} OR {role}))'
+        elif shape == 1:
+            query = f'("{full}" OR "{initials}") NEAR/10 ({topic} OR {role}) NOT sport'
+        else:
+            query = f'{surname} AND {place} AND "{topic}"'
+        lines.append(f"    query: '{query}'")
+    else:
+        terms = [full, surname, initials][: rng.randint(2, 3)]
+        if index % 7 == 0:
+            terms.append(f"{rng.choice(_ROLES)} {surname}")
+        lines.append("    any: [" + ", ".join(f'"{term}"' for term in terms) + "]")
+    if index % 10 == 3:
+        lines.append(f"    language: {rng.choice(('fr', 'en'))}")
+    if index % 20 == 7:
+        lines.append(f"    feeds: [{feed_names[index % len(feed_names)]}]")
+    return lines
+
+
+def generate(
+    watchlists: int, feeds: int, seed: int = 12, site: str = "https://news{host}.example.org"
+) -> str:
+    rng = random.Random(seed)
+    lines = [
+        "# Generated by bench/bench_config_scale.py",
+        "database: monitor.db",
+        "timezone: Africa/Lome",
+        "poll:",
+        "  interval: 15m",
+        "feeds:",
+    ]
+    feed_names = []
+    hosts = max(1, feeds // 20)
+    for index in range(feeds):
+        name = f"Source {index}"
+        feed_names.append(name)
+        lines.append(f"  - url: {site.format(host=index % hosts)}/rss/{index}.xml")
+        lines.append(f"    name: {name}")
+        if index % 3 == 0:
+            lines.append(f"    tags: [{('afrique', 'togo', 'radio')[index % 9 // 3]}]")
+        if index % 4 == 1:
+            lines.append("    interval: 30m")
+    lines.append("watchlists:")
+    for index in range(watchlists):
+        lines.extend(_watchlist(index, rng, feed_names))
+        if watchlists < 100 and index == 0:
+            lines.append("    tags: [togo]")
+    lines += [
+        "digest:",
+        '  at: "07:00"',
+        "  from: monitor@example.org",
+        "  to: [analyst@example.org]",
+        "  outbox: digests",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _timed(step: Callable[[], T]) -> tuple[T, float]:
+    gc.collect()
+    started = time.perf_counter()
+    result = step()
+    return result, time.perf_counter() - started
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Runs the command and prints its peak RSS in KiB last. A child forked from this large
+# process would count this process's pages in its own peak (Linux keeps the high-water
+# mark across exec), so the command is started from this small launcher instead.
+_LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(process.pid, 0)
+print(usage.ru_maxrss, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _check(path: Path) -> tuple[float, str, float]:
+    """Wall time, output and peak RSS (MiB) of ``monitor check`` on `path`."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            *(sys.executable, "-m", "monitor"),
+            "-c",
+            str(path),
+            "check",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"monitor check failed:\n{completed.stdout}\n{completed.stderr[-2000:]}")
+    peak_kib = int(completed.stderr.strip().splitlines()[-1])
+    return elapsed, completed.stdout.strip(), peak_kib / 1024
+
+
+_NAMED = [_entity(index)[0] for index in (1, 5, 10)]
+ARTICLE = (
+    f"Lomé, le 3 mars. Le ministre {_NAMED[0]} a reçu l'ambassadeur {_NAMED[1]} pour parler "
+    f"de l'élection à venir. Une manifestation est prévue à Kara, selon le maire {_NAMED[2]}."
+)
+
+
+def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
+    text = generate(size, 20) if what == "watchlists" else generate(20, size)
+    path = folder / f"{what}-{size}.yaml"
+    path.write_text(text, encoding="utf-8")
+    yield f"{what} {size:,} ({len(text.encode()) / 1024 / 1024:.1f} MiB)"
+    config, load_seconds = _timed(lambda: load_config(path))
+    yield f"  load_config            {load_seconds:8.2f} s"
+    check_seconds, summary, check_rss = _check(path)
+    yield f"  monitor check          {check_seconds:8.2f} s   peak RSS {check_rss:.0f} MiB (subprocess)"
+    yield f"    {summary[:110]}"
+
+    def build_and_match() -> int:
+        matcher = Matcher(config.watchlists)
+        article = ArticleText(
+            url=None, title="Togo", text=ARTICLE, source=TextSource.FEED, language="fr"
+        )
+        return len(matcher.match(article))
+
+    hits, matcher_seconds = _timed(build_and_match)
+    yield f"  Matcher + 1st article  {matcher_seconds:8.2f} s   ({hits} hits)"
+    loading._last_parsed = None  # a daemon's first load: not the one remembered above
+    watcher, start_seconds = _timed(lambda: ConfigWatcher(path))
+    yield f"  daemon start (watcher) {start_seconds:8.2f} s   (0.2 s settle included)"
+    changed = text.replace("Source 1\n", "Source 1 renamed\n", 1)
+    changed = changed.replace('name: "', 'name: "Renamed ', 1)
+    path.write_text(changed, encoding="utf-8")
+    reloaded, reload_seconds = _timed(watcher.poll)
+    assert reloaded is not None and reloaded.watchlists[0].name.startswith("Renamed")
+    yield f"  reload (poll)          {reload_seconds:8.2f} s   (0.2 s settle included)"
+    yield f"  peak RSS (this process) {_peak_rss_mib():7.0f} MiB"
+    yield from _daemon(what, size, folder)
+
+
+def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
+    """``monitor run`` end to end: until it logs "monitor running", then a save and SIGHUP
+    until it logs "configuration reloaded" (parse, matcher handed over, feed jobs synced,
+    lint). Feeds point at a closed port of 127.0.0.1, so polls fail at once, offline."""
+    site = "http://127.0.0.1:9/news{host}"
+    text = generate(size, 20, site=site) if what == "watchlists" else generate(20, size, site=site)
+    run_folder = folder / f"run-{what}-{size}"
+    run_folder.mkdir()
+    path = run_folder / "feeds.yaml"
+    path.write_text(text, encoding="utf-8")
+    started = time.perf_counter()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "-c", str(path), "run"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert daemon.stderr is not None
+    try:
+        for line in daemon.stderr:
+            if "monitor running" in line:
+                break
+        else:
+            raise SystemExit(f"monitor run stopped: exit {daemon.wait()}")
+        yield f"  monitor run: running   {time.perf_counter() - started:8.2f} s   (from exec)"
+        path.write_text(text.replace('name: "', 'name: "Renamed ', 1), encoding="utf-8")
+        started = time.perf_counter()
+        daemon.send_signal(signal.SIGHUP)
+        for line in daemon.stderr:
+            if "configuration reloaded" in line:
+                break
+        yield f"  monitor run: reloaded  {time.perf_counter() - started:8.2f} s   (SIGHUP to log line)"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--what", choices=["watchlists", "feeds", "both"], default="both")
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="profile load_config at N watchlists"
+    )
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        if options.profile:
+            path = Path(folder, "profile.yaml")
+            path.write_text(generate(options.profile, 20), encoding="utf-8")
+            profiler = cProfile.Profile()
+            profiler.runcall(load_config, path)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+            return
+        kinds = ["watchlists", "feeds"] if options.what == "both" else [options.what]
+        print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f}")
+        for what in kinds:
+            for size in options.sizes:
+                for line in _measure(what, size, Path(folder)):
+                    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
