@@ -198,12 +198,12 @@ def watchlists() -> tuple[Watchlist, ...]:
     return tuple(Watchlist(name=name, query=query) for name, query in specs)
 
 
-def make_config(root: Path, feeds: list[FeedSpec], concurrency: int) -> Config:
+def make_config(root: Path, feeds: list[FeedSpec], concurrency: int, per_host: int = 2) -> Config:
     return Config(
         path=root / "feeds.yaml",
         database=root / "bench.db",
         timezone=ZoneInfo("UTC"),
-        poll=PollSettings(concurrency=concurrency, per_host=2, timeout=60.0),
+        poll=PollSettings(concurrency=concurrency, per_host=per_host, timeout=60.0),
         feeds=tuple(feeds),
         watchlists=watchlists(),
         digests=(DigestSettings(outbox=root / "digests"),),
@@ -313,7 +313,7 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
             f"{vm_rss_mib(os.getpid()):.0f} MiB"
         )
         with tempfile.TemporaryDirectory() as tmp:
-            config = make_config(Path(tmp), feeds, args.concurrency)
+            config = make_config(Path(tmp), feeds, args.concurrency, args.per_host)
             warm_up = time.perf_counter()
             with (
                 Store(config.database) as store,
@@ -403,7 +403,7 @@ def repoll(args: argparse.Namespace) -> None:
     servers = Servers(routes, args.latency, port)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            config = make_config(Path(tmp), feeds, args.concurrency)
+            config = make_config(Path(tmp), feeds, args.concurrency, args.per_host)
             with (
                 Store(config.database) as store,
                 open_pipeline(config, store, clock=utc_now) as pipeline,
@@ -419,7 +419,7 @@ def repoll(args: argparse.Namespace) -> None:
             outcomes[report.outcome.value] = outcomes.get(report.outcome.value, 0) + 1
         print(
             f"\n{len(feeds)} small feeds on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency, "
-            f"concurrency {args.concurrency}, 2 per host"
+            f"concurrency {args.concurrency}, {args.per_host} per host"
         )
         print(
             f"  first poll:        {first_elapsed:6.2f} s ({sum(r.new_entries for r in first)} entries stored)"
@@ -444,6 +444,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--concurrency", type=int, default=32, help="requests in flight (poll.concurrency)"
+    )
+    parser.add_argument(
+        "--per-host", type=int, default=2, help="requests in flight to one host (poll.per_host)"
     )
     parser.add_argument("--repoll-feeds", type=int, default=1000)
     parser.add_argument(
