@@ -57,7 +57,6 @@ from monitor.pipeline import FeedReport, Pipeline
 from monitor.query import parse_query
 from monitor.schedule import due_digest, manual_digest_key, next_digest_time
 from monitor.service import (
-    HEALTH_LOOKBACK,
     AlertRun,
     Skipped,
     alert_routes,
@@ -329,8 +328,7 @@ def check(ctx: click.Context, strict: bool) -> None:
     stdout.print(
         f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.watchlists)} watchlists, "
         + "; ".join(
-            ("digest" if digest.name == "digest" else f"digest {digest.name}")
-            + f" {digest.schedule_words} {config.timezone.key}"
+            f"{digest.label} {digest.schedule_words} {config.timezone.key}"
             for digest in config.digests
         )
         + (f", {len(config.alerts)} alerts" if config.alerts else "")
@@ -580,7 +578,7 @@ def _preview_digest(
         now=now, name=settings.name, watchlists=settings.watchlists or None
     )
     covers_from = store.last_digest_sent(settings.name)
-    notices = health_notices(store, config, now=now, since=covers_from or now - HEALTH_LOOKBACK)
+    notices = health_notices(store, config, settings, now=now)
     if preview is None and not notices:
         stdout.print(
             f"digest {settings.name}: no unsent hits: a digest now would send nothing",

@@ -361,12 +361,11 @@ class Daemon:
         self._alerts_wanted.set()  # what a previous run left due goes out at once
         self._alert_thread.start()
         log.info(
-            "monitor running: %d feeds, %d watchlists; next digest %s",
+            "monitor running: %d feeds, %d watchlists; next %s",
             len(self.config.feeds),
             len(self.config.watchlists),
             "; ".join(
-                ("" if digest.name == "digest" else f"{digest.name} ")
-                + "at "
+                f"{digest.label} at "
                 + next_digest_time(
                     self.clock(), self.config.timezone, digest.at, digest.every
                 ).strftime("%Y-%m-%d %H:%M %Z")

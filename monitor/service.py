@@ -171,11 +171,13 @@ _NOTICE_OF_STATE = {
 
 
 def health_notices(
-    store: Store, config: Config, *, now: datetime, since: datetime
+    store: Store, config: Config, digest: DigestSettings, *, now: datetime
 ) -> list[HealthNotice]:
-    """What the digest's health section says: the feeds that need attention (failing for
-    more than a day, silent, moved, gone; see `health.needs_attention`), then the alert
-    destinations given up on since `since`."""
+    """What `digest`'s health section says now: the feeds that need attention (failing
+    for more than a day, silent, moved, gone; see `health.needs_attention`), then the
+    alert destinations given up on since the digest was last sent (the last day for a
+    first digest)."""
+    since = store.last_digest_sent(digest.name) or now - HEALTH_LOOKBACK
     feeds = [
         HealthNotice(
             _NOTICE_OF_STATE[health.state],
@@ -351,8 +353,7 @@ def _run_digest(
     done_before = store.digest_done_for(key)
     tried: list[str] = []
     watchlists = digest.watchlists or None
-    since = store.last_digest_sent(digest.name) or now - HEALTH_LOOKBACK
-    notices = health_notices(store, config, now=now, since=since)
+    notices = health_notices(store, config, digest, now=now)
     while True:
         # Sources that need attention are reported even on a day without hits: a digest
         # that stayed silent because every feed broke would hide exactly that.

@@ -64,8 +64,10 @@ class DigestSettings:
     max_full: int = 10  # stories in full per watchlist; the rest one line each
     watchlists: tuple[str, ...] = ()  # () = every watchlist
 
-    def includes(self, watchlist: str) -> bool:
-        return not self.watchlists or watchlist in self.watchlists
+    @property
+    def label(self) -> str:
+        """How messages name it: "digest" for the one of a `digest:` block, else "digest NAME"."""
+        return "digest" if self.name == DEFAULT_DIGEST_NAME else f"digest {self.name}"
 
     @property
     def schedule_words(self) -> str:

@@ -113,6 +113,16 @@ _FEED_COLUMNS = """
 """
 
 
+def _recorded_since(conn: sqlite3.Connection, name: str) -> tuple[bool, str]:
+    """(recorded, since) of the digest `name`: where its hits start, or for a digest not
+    yet recorded, where they would (the last time any digest was made; "" for the first)."""
+    row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
+    if row is not None:
+        return True, str(row["since"])
+    latest = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0]
+    return False, latest or ""
+
+
 def _unsent(name: str, since: str, watchlists: Collection[str] | None) -> tuple[str, list[Any]]:
     """SQL condition on `hits`: the hits the digest `name` should carry and has not."""
     where = """
@@ -979,12 +989,9 @@ class Store:
         last time any digest was made. A digest added to the configuration carries the
         hits no digest has looked at yet, not a backlog that others already sent; the
         first digest of a database carries every hit."""
-        row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
-        if row is not None:
-            since: str = row["since"]
+        known, since = _recorded_since(conn, name)
+        if known:
             return since
-        latest = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0]
-        since = latest or ""
         conn.execute(
             "INSERT INTO digest_names (name, since, registered_at) VALUES (?, ?, ?)",
             [name, since, to_db(now)],
@@ -1026,11 +1033,7 @@ class Store:
         """
         with self._db.errors(f"previewing digest {name}"):
             conn = self._db.connection()
-            row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
-            if row is not None:
-                since = row["since"]
-            else:
-                since = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0] or ""
+            _, since = _recorded_since(conn, name)
             where, parameters = _unsent(name, since, watchlists)
             rows = conn.execute(
                 f"SELECT {_HIT_COLUMNS} {_HIT_JOINS} WHERE {where} ORDER BY hits.id", parameters
