@@ -374,6 +374,17 @@ class MatchedClause:
 
 
 @dataclass(frozen=True)
+class RelevanceFeatures:
+    """What a hit's relevance is computed from (see `monitor.matching.relevance`)."""
+
+    strength: float  # 0-1: the query's clauses from title, lead, spread and share, combined
+    together: bool  # every positive clause in one sentence, or all in the title
+    in_title: bool  # some positive clause in the title
+    sentences: int  # sentences of the text outside related-link lines and captions, >= 1
+    topic_density: float | None  # the topic's words per 100 words; None: no `topic:`
+
+
+@dataclass(frozen=True)
 class HitResult:
     """A watchlist matched an article: what matched and where."""
 
@@ -384,6 +395,7 @@ class HitResult:
     relevance: float = 1.0  # 0-1: how much the article is about the watchlist's topic
     in_passing: bool = False  # a passing mention: listed compactly after the main hits
     evidence: str = ""  # the relevance in words: "in the title and in 6 of 30 sentences"
+    features: RelevanceFeatures | None = None  # the relevance's inputs (not stored)
 
 
 @dataclass(frozen=True)

@@ -352,7 +352,8 @@ def test_explain_prints_the_relevance_and_its_evidence(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["-c", str(config), "explain", "Togo défense", str(text)])
     assert result.exit_code == 0
     assert "relevance: 0." in result.output
-    assert "in passing: once, in sentence 13 of 19: in passing" in result.output
+    assert "in passing: once, in sentence 13 of 19; the topic's words " in result.output
+    assert "per 100 words: in passing" in result.output
 
 
 def test_hits_stored_before_relevance_are_scored_from_their_text(tmp_path: Path) -> None:

@@ -3,15 +3,18 @@ that a paragraph without matches never raises a score."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.matching import Matcher
 from monitor.matching.analysis import _sentence_spans, _sentence_starts, asides
-from monitor.matching.relevance import PASSING_BELOW
+from monitor.matching.relevance import PASSING_BELOW, WITH_TOPIC, WITHOUT_TOPIC, Model
 from monitor.models import ArticleText, HitResult, TextSource, Watchlist
 from monitor.query import parse_query
 from monitor.text import drop_related_links
+from scripts import fit_relevance
+from tests.corpus import require_corpus
 
 FILLER = [
     "Le marché central de Lomé a rouvert ses portes lundi matin.",
@@ -23,8 +26,8 @@ FILLER = [
 ]
 
 
-def hit_for(query: str, title: str, *paragraphs: str) -> HitResult:
-    watchlist = Watchlist(name="w", query=parse_query(query, {}), language="fr")
+def hit_for(query: str, title: str, *paragraphs: str, topic: str | None = None) -> HitResult:
+    watchlist = Watchlist(name="w", query=parse_query(query, {}), language="fr", topic=topic)
     article = ArticleText(
         url=None, title=title, text="\n".join(paragraphs), source=TextSource.PAGE, language="fr"
     )
@@ -162,17 +165,22 @@ PARAGRAPH = st.one_of(
 )
 
 
+# None of its words is in FILLER, so the unrelated paragraphs hold none of them.
+TOPIC = "L'inflation, la politique monétaire et le coût de la vie des ménages"
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     title=st.sampled_from(["L'inflation inquiète", "Lomé en bref"]),
     paragraphs=st.lists(PARAGRAPH, min_size=1, max_size=8),
     extra=UNRELATED_PARAGRAPH,
     where=st.integers(min_value=0, max_value=8),
+    topic=st.sampled_from([None, TOPIC]),
 )
 def test_an_unrelated_paragraph_never_raises_a_score(
-    title: str, paragraphs: list[str], extra: str, where: int
+    title: str, paragraphs: list[str], extra: str, where: int, topic: str | None
 ) -> None:
-    watchlist = Watchlist(name="w", query=parse_query("inflation", {}), language="fr")
+    watchlist = Watchlist(name="w", query=parse_query("inflation", {}), language="fr", topic=topic)
     matcher = Matcher([watchlist])
 
     def score(body: list[str]) -> float | None:
@@ -243,3 +251,55 @@ SENTENCE_TEXT = st.text(alphabet=st.sampled_from("ab .!?…\n»\"' "), max_size=
 @given(text=SENTENCE_TEXT)
 def test_sentence_starts_are_the_starts_of_the_sentences(text: str) -> None:
     assert _sentence_starts(text) == [start for start, _ in _sentence_spans(text)]
+
+
+def test_the_topics_words_raise_a_score() -> None:
+    body = [
+        FILLER[0],
+        "L'inflation a atteint 9 % en octobre, selon la banque centrale.",
+        FILLER[1],
+        "Les ménages disent que le coût de la vie a doublé et que leur pouvoir d'achat fond.",
+        FILLER[2],
+    ]
+    plain = [FILLER[0], body[1], FILLER[1], FILLER[3], FILLER[2]]
+    about = hit_for("inflation", "Lomé en bref", *body, topic=TOPIC)
+    beside = hit_for("inflation", "Lomé en bref", *plain, topic=TOPIC)
+    assert about.relevance > beside.relevance
+    assert about.features and beside.features
+    assert (about.features.topic_density or 0.0) > (beside.features.topic_density or 0.0)
+    assert "the topic's words" in about.evidence
+
+
+def test_a_topic_in_another_language_than_the_article_leaves_its_words_unmatched() -> None:
+    # Topic words are stemmed in the article's language: an English topic over French text
+    # finds only the names the two share.
+    hit = hit_for(
+        "inflation",
+        "Lomé en bref",
+        "L'inflation a atteint 9 % au Togo.",
+        topic="Rising prices and the cost of living in Togo",
+    )
+    assert hit.features is not None and hit.features.topic_density is not None
+    # "Togo" is the one word of 10 (3 in the title, 7 in the text) that the topic shares
+    assert hit.features.topic_density == pytest.approx(100 * 1 / 10)
+
+
+def test_a_watchlist_without_a_topic_uses_the_model_without_one() -> None:
+    hit = hit_for("inflation", "Lomé en bref", "L'inflation a atteint 9 % en octobre.")
+    assert hit.features is not None and hit.features.topic_density is None
+    assert hit.relevance == round(WITHOUT_TOPIC.score(hit.features), 3)
+    assert "topic" not in hit.evidence
+
+
+@pytest.mark.parametrize("model", [WITHOUT_TOPIC, WITH_TOPIC], ids=["without", "with"])
+def test_the_weights_keep_the_signs_that_make_scores_monotonic(model: Model) -> None:
+    # Signs that make "a paragraph without matches never raises a score" hold (see the module).
+    assert model.strength > 0
+    assert model.together >= 0 and model.in_title >= 0 and model.topic >= 0
+    assert model.length <= 0
+
+
+def test_the_weights_in_use_are_the_ones_the_evaluation_fits() -> None:
+    require_corpus("articles", "masakhanews-fra")
+    fitted = fit_relevance.fitted_models()
+    assert fitted == {"without a topic": WITHOUT_TOPIC, "with a topic": WITH_TOPIC}

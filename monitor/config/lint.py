@@ -32,18 +32,9 @@ from monitor.config.schema import _sets_for_checking
 from monitor.config.yaml_tree import Position, Tree, _Positions, _Problems, _read_yaml
 from monitor.errors import ListTermError, QuerySyntaxError
 from monitor.matching import ELISIONS, fold, term_variants
+from monitor.matching.tokens import STOPWORDS
 from monitor.query import MIN_PREFIX_LENGTH, Node, Term, from_lists, parse_query
 from monitor.query.tree import And, FieldScope, Near, Not, Or
-
-# Function words of French and English: alone, a term like these is in nearly every article.
-_STOPWORDS_TEXT = (
-    "a au aux avec ce ces cet cette d dans de des du elle en est et il ils je l la le les leur "
-    "lui m ma mais me mes n ne nous on ou par pas pour qu que qui s sa se ses son sur t ta te "
-    "tes ton tu un une vous y "
-    "an and are as at be but by for from has have he her his i in is it its of on or she "
-    "that the their they this to was we were with you"
-)
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 _TOKEN = re.compile(r'"[^"]*"?|[()]|[^\s()"]+')
 _NEAR_TYPO = re.compile(r"near/?(\d+)", re.IGNORECASE)

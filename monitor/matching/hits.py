@@ -14,7 +14,14 @@ from monitor.matching.analysis import AnalyzedField
 from monitor.matching.occurrences import _Chain, _occurrences
 from monitor.matching.plan import _AllOf, _AnyOf, _Plan, _Without
 from monitor.matching.presearch import _Compiled
-from monitor.matching.relevance import ClauseEvidence, all_of, assess, clause_strength
+from monitor.matching.relevance import (
+    ClauseEvidence,
+    all_of,
+    assess,
+    clause_strength,
+    topic_density,
+    topic_stems,
+)
 from monitor.matching.views import _FieldView
 from monitor.models import HitResult, MatchedClause
 
@@ -52,7 +59,16 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
     matched = tuple(label for label in compiled.outline.labels if label in matched_labels)
     snippets = _snippets(views, chains_by_field)
     strength = _plan_strength(compiled.plan, views, known) or 0.0
-    relevance = assess(views[1].field, strength, evidence)
+    topic = compiled.watchlist.topic
+    density = None
+    if topic:
+        title_view, text_view = views
+        density = topic_density(
+            topic_stems(topic, text_view.language),
+            (title_view.by_stem, text_view.by_stem),
+            len(title_view.field.forms) + len(text_view.field.forms),
+        )
+    relevance = assess(views[1].field, strength, evidence, density)
     return HitResult(
         compiled.watchlist.name,
         matched,
@@ -61,6 +77,7 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
         relevance=relevance.score,
         in_passing=relevance.in_passing,
         evidence=relevance.evidence,
+        features=relevance.features,
     )
 
 

@@ -17,43 +17,60 @@ in several sentences: ``1 - 0.6 ** (n - 1)``       0.30    a subject is discusse
 share of the text's sentences: ``min(1, 5 × n/N)``  0.15    one mention in a long article is less
 =================================================  ======  ==========================================
 
-The hit's score is the *weakest* clause's strength (an article about the Sahel that says
-"terroriste" once is not about terrorism in the Sahel), plus 0.10 when every positive clause
-meets in one sentence or in the title (the terms are about the same thing), capped at 1.
+A query's *strength* follows its structure: an AND is as strong as its weakest clause (an
+article about the Sahel that says "terroriste" once is not about terrorism in the Sahel), an
+OR as its strongest alternative, with plain synonyms pooled.
 
 Matches that lie in an *aside* count for nothing: a related-link line ("Lire aussi : …",
 "À lire aussi sur BBC Afrique", "Voir aussi", "Read more", "Related:"), a photo caption or
 credit ("Légende image", "Source de l'image", "Crédit photo", "Image caption"). An aside runs
 from its marker to the end of its line when it starts the line, else to the end of its
 sentence: pages that inline such boxes mid-paragraph put the linked titles right after it.
-A clause found only in asides has strength 0.
+A clause found only in asides has strength 0, and a hit of strength 0 scores 0.
 
-``in_passing`` is ``score < PASSING_BELOW``: the digest lists those hits compactly after the
-others. The weights are set by hand from what each feature means, not fitted; the labelled
-evaluation (tests/test_evaluation.py) measures them.
+The score is a logistic model of five inputs (`RelevanceFeatures`): the strength; whether
+every positive clause meets in one sentence (or all in the title); whether any is in the
+title; the length of the text (log of its sentences: one mention weighs less in a long
+article); and, when the watchlist has a `topic:`, how often the topic's own words occur
+(log of 1 + occurrences per 100 words, stemmed in the article's language, stopwords and
+words of one or two letters left out). Its weights were fitted on the labelled evaluation
+(``scripts/fit_relevance.py``, which prints them with their cross-validated figures), one
+set for watchlists with a topic and one without. The score estimates the chance that an
+analyst wants the hit in the main list; ``in_passing`` is ``score < PASSING_BELOW`` (0.5:
+more likely not).
 
-Adding a paragraph without matches never raises a score: it adds sentences (lowering the
-share) and can only push matches out of the lead.
+Adding a paragraph without matches and without the topic's words never raises a score: it
+adds sentences and words (lowering the share and the topic's density, raising the length)
+and can only push matches out of the lead; every weight has the sign that keeps it so.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-from monitor.matching.analysis import AnalyzedField
+from monitor.matching.analysis import AnalyzedField, analyze_field
+from monitor.matching.tokens import STOPWORDS
+from monitor.models import RelevanceFeatures
 
 __all__ = [
     "PASSING_BELOW",
+    "WITHOUT_TOPIC",
+    "WITH_TOPIC",
     "ClauseEvidence",
+    "Model",
     "Relevance",
     "all_of",
     "assess",
     "clause_strength",
+    "topic_density",
+    "topic_stems",
 ]
 
-PASSING_BELOW = 0.25
+PASSING_BELOW = 0.5
 WEIGHT_TITLE = 0.30
 WEIGHT_LEAD = 0.15
 WEIGHT_SPREAD = 0.30
@@ -102,10 +119,69 @@ class ClauseEvidence:
 
 
 @dataclass(frozen=True)
+class Model:
+    """The weights of the logistic model: score = 1 / (1 + exp(-z)) with
+    z = intercept + strength·s + together·t + in_title·i + length·ln(sentences)
+    + topic·ln(1 + topic words per 100 words)."""
+
+    intercept: float
+    strength: float  # > 0
+    together: float  # >= 0
+    in_title: float  # >= 0
+    length: float  # <= 0
+    topic: float = 0.0  # >= 0; 0 in the model without a topic
+
+    def score(self, features: RelevanceFeatures) -> float:
+        if features.strength <= 0.0:
+            return 0.0  # no clause outside asides, none in the title: nothing to weigh
+        z = (
+            self.intercept
+            + self.strength * features.strength
+            + self.together * features.together
+            + self.in_title * features.in_title
+            + self.length * math.log(max(1, features.sentences))
+            + self.topic * math.log1p(features.topic_density or 0.0)
+        )
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+# Fitted by scripts/fit_relevance.py on the 430 judged pairs of tests/data/evaluation (253
+# hits); leave-one-watchlist-out figures in README ("Relevance").
+WITHOUT_TOPIC = Model(intercept=-0.77, strength=8.14, together=0.26, in_title=0.68, length=-0.65)
+WITH_TOPIC = Model(
+    intercept=-3.32, strength=7.38, together=0.40, in_title=0.35, length=-0.27, topic=1.55
+)
+
+
+@dataclass(frozen=True)
 class Relevance:
     score: float  # in [0, 1]
     in_passing: bool
     evidence: str  # in words, e.g. "in the title and in 6 sentences across 4 paragraphs"
+    features: RelevanceFeatures
+
+
+@lru_cache(maxsize=4096)
+def topic_stems(topic: str, language: str | None) -> frozenset[str]:
+    """The stems (in ``language``) of a topic's words, without stopwords and words of one or
+    two letters."""
+    field = analyze_field("topic", topic, language, one_sentence=True)
+    return frozenset(
+        stem
+        for form, stem in field.stem_of.items()
+        if len(form) > 2 and form not in STOPWORDS and any(char.isalpha() for char in form)
+    )
+
+
+def topic_density(
+    stems: frozenset[str],
+    indexes: Sequence[Mapping[str, Sequence[int]]],
+    words: int,
+) -> float:
+    """Occurrences of the topic's ``stems`` per 100 words, in fields given by their token
+    index by stem; ``words`` is the fields' token count."""
+    found = sum(len(index.get(stem, ())) for index in indexes for stem in stems)
+    return 100.0 * found / max(1, words)
 
 
 def clause_strength(text: AnalyzedField, clause: ClauseEvidence) -> float:
@@ -127,27 +203,41 @@ def all_of(strengths: Sequence[float]) -> float:
     return min(strengths, default=0.0)
 
 
-def assess(text: AnalyzedField, strength: float, clauses: Sequence[ClauseEvidence]) -> Relevance:
+def assess(
+    text: AnalyzedField,
+    strength: float,
+    clauses: Sequence[ClauseEvidence],
+    topic_density: float | None = None,
+) -> Relevance:
     """The relevance of a hit: `strength` is the query's (`clause_strength` combined through
-    the query's ANDs and ORs), `clauses` where its positive top-level clauses matched."""
+    the query's ANDs and ORs), `clauses` where its positive top-level clauses matched,
+    `topic_density` the topic's words per 100 words (None: the watchlist has no topic)."""
     sentence_sets = [clause.sentences for clause in clauses]
     together = bool(clauses) and (
         all(clause.in_title for clause in clauses) or bool(frozenset.intersection(*sentence_sets))
     )
-    score = round(min(1.0, strength + (WEIGHT_TOGETHER if together else 0.0)), 3)
+    in_title = any(clause.in_title for clause in clauses)
+    features = RelevanceFeatures(
+        strength=strength,
+        together=together,
+        in_title=in_title,
+        sentences=text.counted_sentences,
+        topic_density=topic_density,
+    )
+    model = WITHOUT_TOPIC if topic_density is None else WITH_TOPIC
+    score = round(model.score(features), 3)
     in_passing = score < PASSING_BELOW
     counted: frozenset[int] = frozenset().union(*sentence_sets)
     evidence = _in_words(
-        in_title=any(clause.in_title for clause in clauses),
+        in_title=in_title,
         sentences=sorted(counted),
         paragraphs=_paragraphs(text, clauses),
         total=len(text.sentence_starts),
-        only_asides=not counted
-        and not any(clause.in_title for clause in clauses)
-        and any(clause.text_spans for clause in clauses),
+        only_asides=not counted and not in_title and any(clause.text_spans for clause in clauses),
+        topic_density=topic_density,
         in_passing=in_passing,
     )
-    return Relevance(score=score, in_passing=in_passing, evidence=evidence)
+    return Relevance(score=score, in_passing=in_passing, evidence=evidence, features=features)
 
 
 def _paragraphs(text: AnalyzedField, clauses: Sequence[ClauseEvidence]) -> int:
@@ -167,6 +257,7 @@ def _in_words(
     paragraphs: int,
     total: int,
     only_asides: bool,
+    topic_density: float | None,
     in_passing: bool,
 ) -> str:
     parts: list[str] = []
@@ -182,4 +273,6 @@ def _in_words(
     if only_asides:
         parts.append("only inside a related-link line or a caption")
     text = " and ".join(parts) if parts else "nowhere in the text"
+    if topic_density is not None:
+        text += f"; the topic's words {topic_density:.1f} times per 100 words"
     return f"{text}: in passing" if in_passing else text

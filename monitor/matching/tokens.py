@@ -137,6 +137,17 @@ def fold(word: str) -> str:
     return normalize(word)
 
 
+# Function words of French and English: alone, a term like these is in nearly every article.
+_STOPWORDS_TEXT = (
+    "a au aux avec ce ces cet cette d dans de des du elle en est et il ils je l la le les leur "
+    "lui m ma mais me mes n ne nous on ou par pas pour qu que qui s sa se ses son sur t ta te "
+    "tes ton tu un une vous y "
+    "an and are as at be but by for from has have he her his i in is it its of on or she "
+    "that the their they this to was we were with you"
+)
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
 # --------------------------------------------------------------------------- stemming
 
 

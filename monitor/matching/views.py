@@ -26,11 +26,12 @@ class _FieldView:
     out the stems that a positional check (phrase, NEAR, hit) asks for, one by one.
     """
 
-    __slots__ = ("_by_stem", "_stem_of", "field", "forms", "name", "stems")
+    __slots__ = ("_by_stem", "_stem_of", "field", "forms", "language", "name", "stems")
 
     def __init__(self, field: AnalyzedField, language: str | None, own: bool):
         self.field = field
         self.name = field.name
+        self.language = language  # the stemming language of `stems` and `by_stem`
         self.forms = field.stem_of.keys()
         # Own language: the stems analysis computed. Another: stemmed once here, for both the
         # key set and, when asked, the token index.
