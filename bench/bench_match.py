@@ -182,11 +182,22 @@ def generate_queries(
     return queries
 
 
-def build_watchlists(queries: Sequence[tuple[str, str | None]]) -> list[Watchlist]:
-    return [
-        Watchlist(f"generated {i}", parse_query(query, {}), language=language)
-        for i, (query, language) in enumerate(queries)
-    ]
+def build_watchlists(
+    queries: Sequence[tuple[str, str | None]], words: dict[str, list[str]] | None = None
+) -> list[Watchlist]:
+    """Watchlists of ``queries``; with ``words``, each gets a `topic:` of 6 to 12 words of
+    its query's language (a separate random stream, so the queries stay those of before)."""
+    rng = random.Random(SEED - len(queries))
+    watchlists = []
+    for i, (query, language) in enumerate(queries):
+        topic = None
+        if words is not None:
+            pick = words["fr" if language is None or language == "fr" else "en"]
+            topic = " ".join(rng.choice(pick) for _ in range(rng.randint(6, 12)))
+        watchlists.append(
+            Watchlist(f"generated {i}", parse_query(query, {}), language=language, topic=topic)
+        )
+    return watchlists
 
 
 # --------------------------------------------------------------------------- naive baseline
@@ -267,6 +278,7 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
     """
     spent = [0.0]
     original = (hits_module.ClauseEvidence.of, hits_module._plan_strength, hits_module.assess)
+    density = hits_module.topic_density
 
     def timed(function: Any) -> Any:
         def wrapper(*args: Any) -> Any:
@@ -295,6 +307,7 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
 
     hits_module._plan_strength = outermost_strength
     hits_module.assess = timed(original[2])
+    hits_module.topic_density = timed(density)
     try:
         best: tuple[float, float] | None = None
         for _ in range(3):
@@ -306,6 +319,7 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
         return best
     finally:
         hits_module.ClauseEvidence.of, hits_module._plan_strength, hits_module.assess = original  # type: ignore[method-assign]
+        hits_module.topic_density = density
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -314,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--quick", action="store_true", help="200 articles, up to 10,000 watchlists"
     )
     parser.add_argument("--articles", type=int, default=None)
+    parser.add_argument(
+        "--no-topics",
+        action="store_true",
+        help="watchlists without `topic:` (by default each has one, scored with the hit)",
+    )
     parser.add_argument("--sizes", type=str, default=None, help="comma-separated watchlist counts")
     parser.add_argument(
         "--repeat", type=int, default=3, help="matching passes per count; the fastest is shown"
@@ -384,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for size in sizes:
         queries = generate_queries(size, words, phrases)
         started = time.perf_counter()
-        watchlists = build_watchlists(queries)
+        watchlists = build_watchlists(queries, None if options.no_topics else words)
         matcher = Matcher(watchlists)
         for language in sorted(samples, key=str):
             matcher.match_analyzed(samples[language])  # builds this language's index

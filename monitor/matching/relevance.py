@@ -47,13 +47,14 @@ and can only push matches out of the lead; every weight has the sign that keeps 
 from __future__ import annotations
 
 import math
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from monitor.matching.analysis import AnalyzedField, analyze_field
-from monitor.matching.tokens import STOPWORDS
+from monitor.matching.analysis import AnalyzedField
+from monitor.matching.tokens import STOPWORDS, _tokenize, stem_forms
 from monitor.models import RelevanceFeatures
 
 __all__ = [
@@ -161,26 +162,30 @@ class Relevance:
     features: RelevanceFeatures
 
 
-@lru_cache(maxsize=4096)
-def topic_stems(topic: str, language: str | None) -> frozenset[str]:
-    """The stems (in ``language``) of a topic's words, without stopwords and words of one or
-    two letters."""
-    field = analyze_field("topic", topic, language, one_sentence=True)
-    return frozenset(
-        stem
-        for form, stem in field.stem_of.items()
-        if len(form) > 2 and form not in STOPWORDS and any(char.isalpha() for char in form)
-    )
+@lru_cache(maxsize=65536)
+def topic_stems(topic: str, language: str | None) -> tuple[str, ...]:
+    """The distinct stems (in ``language``) of a topic's words, without stopwords and words
+    of one or two letters."""
+    forms = [
+        form
+        for form in dict.fromkeys(_tokenize(unicodedata.normalize("NFC", topic)).forms)
+        if len(form) > 2 and form not in STOPWORDS and not form.isdigit()
+    ]
+    return tuple(dict.fromkeys(stem_forms(forms, language)))
 
 
 def topic_density(
-    stems: frozenset[str],
+    stems: Sequence[str],
     indexes: Sequence[Mapping[str, Sequence[int]]],
     words: int,
 ) -> float:
     """Occurrences of the topic's ``stems`` per 100 words, in fields given by their token
     index by stem; ``words`` is the fields' token count."""
-    found = sum(len(index.get(stem, ())) for index in indexes for stem in stems)
+    found = 0
+    for index in indexes:
+        get = index.get
+        for stem in stems:
+            found += len(get(stem, ()))
     return 100.0 * found / max(1, words)
 
 
