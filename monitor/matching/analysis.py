@@ -253,9 +253,10 @@ def _sentence_starts(text: str) -> list[int]:
     for boundary in _SENTENCE_END.finditer(text):
         # A sentence is kept when it holds more than white space: a boundary of
         # punctuation always does (the punctuation itself), a line break never.
-        if has_text(text, previous, boundary.end()):
+        start, end = boundary.span()
+        if text[start] != "\n" or has_text(text, previous, start):
             starts.append(previous)
-        previous = boundary.end()
+        previous = end
     if has_text(text, previous):
         starts.append(previous)
     return starts or [0]
