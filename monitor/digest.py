@@ -352,6 +352,7 @@ def _values(
         "date": date_line,
         "period": _period(covers_from, generated, tz, language, words),
         "sections": sections,
+        "passing_column": any(section.passing_count for section in sections),
         "backfilled": backfilled,
         "notices": [_notice(notice, tz, language, words) for notice in content.notices],
         "zone": _zone_label(generated, tz),
@@ -600,7 +601,7 @@ def _period(
     start: datetime | None, end: datetime, tz: ZoneInfo, language: str, words: NullTranslations
 ) -> str:
     zone = _zone_label(end, tz)
-    if start is None:
+    if start is None or _short_date(start, tz, language) == _short_date(end, tz, language):
         return words.gettext("until %(end)s (%(zone)s)") % {
             "end": _short_date(end, tz, language),
             "zone": zone,

@@ -235,6 +235,22 @@ def test_overview_lists_each_watchlist_with_counts_and_links_to_its_section() ->
     assert html.index("<table>") < html.index('<h2 id="w1">')
 
 
+def test_the_in_passing_column_only_when_a_watchlist_has_passing_mentions() -> None:
+    main_only = (hit(1, TOGO), hit(2, RUSSIA, article_id=2, url="https://example.org/b"))
+    html = html_part(render(content_of(*main_only)))
+    assert "In passing" not in html
+    assert re.findall(r'<tr><td><a href="#w\d">[^<]+</a></td><td class="n">(\d+)</td></tr>', html)
+    assert "In passing" in html_part(render(content_of(*day_of_hits())))
+
+
+def test_a_first_digest_of_hits_found_just_now_says_until_when_not_a_period_of_nothing() -> None:
+    claimed = ClaimedDigest("Matin", "<m@monitor.local>", (hit(1, TOGO, hours_ago=0.5),), NOW, 1)
+    content = build_digest(claimed, watchlist_order=(TOGO,), tz=LOME, now=NOW)
+    text = plain_part(render(content))
+    assert "· until 1 Dec 06:00 (Africa/Lome, UTC)" in text  # not "from 06:00 to 06:00"
+    assert " to 1 Dec" not in text
+
+
 def test_a_story_in_several_watchlists_is_shown_in_full_once() -> None:
     message = render(content_of(*day_of_hits()))
     html, text = html_part(message), plain_part(message)
