@@ -81,6 +81,12 @@ def watchlists() -> list[Watchlist]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=1, help="repeat the day's hits N times")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write each language's HTML part to OUT/digest-LANG.html",
+    )
     arguments = parser.parse_args()
     root = corpus_path()
     if root is None:
@@ -141,6 +147,9 @@ def main() -> None:
         )
         elapsed = time.perf_counter() - started
         html = html_part(message)
+        if arguments.out is not None:
+            arguments.out.mkdir(parents=True, exist_ok=True)
+            (arguments.out / f"digest-{language}.html").write_text(html, encoding="utf-8")
         full = len(re.findall(r'<div class="s"', html))
         lines = len(re.findall(r"<li", html))
         print(
