@@ -3,6 +3,8 @@ that a paragraph without matches never raises a score."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -302,4 +304,7 @@ def test_the_weights_keep_the_signs_that_make_scores_monotonic(model: Model) -> 
 def test_the_weights_in_use_are_the_ones_the_evaluation_fits() -> None:
     require_corpus("articles", "masakhanews-fra")
     fitted = fit_relevance.fitted_models()
-    assert fitted == {"without a topic": WITHOUT_TOPIC, "with a topic": WITH_TOPIC}
+    # Rounded to two decimals by the script; a last-digit wobble of another CPU's floating
+    # point is tolerated, a weight that is not the fitted one is not.
+    for name, in_use in (("without a topic", WITHOUT_TOPIC), ("with a topic", WITH_TOPIC)):
+        assert asdict(fitted[name]) == pytest.approx(asdict(in_use), abs=0.011), name
