@@ -65,7 +65,7 @@ def _build_hit(compiled: _Compiled, views: Sequence[_FieldView]) -> HitResult:
         title_view, text_view = views
         density = topic_density(
             topic_stems(topic, text_view.language),
-            (title_view.by_stem, text_view.by_stem),
+            ((title_view.stems, title_view.by_stem), (text_view.stems, text_view.by_stem)),
             len(title_view.field.forms) + len(text_view.field.forms),
         )
     relevance = assess(views[1].field, strength, evidence, density)

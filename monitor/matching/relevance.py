@@ -50,6 +50,7 @@ import math
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -176,16 +177,17 @@ def topic_stems(topic: str, language: str | None) -> tuple[str, ...]:
 
 def topic_density(
     stems: Sequence[str],
-    indexes: Sequence[Mapping[str, Sequence[int]]],
+    fields: Sequence[tuple[AbstractSet[str], Mapping[str, Sequence[int]]]],
     words: int,
 ) -> float:
-    """Occurrences of the topic's ``stems`` per 100 words, in fields given by their token
-    index by stem; ``words`` is the fields' token count."""
+    """Occurrences of the topic's ``stems`` per 100 words, in fields given by the set of
+    their stems and their token index by stem; ``words`` is the fields' token count. The
+    set is asked first: an index in another language works a stem out on demand."""
     found = 0
-    for index in indexes:
-        get = index.get
+    for present, index in fields:
         for stem in stems:
-            found += len(get(stem, ()))
+            if stem in present:
+                found += len(index[stem])
     return 100.0 * found / max(1, words)
 
 
