@@ -43,17 +43,22 @@ from monitor.query import And, Or
 
 @dataclass(frozen=True)
 class _Compiled:
-    order: int  # index of the watchlist in the configuration
+    """One watchlist compiled in one stemming language. It does not depend on the watchlist's
+    place in the configuration, so a matcher built for an edited configuration reuses it."""
+
     watchlist: Watchlist
     outline: _Outline
     plan: _Plan
     clauses: tuple[tuple[str, _Plan], ...]  # (rendered clause, plan) for the top-level clauses
-    check: _Check  # the compiled `plan`
+    groups: tuple[frozenset[_Key], ...]  # required key groups, cheapest first
+
+    @property
+    def check(self) -> _Check:
+        """The compiled `plan` (built anew: partitions keep theirs, built on first need)."""
+        return _checker(self.plan)
 
 
-def _compile_watchlist(
-    order: int, watchlist: Watchlist, outline: _Outline, language: str | None
-) -> _Compiled:
+def _compile_watchlist(watchlist: Watchlist, outline: _Outline, language: str | None) -> _Compiled:
     plans = tuple(_compile(node, language) for node in outline.clauses)
     plan: _Plan
     if isinstance(watchlist.query, And):
@@ -63,7 +68,8 @@ def _compile_watchlist(
     else:
         plan = plans[0]
     clauses = tuple(zip(outline.clause_texts, plans, strict=True))
-    return _Compiled(order, watchlist, outline, plan, clauses, _checker(plan))
+    groups = tuple(sorted(_required_groups(plan), key=_set_cost))
+    return _Compiled(watchlist, outline, plan, clauses, groups)
 
 
 # --------------------------------------------------------------------------- key index
@@ -149,26 +155,49 @@ class _Partition:
     key group for the first stage, and under those of its second cheapest (its only one
     again, when it has one) for the second; it is a candidate only when the article reaches
     it in both stages (see `_required_groups`).
+
+    `previous`, a partition of the same language from an earlier configuration: each of its
+    watchlists found here (the same object) keeps its compiled form and checker, so a reload
+    that changes a few watchlists compiles those few and rebuilds only the index.
     """
 
     def __init__(
-        self, language: str | None, entries: Iterable[tuple[int, Watchlist, _Outline]]
+        self,
+        language: str | None,
+        entries: Iterable[tuple[int, Watchlist, _Outline]],
+        previous: _Partition | None = None,
     ) -> None:
         self.compiled: list[_Compiled] = []
+        self.orders: list[int] = []  # the configuration's order of each slot's watchlist
         self.index = _KeyIndex(language)
         # Watchlists that could not be compiled (a query deeper than the stack, a bug):
         # (order, watchlist, error). They match nothing; the matcher reports them per article.
         self.broken: list[tuple[int, Watchlist, str]] = []
+        # Each slot's checker, built on first need: most watchlists are never a candidate
+        # before the next reload, and building all of them took a third of a partition.
+        self.checks: list[_Check | None] = []
+        known: dict[int, tuple[_Compiled, _Check | None]] = {}
+        if previous is not None and previous.index.language == language:
+            known = {
+                id(compiled.watchlist): (compiled, check)
+                for compiled, check in zip(previous.compiled, previous.checks, strict=True)
+            }
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
-            try:
-                compiled = _compile_watchlist(order, watchlist, outline, language)
-                groups = sorted(_required_groups(compiled.plan), key=_set_cost)
-            except Exception as error:  # one watchlist must never stop the others
-                self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
-                continue
+            reused = known.get(id(watchlist))
+            if reused is not None and reused[0].watchlist is watchlist:
+                compiled, check = reused
+            else:
+                try:
+                    compiled, check = _compile_watchlist(watchlist, outline, language), None
+                except Exception as error:  # one watchlist must never stop the others
+                    self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
+                    continue
             self.compiled.append(compiled)
+            self.orders.append(order)
+            self.checks.append(check)
+            groups = compiled.groups
             if not groups:
                 unindexed.append(slot)
                 continue
@@ -178,7 +207,6 @@ class _Partition:
         self.index.freeze()
         self.unindexed = frozenset(unindexed)
         # Flat views of `compiled` for the per-candidate loop.
-        self.checks = [compiled.check for compiled in self.compiled]
         self.scoped = {
             slot: compiled.outline.feeds
             for slot, compiled in enumerate(self.compiled)
@@ -189,6 +217,14 @@ class _Partition:
             for slot, compiled in enumerate(self.compiled)
             if compiled.watchlist.languages
         }
+
+    def check(self, slot: int) -> _Check:
+        """The checker of the watchlist in ``slot``, built on first use (a race only builds
+        the same checker twice)."""
+        check = self.checks[slot]
+        if check is None:
+            check = self.checks[slot] = _checker(self.compiled[slot].plan)
+        return check
 
     def candidates(self, doc: _DocView) -> list[int]:
         return sorted(self.index.reached(doc) | self.unindexed)
