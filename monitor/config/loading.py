@@ -233,12 +233,12 @@ def _validate(
             "(see the bundled feeds.yaml)",
         )
         return None
-    given = tree
+    given: Mapping[str, object] = tree
     if known is not None and keys is not None and known.sets == repr(tree.get("sets")):
         # A model instance is taken as it is (pydantic does not validate it again).
         raw = tree["watchlists"]
         assert isinstance(raw, list), "keys are only made for a list"
-        models = known.models
+        models: Mapping[str, object] = known.models
         given = {
             **tree,
             "watchlists": [models.get(key, item) for key, item in zip(keys, raw, strict=True)],
