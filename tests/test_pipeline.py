@@ -381,6 +381,7 @@ def test_a_reload_of_a_few_watchlists_keeps_the_workers_and_matches_the_new_ones
     with ExtractionPool(1, watchlists=watchlists) as pool:
         pool.start()
         first = pool._pool
+        assert first is not None
         job = _feed_text_job("Nom3 a rencontré Nom7 et Kara à Lomé.")
         assert [hit.watchlist for hit in pool.process(job)[1]] == ["Nom3", "Nom7"]
         # Nom3 dropped, Kara added, Nom7 moved to the end: the others are the same objects.
