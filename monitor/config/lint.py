@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from monitor.config import loading
 from monitor.config.loading import (
     decode_config_bytes,
     read_config_bytes,
@@ -87,6 +88,9 @@ def _warnings(tree: dict[str, Tree], positions: _Positions) -> Iterator[tuple[Po
     known = _known_findings
     sets_key = repr(raw_sets)
     before = known[1] if known is not None and known[0] == sets_key else {}
+    # The queries the load just parsed, with these sets: not parsed a second time.
+    loaded = loading._known_watchlists
+    parsed = loaded.models if loaded is not None and loaded.sets == sets_key else {}
     found: dict[str, list[_Finding]] = {}
     for number, watchlist in enumerate(watchlists if isinstance(watchlists, list) else []):
         if not isinstance(watchlist, dict):
@@ -94,7 +98,9 @@ def _warnings(tree: dict[str, Tree], positions: _Positions) -> Iterator[tuple[Po
         key = repr(watchlist)
         findings = before.get(key)
         if findings is None:
-            findings = list(_watchlist_findings(watchlist, sets))
+            model = parsed.get(key)
+            query = model.compiled if model is not None else None
+            findings = list(_watchlist_findings(watchlist, sets, query))
         found[key] = findings
         for place, offset, message in findings:
             loc = ("watchlists", number, *place)
@@ -115,11 +121,11 @@ _known_findings: tuple[str, dict[str, list[_Finding]]] | None = None
 
 
 def _watchlist_findings(
-    watchlist: dict[str, Tree], sets: Mapping[str, Sequence[str]]
+    watchlist: dict[str, Tree], sets: Mapping[str, Sequence[str]], parsed: Node | None
 ) -> Iterator[_Finding]:
     query = watchlist.get("query")
     if isinstance(query, str):
-        for offset, message in lint_query(query, sets):
+        for offset, message in lint_query(query, sets, parsed):
             yield ("query",), offset, message
     for key in ("all", "any", "none"):
         items = watchlist.get(key)
@@ -128,11 +134,14 @@ def _watchlist_findings(
                 yield (key, index), None, message
 
 
-def lint_query(query: str, sets: Mapping[str, Sequence[str]]) -> list[tuple[int, str]]:
-    """(character offset, warning) for a query text, in order."""
+def lint_query(
+    query: str, sets: Mapping[str, Sequence[str]], parsed: Node | None = None
+) -> list[tuple[int, str]]:
+    """(character offset, warning) for a query text, in order. `parsed`: the query's tree
+    with these `sets`, when the load has it (it is not parsed again)."""
     found = list(_token_warnings(query))
     try:
-        tree = parse_query(query, sets)
+        tree = parsed if parsed is not None else parse_query(query, sets)
     except QuerySyntaxError:
         return sorted(found)  # an error, reported by the loader
     flagged = {offset for offset, _ in found}  # "and" as an operator says more than as a stopword
