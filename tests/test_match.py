@@ -723,3 +723,31 @@ def test_a_matcher_from_the_previous_one_compiles_only_new_watchlists() -> None:
     assert new.compiled[0] is old.compiled[1]  # Lomé: the same compiled form
     assert new.compiled[1].watchlist is kara
     assert _names(reused.match(article("Kara et Lomé", "Togo"))) == ["Lomé", "Kara"]
+
+
+@given(
+    st.lists(_queries(), min_size=1, max_size=8),
+    _texts,
+    _texts,
+    st.sampled_from(["fr", "en"]),
+    st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_partitions_of_two_languages_share_only_what_is_the_same_in_both(
+    queries: list[str], title: str, text: str, language: str, french_first: bool
+) -> None:
+    watchlists = [Watchlist(str(n), parse_query(q, {})) for n, q in enumerate(queries)]
+    shared = Matcher(watchlists)
+    shared.prepare(["fr", "en"] if french_first else ["en", "fr"])
+    doc = article(text, title, language)
+    assert shared.match_reporting(doc) == Matcher(watchlists).match_reporting(doc)
+
+
+def test_a_word_stemmed_apart_in_two_languages_is_compiled_in_each() -> None:
+    matcher = Matcher([Watchlist("w", parse_query("running", {})), Watchlist("n", Term("Kara"))])
+    matcher.prepare(["fr", "en"])
+    french, english = matcher._partitions[(True, "fr")], matcher._partitions[(True, "en")]
+    assert french.compiled[0] is not english.compiled[0]  # "running" and "run"
+    assert french.compiled[1] is english.compiled[1]  # a name: its form in both
+    assert _names(matcher.match(article("Le running à Kara", language="fr"))) == ["w", "n"]
+    assert _names(matcher.match(article("Kara runs", language="en"))) == ["w", "n"]

@@ -175,7 +175,14 @@ class Matcher:
                         for order in orders
                         if (outline := self._outlines[order]) is not None
                     ]
-                    partition = _Partition(language, entries, previous)
+                    # The largest partition built so far, of another language, shares
+                    # the watchlists whose plan is the same in both.
+                    sibling = max(
+                        self._partitions.values(),
+                        key=lambda built: len(built.compiled),
+                        default=None,
+                    )
+                    partition = _Partition(language, entries, previous, sibling)
                 self._partitions[cache_key] = partition
         return partition
 

@@ -49,8 +49,13 @@ class _Compiled:
     watchlist: Watchlist
     outline: _Outline
     plan: _Plan
-    clauses: tuple[tuple[str, _Plan], ...]  # (rendered clause, plan) for the top-level clauses
+    clause_plans: tuple[_Plan, ...]  # the plans of the top-level clauses
     groups: tuple[frozenset[_Key], ...]  # required key groups, cheapest first
+
+    @property
+    def clauses(self) -> tuple[tuple[str, _Plan], ...]:
+        """(rendered clause, plan) for the top-level clauses."""
+        return tuple(zip(self.outline.clause_texts, self.clause_plans, strict=True))
 
     @property
     def check(self) -> _Check:
@@ -59,6 +64,13 @@ class _Compiled:
 
 
 def _compile_watchlist(watchlist: Watchlist, outline: _Outline, language: str | None) -> _Compiled:
+    return _completed(watchlist, outline, *_plans(watchlist, outline, language))
+
+
+def _plans(
+    watchlist: Watchlist, outline: _Outline, language: str | None
+) -> tuple[_Plan, tuple[_Plan, ...]]:
+    """The watchlist's plan in ``language``, and those of its top-level clauses."""
     plans = tuple(_compile(node, language) for node in outline.clauses)
     plan: _Plan
     if isinstance(watchlist.query, And):
@@ -67,9 +79,14 @@ def _compile_watchlist(watchlist: Watchlist, outline: _Outline, language: str | 
         plan = _AnyOf(plans)
     else:
         plan = plans[0]
-    clauses = tuple(zip(outline.clause_texts, plans, strict=True))
+    return plan, plans
+
+
+def _completed(
+    watchlist: Watchlist, outline: _Outline, plan: _Plan, plans: tuple[_Plan, ...]
+) -> _Compiled:
     groups = tuple(sorted(_required_groups(plan), key=_set_cost))
-    return _Compiled(watchlist, outline, plan, clauses, groups)
+    return _Compiled(watchlist, outline, plan, plans, groups)
 
 
 # --------------------------------------------------------------------------- key index
@@ -159,6 +176,8 @@ class _Partition:
     `previous`, a partition of the same language from an earlier configuration: each of its
     watchlists found here (the same object) keeps its compiled form and checker, so a reload
     that changes a few watchlists compiles those few and rebuilds only the index.
+    `sibling`, a partition of another language: a watchlist whose plan is the same in both
+    (names, exact forms, words that stem alike) shares its compiled form and checker.
     """
 
     def __init__(
@@ -166,6 +185,7 @@ class _Partition:
         language: str | None,
         entries: Iterable[tuple[int, Watchlist, _Outline]],
         previous: _Partition | None = None,
+        sibling: _Partition | None = None,
     ) -> None:
         self.compiled: list[_Compiled] = []
         self.orders: list[int] = []  # the configuration's order of each slot's watchlist
@@ -182,6 +202,12 @@ class _Partition:
                 id(compiled.watchlist): (compiled, check)
                 for compiled, check in zip(previous.compiled, previous.checks, strict=True)
             }
+        alike: dict[int, tuple[_Compiled, _Check | None]] = {}
+        if sibling is not None and sibling.index.language != language:
+            alike = {
+                id(compiled.watchlist): (compiled, check)
+                for compiled, check in zip(sibling.compiled, sibling.checks, strict=True)
+            }
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
@@ -190,7 +216,16 @@ class _Partition:
                 compiled, check = reused
             else:
                 try:
-                    compiled, check = _compile_watchlist(watchlist, outline, language), None
+                    plan, plans = _plans(watchlist, outline, language)
+                    other = alike.get(id(watchlist))
+                    if (
+                        other is not None
+                        and other[0].watchlist is watchlist
+                        and other[0].plan == plan
+                    ):
+                        compiled, check = other
+                    else:
+                        compiled, check = _completed(watchlist, outline, plan, plans), None
                 except Exception as error:  # one watchlist must never stop the others
                     self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
                     continue
