@@ -92,10 +92,11 @@ def _warnings(tree: dict[str, Tree], positions: _Positions) -> Iterator[tuple[Po
     loaded = loading._known_watchlists
     parsed = loaded.models if loaded is not None and loaded.sets == sets_key else {}
     found: dict[str, list[_Finding]] = {}
+    keys = loading.take_watchlist_keys(watchlists)  # the load's tree: written already
     for number, watchlist in enumerate(watchlists if isinstance(watchlists, list) else []):
         if not isinstance(watchlist, dict):
             continue
-        key = repr(watchlist)
+        key = keys[number] if keys is not None else repr(watchlist)
         findings = before.get(key)
         if findings is None:
             model = parsed.get(key)

@@ -151,6 +151,7 @@ def without_garbage_collection() -> Iterator[None]:
 
 
 def _parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
+    global _keyed
     problems = _Problems(path)
     document = _read_yaml(text, problems)
     if document is None:
@@ -177,6 +178,8 @@ def _parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Confi
     _remember_watchlists(tree, keys, model, config)
     if not substitutes:  # the tree is still the file's own: `lint_config` can use it
         _hand_over(text, document)
+        if keys is not None and isinstance(tree, dict):
+            _keyed = (tree.get("watchlists"), keys)
     return config
 
 
@@ -217,6 +220,18 @@ def _remember_watchlists(
             for validated, watchlist in zip(model.watchlists, config.watchlists, strict=True)
         },
     )
+
+
+# The list of watchlists of the tree handed over to the lint, and their keys: the lint takes
+# them once (`take_watchlist_keys`) rather than write 100,000 keys again.
+_keyed: tuple[Tree, list[str]] | None = None
+
+
+def take_watchlist_keys(watchlists: Tree) -> list[str] | None:
+    """The keys of `watchlists` if they are the list the last load keyed (once)."""
+    global _keyed
+    keyed, _keyed = _keyed, None
+    return keyed[1] if keyed is not None and keyed[0] is watchlists else None
 
 
 def _validate(
