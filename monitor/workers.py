@@ -52,6 +52,7 @@ from monitor.text import human_size
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 20.0
+START_TIMEOUT = 600.0  # seconds for a new worker to start and compile the watchlists
 DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space per worker
 
 # Articles in these languages are matched from the worker's first page on; other
@@ -272,7 +273,9 @@ class ExtractionPool:
         """
         pool = self._get_pool()
         for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
-            future.result(timeout=60)
+            # Each worker compiles every watchlist first: tens of seconds for 100,000 on a
+            # loaded machine.
+            future.result(timeout=START_TIMEOUT)
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
         """Match with `watchlists` from now on; pages already submitted finish with the old ones.
