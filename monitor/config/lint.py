@@ -99,7 +99,7 @@ def _warnings(tree: dict[str, Tree], positions: _Positions) -> Iterator[tuple[Po
         key = keys[number] if keys is not None else repr(watchlist)
         findings = before.get(key)
         if findings is None:
-            model = parsed.get(key)
+            model = parsed.get(key) if "query" in watchlist else None
             query = model.compiled if model is not None else None
             findings = list(_watchlist_findings(watchlist, sets, query))
         found[key] = findings
