@@ -363,9 +363,7 @@ def _named_feeds_by_tag(feeds: list[_FeedModel]) -> dict[str, set[int]]:
     return tagged
 
 
-def _build_config(
-    model: _ConfigModel, path: Path, known: _KnownWatchlists | None = None
-) -> Config:
+def _build_config(model: _ConfigModel, path: Path, known: _KnownWatchlists | None = None) -> Config:
     base = path.absolute().parent
 
     def resolve(written: str) -> Path:

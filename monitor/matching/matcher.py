@@ -100,6 +100,11 @@ class Matcher:
         and the partitions it had built are built now, from those: a reload that changes
         one watchlist of 100,000 compiles one, then re-indexes."""
         self.watchlists = tuple(watchlists)
+        # As for a partition: 100,000 outlines, and the tables over them, leave no garbage.
+        with _collector_paused():
+            self._build(previous)
+
+    def _build(self, previous: Matcher | None) -> None:
         # A watchlist whose outline cannot be worked out (a query too deep for the stack)
         # is left out of every partition and reported as failed on each article.
         self._unusable: dict[int, str] = {}
@@ -110,17 +115,16 @@ class Matcher:
                 id(watchlist): (watchlist, outline)
                 for watchlist, outline in zip(previous.watchlists, previous._outlines, strict=True)
             }
-        with _collector_paused():  # as for a partition: 100,000 outlines leave no garbage
-            for order, watchlist in enumerate(self.watchlists):
-                reused = known.get(id(watchlist))
-                if reused is not None and reused[0] is watchlist and reused[1] is not None:
-                    self._outlines.append(reused[1])
-                    continue
-                try:
-                    self._outlines.append(_Outline.of(watchlist))
-                except Exception as error:  # one watchlist must never stop the others
-                    self._unusable[order] = f"{type(error).__name__}: {error}"
-                    self._outlines.append(None)
+        for order, watchlist in enumerate(self.watchlists):
+            reused = known.get(id(watchlist))
+            if reused is not None and reused[0] is watchlist and reused[1] is not None:
+                self._outlines.append(reused[1])
+                continue
+            try:
+                self._outlines.append(_Outline.of(watchlist))
+            except Exception as error:  # one watchlist must never stop the others
+                self._unusable[order] = f"{type(error).__name__}: {error}"
+                self._outlines.append(None)
         usable = [order for order in range(len(self.watchlists)) if order not in self._unusable]
         self._follow_article = [
             order for order in usable if not _fixes_language(self.watchlists[order])
