@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from monitor.config import load_config, loading
+from monitor.config import lint, load_config, loading
 from monitor.matching import Matcher
 from monitor.models import ArticleText, TextSource
 from monitor.reload import ConfigWatcher
@@ -300,7 +300,8 @@ def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
 
     (matcher, hits), matcher_seconds = _timed(build_and_match)
     yield f"  Matcher fr+en + 1 art. {matcher_seconds:8.2f} s   ({hits} hits)"
-    loading._last_parsed = None  # a daemon's first load: not the one remembered above
+    # A daemon's first load: not the one remembered above, nor its watchlists and lint.
+    loading._last_parsed, loading._known_watchlists, lint._known_findings = None, None, None
     watcher, start_seconds = _timed(lambda: ConfigWatcher(path))
     yield f"  daemon start (watcher) {start_seconds:8.2f} s   (0.2 s settle included)"
     changed = text.replace("Source 1\n", "Source 1 renamed\n", 1)
