@@ -20,11 +20,17 @@ subprocess (interpreter start and imports included):
 
 * ``load``: `load_config` (read, YAML, validation, cross-references, frozen settings);
 * ``check``: ``monitor -c FILE check``, wall time and the subprocess's peak RSS;
-* ``matcher``: ``Matcher(config.watchlists)`` and one article matched (the first use
-  builds the partition: compiling and indexing every watchlist);
+* ``matcher``: ``Matcher(config.watchlists)`` with its French and English partitions
+  built (`Matcher.prepare`, what each extraction worker does before its first page) and
+  one article matched;
 * ``watch``: a `ConfigWatcher` started on the file (what the daemon pays at start:
   settle read + load), then ``reload``: one watchlist renamed, the file saved, and
-  `poll` returning the new configuration (settle pause of 0.2 s included).
+  `poll` returning the new configuration (settle pause of 0.2 s included), then
+  ``matcher update``: the matcher for the reloaded watchlists built from the previous
+  one (what each worker does once, before its next page, after a reload);
+* ``monitor run``: from exec until it logs "monitor running" (its workers have compiled
+  every watchlist and can match French and English articles), then a save and SIGHUP
+  until it logs "configuration reloaded"; peak RSS of the daemon and of each worker.
 
 Peak RSS of this process is printed after each size (it only grows, so the figure for a
 size includes the sizes before it in the same run; run one size alone for its own peak).
@@ -48,7 +54,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from monitor.config import load_config, loading
+from monitor.config import lint, load_config, loading
 from monitor.matching import Matcher
 from monitor.models import ArticleText, TextSource
 from monitor.reload import ConfigWatcher
@@ -277,30 +283,44 @@ def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
     path = folder / f"{what}-{size}.yaml"
     path.write_text(text, encoding="utf-8")
     yield f"{what} {size:,} ({len(text.encode()) / 1024 / 1024:.1f} MiB)"
-    config, load_seconds = _timed(lambda: load_config(path))
+    _, load_seconds = _timed(lambda: load_config(path))
     yield f"  load_config            {load_seconds:8.2f} s"
     check_seconds, summary, check_rss = _check(path)
     yield f"  monitor check          {check_seconds:8.2f} s   peak RSS {check_rss:.0f} MiB (subprocess)"
     yield f"    {summary[:110]}"
 
-    def build_and_match() -> int:
-        matcher = Matcher(config.watchlists)
-        article = ArticleText(
-            url=None, title="Togo", text=ARTICLE, source=TextSource.FEED, language="fr"
-        )
-        return len(matcher.match(article))
-
-    hits, matcher_seconds = _timed(build_and_match)
-    yield f"  Matcher + 1st article  {matcher_seconds:8.2f} s   ({hits} hits)"
-    loading._last_parsed = None  # a daemon's first load: not the one remembered above
+    article = ArticleText(
+        url=None, title="Togo", text=ARTICLE, source=TextSource.FEED, language="fr"
+    )
+    # A daemon's first load: not the one remembered above, nor its watchlists and lint.
+    loading._last_parsed, loading._known_watchlists, lint._known_findings = None, None, None
     watcher, start_seconds = _timed(lambda: ConfigWatcher(path))
     yield f"  daemon start (watcher) {start_seconds:8.2f} s   (0.2 s settle included)"
+    started = watcher.current
+
+    def build_and_match() -> tuple[Matcher, int]:
+        matcher = Matcher(started.watchlists)
+        matcher.prepare(("fr", "en"))
+        return matcher, len(matcher.match(article))
+
+    (matcher, hits), matcher_seconds = _timed(build_and_match)
+    yield f"  Matcher fr+en + 1 art. {matcher_seconds:8.2f} s   ({hits} hits)"
     changed = text.replace("Source 1\n", "Source 1 renamed\n", 1)
     changed = changed.replace('name: "', 'name: "Renamed ', 1)
     path.write_text(changed, encoding="utf-8")
     reloaded, reload_seconds = _timed(watcher.poll)
     assert reloaded is not None and reloaded.watchlists[0].name.startswith("Renamed")
     yield f"  reload (poll)          {reload_seconds:8.2f} s   (0.2 s settle included)"
+    pairs = zip(reloaded.watchlists, started.watchlists, strict=True)
+    kept = sum(new is old for new, old in pairs)
+    yield f"    {kept:,} of {len(reloaded.watchlists):,} watchlists kept (the same objects)"
+
+    def update_and_match() -> int:
+        updated = Matcher(reloaded.watchlists, previous=matcher)
+        return len(updated.match(article))
+
+    hits, update_seconds = _timed(update_and_match)
+    yield f"  matcher update + 1 art.{update_seconds:8.2f} s   ({hits} hits)"
     yield f"  peak RSS (this process) {_peak_rss_mib():7.0f} MiB"
     yield from _daemon(what, size, folder)
 
@@ -337,6 +357,10 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
             if "configuration reloaded" in line:
                 break
         yield f"  monitor run: reloaded  {time.perf_counter() - started:8.2f} s   (SIGHUP to log line)"
+        peaks = [_peak_of(daemon.pid)] + [_peak_of(child) for child in _children(daemon.pid)]
+        yield "  peak RSS: daemon {:.0f} MiB, its children {}".format(
+            peaks[0], ", ".join(f"{peak:.0f} MiB" for peak in peaks[1:]) or "none"
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -344,6 +368,29 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+def _peak_of(pid: int) -> float:
+    """VmHWM of a live process, in MiB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    """The processes below `pid` (the fork server, and the workers below it)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return [descendant for child in found for descendant in (child, *_children(child))]
 
 
 def main() -> None:

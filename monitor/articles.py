@@ -153,7 +153,7 @@ class InlineArticles:
         return process_article(job, self._matcher)
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
-        self._matcher = Matcher(watchlists)
+        self._matcher = Matcher(watchlists, previous=self._matcher)
 
     def parse(
         self, content: bytes, *, url: str, headers: Mapping[str, str], timeout: float

@@ -11,18 +11,27 @@ Matching runs in the same call, right after extraction: analysing an article
 (normalise, tokenise, stem, detect the language) is the second largest cost
 per article, and doing it where the text already is keeps the main process,
 which holds the GIL for fetching and storing, nearly idle. Each worker holds
-its own `Matcher`, built from the watchlists the pool was given;
-`set_watchlists` replaces the workers after a configuration reload. The pool
-is the only holder of the watchlists during a poll.
+its own `Matcher`, built from the watchlists the pool was given (pickled once,
+not once per worker) with the partitions for French and English articles built
+before the worker takes its first page. After a configuration reload,
+`set_watchlists` keeps the workers when few watchlists changed: each job then
+carries a small update (which of the workers' watchlists to keep, in which
+order, and the new ones), and a worker applies it once, before its next page,
+reusing what it compiled for the watchlists that did not change. When many
+changed, the workers are replaced. The pool is the only holder of the
+watchlists during a poll.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -31,10 +40,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from monitor.articles import process_article, step_failed
 from monitor.matching import Matcher
+from monitor.matching.matcher import _collector_paused
 from monitor.models import ArticleJob, ArticleOutcome, ParseFailed, ParseResult, Watchlist
 from monitor.parse import parse_feed
 from monitor.text import human_size
@@ -42,9 +52,20 @@ from monitor.text import human_size
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 20.0
+START_TIMEOUT = 600.0  # seconds for a new worker to start and compile the watchlists
 DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space per worker
 
-_worker_matcher: Matcher | None = None  # set in each worker process by _start_worker
+# Articles in these languages are matched from the worker's first page on; other
+# languages build their partition on their first article (see `Matcher.prepare`).
+PREPARED_LANGUAGES = ("fr", "en")
+# A reload that adds or changes more watchlists than this (or than a tenth of them) gets
+# new workers rather than an update carried by each job.
+MAX_UPDATED_WATCHLISTS = 1000
+
+# Set in each worker process by _start_worker, and replaced by _matcher_for.
+_worker_matcher: Matcher | None = None
+_worker_base: tuple[Watchlist, ...] = ()  # the watchlists the worker was started with
+_worker_generation = 0  # the update the worker's matcher follows (0: none)
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -72,23 +93,103 @@ def die_with_parent() -> None:
         os._exit(0)  # orphaned already: the parent died before the request took effect
 
 
-def _start_worker(memory_limit: int, watchlists: tuple[Watchlist, ...]) -> None:
-    global _worker_matcher
+def _start_worker(memory_limit: int, watchlists: bytes = b"") -> None:
+    """`watchlists`: pickled (`_pickled`), or empty for a process that does not match.
+
+    The address-space limit is `memory_limit` plus what the compiled watchlists took: it
+    bounds what one page may cost, whatever the number of watchlists (100,000 of them
+    take several hundred megabytes, which a fixed limit would leave no page)."""
+    global _worker_matcher, _worker_base
     die_with_parent()
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before = _address_space()
+    if watchlists:
+        with _collector_paused():
+            _worker_base = pickle.loads(watchlists)
+            _worker_matcher = Matcher(_worker_base)
+            _worker_matcher.prepare(PREPARED_LANGUAGES)
+        # The matcher lives as long as the worker: later collections need not walk its
+        # millions of objects again.
+        gc.freeze()
+    after = _address_space()
+    if before is not None and after is not None:
+        memory_limit += max(0, after - before)
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     except (ImportError, ValueError, OSError):  # pragma: no cover - platform without rlimits
         pass
-    _worker_matcher = Matcher(watchlists)
 
 
-def _process_in_worker(job: ArticleJob) -> ArticleOutcome:
-    matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
-    return process_article(job, matcher)
+def _address_space() -> int | None:
+    """This process's address space in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return None
+
+
+def _process_in_worker(job: ArticleJob, update: _Update | None = None) -> ArticleOutcome:
+    return process_article(job, _matcher_for(update))
+
+
+def _matcher_for(update: _Update | None) -> Matcher:
+    """The worker's matcher, brought to `update` first if it follows an older one."""
+    global _worker_matcher, _worker_generation
+    if update is None or update.generation == _worker_generation:
+        return _worker_matcher if _worker_matcher is not None else Matcher(())
+    with _collector_paused():
+        parts: tuple[range | Watchlist, ...] = pickle.loads(update.parts)
+        watchlists = tuple(
+            itertools.chain.from_iterable(
+                (_worker_base[index] for index in part) if isinstance(part, range) else (part,)
+                for part in parts
+            )
+        )
+        _worker_matcher = Matcher(watchlists, previous=_worker_matcher)
+    _worker_generation = update.generation
+    return _worker_matcher
+
+
+@dataclass(frozen=True)
+class _Update:
+    """The pool's watchlists as an edit of those its workers started with: `parts`, pickled,
+    is a sequence of ranges of the workers' own watchlists (kept, compiled already) and of
+    new watchlists, in the configuration's order."""
+
+    generation: int
+    parts: bytes
+
+
+def _update_of(
+    base: Sequence[Watchlist], watchlists: Sequence[Watchlist], generation: int
+) -> _Update | None:
+    """`watchlists` as an `_Update` of `base` (the same objects are kept), or None when too
+    many are new for an update to be cheaper than new workers."""
+    limit = min(MAX_UPDATED_WATCHLISTS, max(1, len(watchlists) // 10))
+    positions = {id(watchlist): index for index, watchlist in enumerate(base)}
+    parts: list[range | Watchlist] = []
+    new = 0
+    for watchlist in watchlists:
+        index = positions.get(id(watchlist))
+        if index is None or base[index] is not watchlist:
+            new += 1
+            if new > limit:
+                return None
+            parts.append(watchlist)
+        elif parts and isinstance(parts[-1], range) and parts[-1].stop == index:
+            parts[-1] = range(parts[-1].start, index + 1)
+        else:
+            parts.append(range(index, index + 1))
+    return _Update(generation, _pickled(tuple(parts)))
+
+
+def _pickled(value: object) -> bytes:
+    with _collector_paused():
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -134,37 +235,67 @@ class ExtractionPool:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
         self.memory_limit = memory_limit
-        self._watchlists = tuple(watchlists)
+        # What new workers start with (pickled once for all of them, on first need), and
+        # what the workers' jobs carry after a reload that kept them.
+        self._watchlists = tuple(watchlists)  # the workers' own
+        self._current = self._watchlists  # the configuration's: the update applied
+        self._pickled: bytes | None = None
+        self._update: _Update | None = None
+        self._generation = 0
         self._lock = threading.Lock()
         self._parse_slot = threading.Semaphore(1)
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
+        return self._pool_and_update()[0]
+
+    def _pool_and_update(self) -> tuple[ProcessPoolExecutor, _Update | None]:
+        """The pool and the update its workers' jobs carry (read together: an update only
+        fits the workers it was made for)."""
         with self._lock:
             if self._pool is None:
+                if self._pickled is None:
+                    self._pickled = _pickled(self._watchlists)
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=_worker_context(),
                     initializer=_start_worker,
-                    initargs=(self.memory_limit, self._watchlists),
+                    initargs=(self.memory_limit, self._pickled),
                 )
-            return self._pool
+            return self._pool, self._update
 
     def start(self) -> None:
         """Start the fork server and every worker now rather than on the first page.
 
         The daemon and `monitor poll` call this once at start-up, so the first
-        feed's pages do not wait for the extraction code to be imported.
+        feed's pages do not wait for the extraction code to be imported, nor for the
+        watchlists to be compiled: when it returns, every worker can match.
         """
         pool = self._get_pool()
         for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
-            future.result(timeout=60)
+            # Each worker compiles every watchlist first: tens of seconds for 100,000 on a
+            # loaded machine.
+            future.result(timeout=START_TIMEOUT)
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
-        """Match with `watchlists` from now on; pages already submitted finish with the old ones."""
+        """Match with `watchlists` from now on; pages already submitted finish with the old ones.
+
+        The workers are kept when few watchlists are new objects (a reload keeps the
+        objects of the watchlists whose definition did not change, see `parse_config`):
+        each later job carries the update, and a worker applies it once. Otherwise the
+        workers are replaced, and the new ones compile every watchlist."""
+        watchlists = tuple(watchlists)
+        old = None
         with self._lock:
-            self._watchlists = tuple(watchlists)
-            old, self._pool = self._pool, None
+            update = None
+            if self._pool is not None:
+                update = _update_of(self._watchlists, watchlists, self._generation + 1)
+            self._current = watchlists
+            if update is not None:
+                self._update, self._generation = update, update.generation
+            else:
+                self._watchlists, self._pickled, self._update = watchlists, None, None
+                old, self._pool = self._pool, None
         if old is not None:
             old.shutdown(wait=False)
 
@@ -173,6 +304,8 @@ class ExtractionPool:
             if self._pool is not broken:
                 return  # another thread already replaced it
             self._pool = None
+            if self._update is not None:  # new workers start from the current watchlists
+                self._watchlists, self._pickled, self._update = self._current, None, None
         for process in list(getattr(broken, "_processes", {}).values()):
             process.kill()  # a hung trafilatura call never returns on its own
         broken.shutdown(wait=False, cancel_futures=True)
@@ -224,7 +357,7 @@ class ExtractionPool:
             max_workers=1,
             mp_context=_worker_context(),
             initializer=_start_worker,
-            initargs=(self.memory_limit, ()),
+            initargs=(self.memory_limit,),
         )
         try:
             future: Future[ParseResult] = executor.submit(
@@ -247,9 +380,9 @@ class ExtractionPool:
 
     def _run(self, job: ArticleJob) -> ArticleOutcome | str:
         """The step's result, or why the worker could not give it."""
-        pool = self._get_pool()
+        pool, update = self._pool_and_update()
         try:
-            future: Future[ArticleOutcome] = pool.submit(_process_in_worker, job)
+            future: Future[ArticleOutcome] = pool.submit(_process_in_worker, job, update)
             return future.result(timeout=self.timeout)
         except FutureTimeout:
             self._recycle(pool)

@@ -19,7 +19,7 @@ from monitor.matching import (
     term_variants,
 )
 from monitor.matching.analysis import _sentence_span_at, _sentence_spans
-from monitor.matching.tokens import _COMPOUND, _split_compound
+from monitor.matching.tokens import _COMPOUND, _split_compound, _variants_of_tokens
 from monitor.text import primary_language
 
 
@@ -130,6 +130,37 @@ def test_term_variants() -> None:
     assert term_variants("Saint-Louis") == (("saint", "louis"), ("saintlouis",))
     assert term_variants("l’accord") == (("l", "accord"),)
     assert term_variants("!!") == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Jean Dupont12",
+        "J. Dupont12",
+        "Agbéyomé Kodjo",
+        "Œuvre Straße ﬁnance",
+        "e\u0301lection  au   Bénin",  # a combining accent, several spaces
+        "नमस्ते भारत",  # Devanagari marks
+        "snake_case 2024 ½",
+        "Lomé, Kara; Sokodé!",
+        "",
+        " ",
+        "l’accord d'Alger",  # apostrophes: the general way
+        "anti-terroriste",
+    ],
+)
+def test_term_variants_fast_way_agrees_with_tokens(text: str) -> None:
+    import unicodedata
+
+    assert term_variants(text) == _variants_of_tokens(unicodedata.normalize("NFC", text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30))
+def test_term_variants_fast_way_agrees_with_tokens_on_any_text(text: str) -> None:
+    import unicodedata
+
+    assert term_variants(text) == _variants_of_tokens(unicodedata.normalize("NFC", text))
 
 
 # --------------------------------------------------------------------------- stemming

@@ -224,3 +224,80 @@ def test_the_lint_after_a_load_reads_the_tree_the_load_read(tmp_path: Path) -> N
 def test_the_lint_of_plain_names_skips_only_what_cannot_warn(item: str) -> None:
     sets = {"set": ["Togo"]}
     assert _list_item_warnings(item, sets) == _list_item_warnings_in_full(item, sets)
+
+
+_EDITABLE = """\
+timezone: Africa/Lome
+sets:
+  capitales: [Lomé, Accra]
+feeds:
+  - url: https://news.example.org/rss.xml
+    name: Source A
+    tags: [afrique]
+  - url: https://radio.example.org/rss.xml
+    name: Source B
+watchlists:
+  - name: Ama Traoré
+    any: ["Ama Traoré", "A. Traoré", "le"]
+  - name: Capitales
+    query: '@capitales NEAR5 sommet'
+  - name: Afrique
+    all: [Togo]
+    tags: [afrique]
+  - name: Koffi Dogbé
+    query: '"Koffi Dogbé" OR (Dogbé AND ministre)'
+digest:
+  from: veille@example.org
+  to: [analyste@example.org]
+"""
+
+_EDITS = {
+    "one watchlist changed": ('"Koffi Dogbé" OR', '"Koffi Dogbé" OR Kossi OR'),
+    "one watchlist added above the others": (
+        "watchlists:\n",
+        "watchlists:\n  - name: Nouveau\n    any: [Kara, the]\n",
+    ),
+    "one watchlist removed": ("  - name: Afrique\n    all: [Togo]\n    tags: [afrique]\n", ""),
+    "a set changed": ("[Lomé, Accra]", "[Lomé, Accra, Abuja]"),
+    "a tag given to another feed": (
+        "    name: Source B\n",
+        "    name: Source B\n    tags: [afrique]\n",
+    ),
+    "nothing changed but a comment": ("timezone:", "# edited\ntimezone:"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(_EDITS))
+def test_a_reload_reuses_unchanged_watchlists_and_equals_a_fresh_load(
+    edit: str, tmp_path: Path
+) -> None:
+    from monitor.config import lint, loading
+
+    path = tmp_path / "feeds.yaml"
+    old, new = _EDITS[edit]
+    edited = _EDITABLE.replace(old, new, 1)
+    assert edited != _EDITABLE
+    path.write_text(_EDITABLE, encoding="utf-8")
+    first = load_config(path, environ={})
+    lint_config(path)  # remembers its findings by watchlist
+    path.write_text(edited, encoding="utf-8")
+    reloaded = load_config(path, environ={})
+    warnings = lint_config(path)
+    loading._known_watchlists, loading._last_parsed, lint._known_findings = None, None, None
+    fresh = load_config(path, environ={})
+    assert reloaded == fresh
+    assert warnings == lint_config(path)
+    assert any("NEAR5" in warning for warning in warnings)
+    before = {watchlist.name: watchlist for watchlist in first.watchlists}
+    for watchlist in reloaded.watchlists:
+        same = before.get(watchlist.name) == watchlist
+        reused = before.get(watchlist.name) is watchlist
+        # An unchanged definition gives the same object again: the workers keep its
+        # compiled form; a changed one (or one a tag changed) a new object. A change of
+        # `sets:` validates every watchlist again.
+        assert reused == same if edit != "a set changed" else not reused, watchlist.name
+    kept = sum(
+        any(item is watchlist for item in first.watchlists) for watchlist in reloaded.watchlists
+    )
+    expected = {"one watchlist changed": 3, "one watchlist added above the others": 4}
+    assert kept == expected.get(edit, kept)

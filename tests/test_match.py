@@ -677,3 +677,77 @@ def test_a_near_chain_over_a_frequent_word_keeps_one_occurrence_per_span() -> No
         ArticleText(url=None, title="", text=text, source=TextSource.PAGE, language="fr")
     )
     assert hit.snippets and "[[le]]" in hit.snippets[0]
+
+
+@given(
+    st.lists(_queries(), min_size=1, max_size=8),
+    st.lists(_queries(), min_size=0, max_size=4),
+    st.lists(st.integers(0, 11), max_size=12),
+    _texts,
+    _texts,
+    st.sampled_from(["fr", "en", None]),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_matcher_built_from_the_previous_one_matches_as_one_built_afresh(
+    queries: list[str],
+    added: list[str],
+    kept: list[int],
+    title: str,
+    text: str,
+    language: str | None,
+) -> None:
+    """A reload's matcher reuses the previous matcher's compiled watchlists (the same
+    objects): kept, dropped, reordered and new ones give the hits of a fresh build."""
+    before = [
+        Watchlist(str(n), parse_query(q, {}), language="en" if n % 3 == 0 else None)
+        for n, q in enumerate(queries)
+    ]
+    previous = Matcher(before)
+    previous.prepare(["fr", "en"])  # its partitions are carried over
+    after = [before[index % len(before)] for index in dict.fromkeys(kept)]
+    after += [Watchlist(f"new {n}", parse_query(q, {})) for n, q in enumerate(added)]
+    doc = article(text, title, language)
+    reused = Matcher(after, previous=previous)
+    assert reused.match_reporting(doc) == Matcher(after).match_reporting(doc)
+    assert reused.match_reporting(doc) == previous.match_reporting(doc) or after != before
+
+
+def test_a_matcher_from_the_previous_one_compiles_only_new_watchlists() -> None:
+    togo, lome = Watchlist("Togo", Term("Togo")), Watchlist("Lomé", Term("Lomé"))
+    previous = Matcher([togo, lome])
+    previous.prepare(["fr"])
+    kara = Watchlist("Kara", Term("Kara"))
+    reused = Matcher([lome, kara], previous=previous)
+    (old,) = [p for key, p in previous._partitions.items() if key == (True, "fr")]
+    (new,) = [p for key, p in reused._partitions.items() if key == (True, "fr")]
+    assert new.compiled[0] is old.compiled[1]  # Lomé: the same compiled form
+    assert new.compiled[1].watchlist is kara
+    assert _names(reused.match(article("Kara et Lomé", "Togo"))) == ["Lomé", "Kara"]
+
+
+@given(
+    st.lists(_queries(), min_size=1, max_size=8),
+    _texts,
+    _texts,
+    st.sampled_from(["fr", "en"]),
+    st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_partitions_of_two_languages_share_only_what_is_the_same_in_both(
+    queries: list[str], title: str, text: str, language: str, french_first: bool
+) -> None:
+    watchlists = [Watchlist(str(n), parse_query(q, {})) for n, q in enumerate(queries)]
+    shared = Matcher(watchlists)
+    shared.prepare(["fr", "en"] if french_first else ["en", "fr"])
+    doc = article(text, title, language)
+    assert shared.match_reporting(doc) == Matcher(watchlists).match_reporting(doc)
+
+
+def test_a_word_stemmed_apart_in_two_languages_is_compiled_in_each() -> None:
+    matcher = Matcher([Watchlist("w", parse_query("running", {})), Watchlist("n", Term("Kara"))])
+    matcher.prepare(["fr", "en"])
+    french, english = matcher._partitions[(True, "fr")], matcher._partitions[(True, "en")]
+    assert french.compiled[0] is not english.compiled[0]  # "running" and "run"
+    assert french.compiled[1] is english.compiled[1]  # a name: its form in both
+    assert _names(matcher.match(article("Le running à Kara", language="fr"))) == ["w", "n"]
+    assert _names(matcher.match(article("Kara runs", language="en"))) == ["w", "n"]

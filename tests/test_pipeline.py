@@ -368,3 +368,48 @@ def test_migration_adds_the_last_full_fetch_column_to_an_existing_database(tmp_p
         state = store.feed_state("https://example.org/feed")
     assert state.last_full_fetch is None
     assert "last_full_fetch" in sqlite_utils.Database(path)["feeds"].columns_dict
+
+
+def _feed_text_job(text: str) -> ArticleJob:
+    entry = Entry(key=text, link=None, title="Dépêche", summary=text, content="", published=None)
+    return ArticleJob(entry=entry, feed_name=None, feed_language="fr", no_page_reason="test")
+
+
+def test_a_reload_of_a_few_watchlists_keeps_the_workers_and_matches_the_new_ones() -> None:
+    names = [f"Nom{index}" for index in range(30)]
+    watchlists = [Watchlist(name=name, query=parse_query(name, {})) for name in names]
+    with ExtractionPool(1, watchlists=watchlists) as pool:
+        pool.start()
+        first = pool._pool
+        assert first is not None
+        job = _feed_text_job("Nom3 a rencontré Nom7 et Kara à Lomé.")
+        assert [hit.watchlist for hit in pool.process(job)[1]] == ["Nom3", "Nom7"]
+        # Nom3 dropped, Kara added, Nom7 moved to the end: the others are the same objects.
+        edited = [watchlists[0], Watchlist("Kara", parse_query("Kara", {}))]
+        edited += watchlists[4:7] + watchlists[8:] + [watchlists[7]]
+        pool.set_watchlists(edited)
+        assert pool._pool is first  # an update carried by the jobs, no new workers
+        assert [hit.watchlist for hit in pool.process(job)[1]] == ["Kara", "Nom7"]
+        assert [hit.watchlist for hit in pool.process(job)[1]] == ["Kara", "Nom7"]
+        # A worker that dies is replaced by one started from the current watchlists.
+        pool._recycle(first)
+        assert [hit.watchlist for hit in pool.process(job)[1]] == ["Kara", "Nom7"]
+        second = pool._pool
+        assert second is not first
+        renamed = [Watchlist(f"{w.name}!", w.query) for w in edited]  # all new objects
+        pool.set_watchlists(renamed)
+        assert pool._pool is None  # too many new ones for an update: new workers
+        assert [hit.watchlist for hit in pool.process(job)[1]] == ["Kara!", "Nom7!"]
+
+
+def test_an_update_names_ranges_of_the_workers_watchlists_and_the_new_ones() -> None:
+    import pickle
+
+    from monitor.workers import _update_of
+
+    base = [Watchlist(name=f"w{index}", query=parse_query("Togo", {})) for index in range(40)]
+    new = Watchlist("new", parse_query("Lomé", {}))
+    update = _update_of(base, [*base[:10], new, *base[12:40], base[10]], generation=3)
+    assert update is not None and update.generation == 3
+    assert pickle.loads(update.parts) == (range(0, 10), new, range(12, 40), range(10, 11))
+    assert _update_of(base, [Watchlist(w.name, w.query) for w in base], generation=4) is None

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from monitor.config import loading
 from monitor.config.loading import (
     decode_config_bytes,
     read_config_bytes,
@@ -73,27 +74,66 @@ def _warnings(tree: dict[str, Tree], positions: _Positions) -> Iterator[tuple[Po
             for index, member in enumerate(members if isinstance(members, list) else []):
                 for message in _list_item_warnings(member, sets):
                     yield positions.of_value(("sets", name, index)), message
+    global _known_findings
     watchlists = tree.get("watchlists")
+    known = _known_findings
+    sets_key = repr(raw_sets)
+    before = known[1] if known is not None and known[0] == sets_key else {}
+    # The queries the load just parsed, with these sets: not parsed a second time.
+    loaded = loading._known_watchlists
+    parsed = loaded.models if loaded is not None and loaded.sets == sets_key else {}
+    found: dict[str, list[_Finding]] = {}
+    keys = loading.take_watchlist_keys(watchlists)  # the load's tree: written already
     for number, watchlist in enumerate(watchlists if isinstance(watchlists, list) else []):
         if not isinstance(watchlist, dict):
             continue
-        query = watchlist.get("query")
-        if isinstance(query, str):
-            loc = ("watchlists", number, "query")
-            for offset, message in lint_query(query, sets):
+        key = keys[number] if keys is not None else repr(watchlist)
+        findings = before.get(key)
+        if findings is None:
+            model = parsed.get(key) if "query" in watchlist else None
+            query = model.compiled if model is not None else None
+            findings = list(_watchlist_findings(watchlist, sets, query))
+        found[key] = findings
+        for place, offset, message in findings:
+            loc = ("watchlists", number, *place)
+            if offset is None:
+                yield positions.of_value(loc), message
+            else:
                 yield _position_in_scalar(loc, offset, positions), message
-        for key in ("all", "any", "none"):
-            items = watchlist.get(key)
-            for index, item in enumerate(items if isinstance(items, list) else []):
-                for message in _list_item_warnings(item, sets):
-                    yield positions.of_value(("watchlists", number, key, index)), message
+    _known_findings = (sets_key, found)
 
 
-def lint_query(query: str, sets: Mapping[str, Sequence[str]]) -> list[tuple[int, str]]:
-    """(character offset, warning) for a query text, in order."""
+# Where in a watchlist (its keys below it), the offset in a query (None: the whole value),
+# and the warning.
+_Finding = tuple[tuple[str | int, ...], int | None, str]
+
+# The last lint's findings by watchlist definition (its tree's repr), with the `sets:` they
+# were found with: a reload lints only the watchlists that changed.
+_known_findings: tuple[str, dict[str, list[_Finding]]] | None = None
+
+
+def _watchlist_findings(
+    watchlist: dict[str, Tree], sets: Mapping[str, Sequence[str]], parsed: Node | None
+) -> Iterator[_Finding]:
+    query = watchlist.get("query")
+    if isinstance(query, str):
+        for offset, message in lint_query(query, sets, parsed):
+            yield ("query",), offset, message
+    for key in ("all", "any", "none"):
+        items = watchlist.get(key)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            for message in _list_item_warnings(item, sets):
+                yield (key, index), None, message
+
+
+def lint_query(
+    query: str, sets: Mapping[str, Sequence[str]], parsed: Node | None = None
+) -> list[tuple[int, str]]:
+    """(character offset, warning) for a query text, in order. `parsed`: the query's tree
+    with these `sets`, when the load has it (it is not parsed again)."""
     found = list(_token_warnings(query))
     try:
-        tree = parse_query(query, sets)
+        tree = parsed if parsed is not None else parse_query(query, sets)
     except QuerySyntaxError:
         return sorted(found)  # an error, reported by the loader
     flagged = {offset for offset, _ in found}  # "and" as an operator says more than as a stopword

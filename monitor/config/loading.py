@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -150,6 +151,7 @@ def without_garbage_collection() -> Iterator[None]:
 
 
 def _parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
+    global _keyed
     problems = _Problems(path)
     document = _read_yaml(text, problems)
     if document is None:
@@ -166,17 +168,79 @@ def _parse_config(text: str, *, path: Path, environ: Mapping[str, str]) -> Confi
     substitutes = "$" in text or "\\" in text
     if substitutes:
         _substitute_environment(tree, positions, environ, problems)
-    model = _validate(tree, positions, problems)
+    known = _known_watchlists
+    keys = _watchlist_keys(tree)
+    model = _validate(tree, positions, problems, known, keys)
     _check_references(tree, positions, problems)
     if problems or model is None:
         raise problems.error()
-    config = _build_config(model, path)
+    config = _build_config(model, path, known)
+    _remember_watchlists(tree, keys, model, config)
     if not substitutes:  # the tree is still the file's own: `lint_config` can use it
         _hand_over(text, document)
+        if keys is not None and isinstance(tree, dict):
+            _keyed = (tree.get("watchlists"), keys)
     return config
 
 
-def _validate(tree: Tree, positions: _Positions, problems: _Problems) -> _ConfigModel | None:
+@dataclass(frozen=True)
+class _KnownWatchlists:
+    """The watchlists of the last valid configuration, by their definition: a reload gives
+    each unchanged watchlist its validated model and its `Watchlist` (the same object) again,
+    so neither is validated or compiled twice, and the workers' matchers keep theirs."""
+
+    sets: str  # the `sets:` they were validated with (a set reference compiles its members)
+    models: dict[str, _WatchlistModel]  # the watchlist's tree, as `_watchlist_keys` writes it
+    built: dict[int, Watchlist]  # id of a model in `models` -> its Watchlist
+
+
+_known_watchlists: _KnownWatchlists | None = None
+
+
+def _watchlist_keys(tree: Tree) -> list[str] | None:
+    """Each watchlist's definition as text (its tree's repr: types and order included)."""
+    watchlists = tree.get("watchlists") if isinstance(tree, dict) else None
+    if not isinstance(watchlists, list):
+        return None
+    return [repr(watchlist) for watchlist in watchlists]
+
+
+def _remember_watchlists(
+    tree: Tree, keys: list[str] | None, model: _ConfigModel, config: Config
+) -> None:
+    global _known_watchlists
+    if keys is None or not isinstance(tree, dict) or len(keys) != len(model.watchlists):
+        _known_watchlists = None
+        return
+    _known_watchlists = _KnownWatchlists(
+        sets=repr(tree.get("sets")),
+        models=dict(zip(keys, model.watchlists, strict=True)),
+        built={
+            id(validated): watchlist
+            for validated, watchlist in zip(model.watchlists, config.watchlists, strict=True)
+        },
+    )
+
+
+# The list of watchlists of the tree handed over to the lint, and their keys: the lint takes
+# them once (`take_watchlist_keys`) rather than write 100,000 keys again.
+_keyed: tuple[Tree, list[str]] | None = None
+
+
+def take_watchlist_keys(watchlists: Tree) -> list[str] | None:
+    """The keys of `watchlists` if they are the list the last load keyed (once)."""
+    global _keyed
+    keyed, _keyed = _keyed, None
+    return keyed[1] if keyed is not None and keyed[0] is watchlists else None
+
+
+def _validate(
+    tree: Tree,
+    positions: _Positions,
+    problems: _Problems,
+    known: _KnownWatchlists | None = None,
+    keys: list[str] | None = None,
+) -> _ConfigModel | None:
     if not isinstance(tree, dict):
         problems.add(
             (0, 0),
@@ -184,9 +248,19 @@ def _validate(tree: Tree, positions: _Positions, problems: _Problems) -> _Config
             "(see the bundled feeds.yaml)",
         )
         return None
+    given: Mapping[str, object] = tree
+    if known is not None and keys is not None and known.sets == repr(tree.get("sets")):
+        # A model instance is taken as it is (pydantic does not validate it again).
+        raw = tree["watchlists"]
+        assert isinstance(raw, list), "keys are only made for a list"
+        models: Mapping[str, object] = known.models
+        given = {
+            **tree,
+            "watchlists": [models.get(key, item) for key, item in zip(keys, raw, strict=True)],
+        }
     try:
         return _ConfigModel.model_validate(
-            tree, context={"sets": _sets_for_checking(tree.get("sets"))}
+            given, context={"sets": _sets_for_checking(tree.get("sets"))}
         )
     except ValidationError as error:
         for detail in error.errors():
@@ -289,7 +363,7 @@ def _named_feeds_by_tag(feeds: list[_FeedModel]) -> dict[str, set[int]]:
     return tagged
 
 
-def _build_config(model: _ConfigModel, path: Path) -> Config:
+def _build_config(model: _ConfigModel, path: Path, known: _KnownWatchlists | None = None) -> Config:
     base = path.absolute().parent
 
     def resolve(written: str) -> Path:
@@ -308,18 +382,26 @@ def _build_config(model: _ConfigModel, path: Path) -> Config:
         feed_deadline=model.poll.feed_deadline,
     )
     tagged = _named_feeds_by_tag(model.feeds)
-    watchlists = tuple(
-        Watchlist(
+    built = known.built if known is not None else {}
+
+    def build(watchlist: _WatchlistModel) -> Watchlist:
+        feeds = _feed_scope(watchlist, model.feeds, tagged)
+        before = built.get(id(watchlist))
+        # Its model is the same object only when its definition did not change; its
+        # feed scope may have (a tag given to another feed).
+        if before is not None and before.feeds == feeds:
+            return before
+        return Watchlist(
             name=watchlist.name,
             query=watchlist.compiled,
             language=watchlist.language,
-            feeds=_feed_scope(watchlist, model.feeds, tagged),
+            feeds=feeds,
             languages=tuple(dict.fromkeys(watchlist.languages or ())),
             topic=watchlist.topic,
             hide_passing=watchlist.passing == "hide",
         )
-        for watchlist in model.watchlists
-    )
+
+    watchlists = tuple(map(build, model.watchlists))
     return Config(
         path=path.absolute(),
         database=resolve(model.database),

@@ -364,6 +364,10 @@ class _WatchlistModel(_Section):
 
     @model_validator(mode="after")
     def _compile(self, info: ValidationInfo) -> _WatchlistModel:
+        if self._compiled is not None:
+            # A model a reload reuses (`loading._KnownWatchlists`): pydantic does not
+            # validate an instance again, but runs its after-validators.
+            return self
         has_lists = any(
             terms is not None for terms in (self.all_terms, self.any_terms, self.none_terms)
         )

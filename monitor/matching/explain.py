@@ -64,7 +64,7 @@ def explain(
     hit = hits[0] if hits else None
 
     language = _stemming_for(watchlist, doc)
-    compiled = _compile_watchlist(0, watchlist, _Outline.of(watchlist), language)
+    compiled = _compile_watchlist(watchlist, _Outline.of(watchlist), language)
     views = _DocView(doc, language).fields
 
     lines = [_language_line(doc, watchlist)]

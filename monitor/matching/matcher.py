@@ -39,7 +39,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from monitor.matching.analysis import AnalyzedText, analyze
@@ -94,19 +94,37 @@ class Matcher:
     only when complete.
     """
 
-    def __init__(self, watchlists: Sequence[Watchlist]) -> None:
+    def __init__(self, watchlists: Sequence[Watchlist], *, previous: Matcher | None = None) -> None:
+        """`previous`: the matcher of an earlier configuration. The watchlists of this one
+        that are the same objects as some of its own keep their outline and compiled forms,
+        and the partitions it had built are built now, from those: a reload that changes
+        one watchlist of 100,000 compiles one, then re-indexes."""
         self.watchlists = tuple(watchlists)
+        # As for a partition: 100,000 outlines, and the tables over them, leave no garbage.
+        with _collector_paused():
+            self._build(previous)
+
+    def _build(self, previous: Matcher | None) -> None:
         # A watchlist whose outline cannot be worked out (a query too deep for the stack)
         # is left out of every partition and reported as failed on each article.
         self._unusable: dict[int, str] = {}
         self._outlines: list[_Outline | None] = []
-        with _collector_paused():  # as for a partition: 100,000 outlines leave no garbage
-            for order, watchlist in enumerate(self.watchlists):
-                try:
-                    self._outlines.append(_Outline.of(watchlist))
-                except Exception as error:  # one watchlist must never stop the others
-                    self._unusable[order] = f"{type(error).__name__}: {error}"
-                    self._outlines.append(None)
+        known: dict[int, tuple[Watchlist, _Outline | None]] = {}
+        if previous is not None:
+            known = {
+                id(watchlist): (watchlist, outline)
+                for watchlist, outline in zip(previous.watchlists, previous._outlines, strict=True)
+            }
+        for order, watchlist in enumerate(self.watchlists):
+            reused = known.get(id(watchlist))
+            if reused is not None and reused[0] is watchlist and reused[1] is not None:
+                self._outlines.append(reused[1])
+                continue
+            try:
+                self._outlines.append(_Outline.of(watchlist))
+            except Exception as error:  # one watchlist must never stop the others
+                self._unusable[order] = f"{type(error).__name__}: {error}"
+                self._outlines.append(None)
         usable = [order for order in range(len(self.watchlists)) if order not in self._unusable]
         self._follow_article = [
             order for order in usable if not _fixes_language(self.watchlists[order])
@@ -122,8 +140,27 @@ class Matcher:
         )
         self._partitions: dict[tuple[bool, str | None], _Partition] = {}
         self._build_lock = threading.Lock()
+        if previous is not None:
+            for follows_article, language in list(previous._partitions):
+                self._partition(
+                    follows_article,
+                    language,
+                    previous._partitions.get((follows_article, language)),
+                )
 
-    def _partition(self, follows_article: bool, language: str | None) -> _Partition:
+    def prepare(self, languages: Iterable[str | None]) -> None:
+        """Build now the partitions that articles in ``languages`` need (each is otherwise
+        built by the first such article: some seconds with 100,000 watchlists)."""
+        for language in languages:
+            stemming = snowball_language(language)
+            self._partition(True, stemming)
+            for fixed in self._fixed_order:
+                if fixed != stemming:
+                    self._partition(False, fixed)
+
+    def _partition(
+        self, follows_article: bool, language: str | None, previous: _Partition | None = None
+    ) -> _Partition:
         """Watchlists stemmed in ``language``: with (``follows_article``) or without those that
         take the article's language."""
         cache_key = (follows_article, language)
@@ -136,13 +173,20 @@ class Matcher:
                 orders = self._fixed.get(language, [])
                 if follows_article:
                     orders = sorted(self._follow_article + orders)
-                entries = [
-                    (order, self.watchlists[order], outline)
-                    for order in orders
-                    if (outline := self._outlines[order]) is not None
-                ]
-                with _collector_paused():
-                    partition = _Partition(language, entries)
+                with _collector_paused():  # 100,000 entries: no collection over the heap
+                    entries = [
+                        (order, self.watchlists[order], outline)
+                        for order in orders
+                        if (outline := self._outlines[order]) is not None
+                    ]
+                    # The largest partition built so far, of another language, shares
+                    # the watchlists whose plan is the same in both.
+                    sibling = max(
+                        self._partitions.values(),
+                        key=lambda built: len(built.compiled),
+                        default=None,
+                    )
+                    partition = _Partition(language, entries, previous, sibling)
                 self._partitions[cache_key] = partition
         return partition
 
@@ -200,7 +244,7 @@ class Matcher:
         ]
         language = primary_language(doc.language)
         for partition, view in self._plans_for(doc):
-            checks, scoped = partition.checks, partition.scoped
+            checks, scoped, orders = partition.checks, partition.scoped, partition.orders
             language_scoped = partition.language_scoped
             failed.extend(
                 (order, MatchFailure(watchlist.name, error))
@@ -217,15 +261,16 @@ class Matcher:
                 ):
                     continue
                 try:
-                    if checks[slot](view):
+                    check = checks[slot] or partition.check(slot)
+                    if check(view):
                         compiled = partition.compiled[slot]
-                        hits.append((compiled.order, _build_hit(compiled, view.fields)))
+                        hits.append((orders[slot], _build_hit(compiled, view.fields)))
                 except Exception as error:  # this watchlist skips this article; not the others
                     compiled = partition.compiled[slot]
                     failure = MatchFailure(
                         compiled.watchlist.name, f"{type(error).__name__}: {error}"
                     )
-                    failed.append((compiled.order, failure))
+                    failed.append((orders[slot], failure))
         hits.sort(key=lambda pair: pair[0])
         failed.sort(key=lambda pair: pair[0])
         return [hit for _, hit in hits], [failure for _, failure in failed]
@@ -238,13 +283,13 @@ class Matcher:
         """Reference for tests: no presearch, every watchlist checked by the plain evaluator."""
         hits: list[tuple[int, HitResult]] = []
         for partition, view in self._plans_for(doc):
-            for compiled in partition.compiled:
+            for order, compiled in zip(partition.orders, partition.compiled, strict=True):
                 if (
                     _in_scope(compiled.watchlist, feed_name)
                     and _in_language_scope(compiled.watchlist, doc)
                     and _holds(compiled.plan, view.fields)
                 ):
-                    hits.append((compiled.order, _build_hit(compiled, view.fields)))
+                    hits.append((order, _build_hit(compiled, view.fields)))
         hits.sort(key=lambda pair: pair[0])
         return [hit for _, hit in hits]
 

@@ -43,17 +43,34 @@ from monitor.query import And, Or
 
 @dataclass(frozen=True)
 class _Compiled:
-    order: int  # index of the watchlist in the configuration
+    """One watchlist compiled in one stemming language. It does not depend on the watchlist's
+    place in the configuration, so a matcher built for an edited configuration reuses it."""
+
     watchlist: Watchlist
     outline: _Outline
     plan: _Plan
-    clauses: tuple[tuple[str, _Plan], ...]  # (rendered clause, plan) for the top-level clauses
-    check: _Check  # the compiled `plan`
+    clause_plans: tuple[_Plan, ...]  # the plans of the top-level clauses
+    groups: tuple[frozenset[_Key], ...]  # required key groups, cheapest first
+
+    @property
+    def clauses(self) -> tuple[tuple[str, _Plan], ...]:
+        """(rendered clause, plan) for the top-level clauses."""
+        return tuple(zip(self.outline.clause_texts, self.clause_plans, strict=True))
+
+    @property
+    def check(self) -> _Check:
+        """The compiled `plan` (built anew: partitions keep theirs, built on first need)."""
+        return _checker(self.plan)
 
 
-def _compile_watchlist(
-    order: int, watchlist: Watchlist, outline: _Outline, language: str | None
-) -> _Compiled:
+def _compile_watchlist(watchlist: Watchlist, outline: _Outline, language: str | None) -> _Compiled:
+    return _completed(watchlist, outline, *_plans(watchlist, outline, language))
+
+
+def _plans(
+    watchlist: Watchlist, outline: _Outline, language: str | None
+) -> tuple[_Plan, tuple[_Plan, ...]]:
+    """The watchlist's plan in ``language``, and those of its top-level clauses."""
     plans = tuple(_compile(node, language) for node in outline.clauses)
     plan: _Plan
     if isinstance(watchlist.query, And):
@@ -62,8 +79,14 @@ def _compile_watchlist(
         plan = _AnyOf(plans)
     else:
         plan = plans[0]
-    clauses = tuple(zip(outline.clause_texts, plans, strict=True))
-    return _Compiled(order, watchlist, outline, plan, clauses, _checker(plan))
+    return plan, plans
+
+
+def _completed(
+    watchlist: Watchlist, outline: _Outline, plan: _Plan, plans: tuple[_Plan, ...]
+) -> _Compiled:
+    groups = tuple(sorted(_required_groups(plan), key=_set_cost))
+    return _Compiled(watchlist, outline, plan, plans, groups)
 
 
 # --------------------------------------------------------------------------- key index
@@ -149,26 +172,67 @@ class _Partition:
     key group for the first stage, and under those of its second cheapest (its only one
     again, when it has one) for the second; it is a candidate only when the article reaches
     it in both stages (see `_required_groups`).
+
+    `previous`, a partition of the same language from an earlier configuration: each of its
+    watchlists found here (the same object) keeps its compiled form and checker, so a reload
+    that changes a few watchlists compiles those few and rebuilds only the index.
+    `sibling`, a partition of another language: a watchlist whose plan is the same in both
+    (names, exact forms, words that stem alike) shares its compiled form and checker.
     """
 
     def __init__(
-        self, language: str | None, entries: Iterable[tuple[int, Watchlist, _Outline]]
+        self,
+        language: str | None,
+        entries: Iterable[tuple[int, Watchlist, _Outline]],
+        previous: _Partition | None = None,
+        sibling: _Partition | None = None,
     ) -> None:
         self.compiled: list[_Compiled] = []
+        self.orders: list[int] = []  # the configuration's order of each slot's watchlist
         self.index = _KeyIndex(language)
         # Watchlists that could not be compiled (a query deeper than the stack, a bug):
         # (order, watchlist, error). They match nothing; the matcher reports them per article.
         self.broken: list[tuple[int, Watchlist, str]] = []
+        # Each slot's checker, built on first need: most watchlists are never a candidate
+        # before the next reload, and building all of them took a third of a partition.
+        self.checks: list[_Check | None] = []
+        known: dict[int, tuple[_Compiled, _Check | None]] = {}
+        if previous is not None and previous.index.language == language:
+            known = {
+                id(compiled.watchlist): (compiled, check)
+                for compiled, check in zip(previous.compiled, previous.checks, strict=True)
+            }
+        alike: dict[int, tuple[_Compiled, _Check | None]] = {}
+        if sibling is not None and sibling.index.language != language:
+            alike = {
+                id(compiled.watchlist): (compiled, check)
+                for compiled, check in zip(sibling.compiled, sibling.checks, strict=True)
+            }
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
-            try:
-                compiled = _compile_watchlist(order, watchlist, outline, language)
-                groups = sorted(_required_groups(compiled.plan), key=_set_cost)
-            except Exception as error:  # one watchlist must never stop the others
-                self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
-                continue
+            reused = known.get(id(watchlist))
+            if reused is not None and reused[0].watchlist is watchlist:
+                compiled, check = reused
+            else:
+                try:
+                    plan, plans = _plans(watchlist, outline, language)
+                    other = alike.get(id(watchlist))
+                    if (
+                        other is not None
+                        and other[0].watchlist is watchlist
+                        and other[0].plan == plan
+                    ):
+                        compiled, check = other
+                    else:
+                        compiled, check = _completed(watchlist, outline, plan, plans), None
+                except Exception as error:  # one watchlist must never stop the others
+                    self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
+                    continue
             self.compiled.append(compiled)
+            self.orders.append(order)
+            self.checks.append(check)
+            groups = compiled.groups
             if not groups:
                 unindexed.append(slot)
                 continue
@@ -178,7 +242,6 @@ class _Partition:
         self.index.freeze()
         self.unindexed = frozenset(unindexed)
         # Flat views of `compiled` for the per-candidate loop.
-        self.checks = [compiled.check for compiled in self.compiled]
         self.scoped = {
             slot: compiled.outline.feeds
             for slot, compiled in enumerate(self.compiled)
@@ -189,6 +252,14 @@ class _Partition:
             for slot, compiled in enumerate(self.compiled)
             if compiled.watchlist.languages
         }
+
+    def check(self, slot: int) -> _Check:
+        """The checker of the watchlist in ``slot``, built on first use (a race only builds
+        the same checker twice)."""
+        check = self.checks[slot]
+        if check is None:
+            check = self.checks[slot] = _checker(self.compiled[slot].plan)
+        return check
 
     def candidates(self, doc: _DocView) -> list[int]:
         return sorted(self.index.reached(doc) | self.unindexed)

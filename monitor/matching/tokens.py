@@ -105,6 +105,7 @@ _LETTER = rf"(?:[^\W_]|[{_combining_marks()}])"
 _SEPARATOR = "[" + "".join(re.escape(char) for char in _APOSTROPHES + _HYPHENS) + "]"
 _COMPOUND = re.compile(rf"{_LETTER}+(?:{_SEPARATOR}{_LETTER}+)*")
 _PIECE = re.compile(rf"{_LETTER}+")
+_JOINER = re.compile(_SEPARATOR)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -348,7 +349,18 @@ def term_variants(text: str) -> tuple[tuple[str, ...], ...]:
     sequence with each compound joined (``anti-terroriste`` → ``(anti, terroriste)`` and
     ``(antiterroriste,)``). Empty when the term holds no word at all.
     """
-    tokens = _tokenize(unicodedata.normalize("NFC", text))
+    text = unicodedata.normalize("NFC", text)
+    if _JOINER.search(text) is None:
+        # No apostrophe or hyphen: each word is its own token, split and joined alike
+        # (what `_tokenize` gives, without its spans; 300,000 names are compiled at start).
+        words = tuple(map(fold, _COMPOUND.findall(text)))
+        return (words,) if words else ()
+    return _variants_of_tokens(text)
+
+
+def _variants_of_tokens(text: str) -> tuple[tuple[str, ...], ...]:
+    """`term_variants` of NFC ``text`` from its tokens: the general way, for any text."""
+    tokens = _tokenize(text)
     triples = list(zip(tokens.positions, tokens.end_positions, tokens.forms, strict=True))
     split = tuple(form for position, end_position, form in triples if end_position == position)
     joined_parts: list[str] = []
