@@ -333,10 +333,11 @@ def vm_hwm_mib(pid: int) -> float:
 def _bare_trafilatura_rate(pages: list[tuple[str, bytes]], result: Any) -> None:
     import trafilatura
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _title, html in pages:
         trafilatura.extract(html)
-    result.value = len(pages) / (time.perf_counter() - started)
+    result[0] = len(pages) / (time.perf_counter() - started)
+    result[1] = (time.process_time() - cpu_started) / len(pages)
 
 
 def vm_rss_mib(pid: int) -> float:
@@ -366,14 +367,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bare_trafilatura(pages: list[tuple[str, bytes]]) -> float:
-    """Pages/s of bare `trafilatura.extract` on one core, in a child process so its
-    memory and caches do not count against the pipeline's figures."""
-    result = multiprocessing.Value("d", 0.0)
+def bare_trafilatura(pages: list[tuple[str, bytes]]) -> tuple[float, float]:
+    """Pages/s of bare `trafilatura.extract` on one core, and its CPU seconds per page, in
+    a child process so its memory and caches do not count against the pipeline's figures."""
+    result = multiprocessing.Array("d", 2)
     process = multiprocessing.Process(target=_bare_trafilatura_rate, args=(pages, result))
     process.start()
     process.join()
-    return float(result.value)
+    return float(result[0]), float(result[1])
 
 
 def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
@@ -442,14 +443,21 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
                     batch = slice(number * args.feeds, (number + 1) * args.feeds)
                     poll_pages = [page for group in feed_pages[batch] for page in group]
                     sample = poll_pages[: args.bare_sample or len(poll_pages)]
-                    bare_rate = bare_trafilatura(sample)
+                    bare_rate, bare_cpu = bare_trafilatura(sample)
                     print(
                         f"\nbare trafilatura.extract, one core, {len(sample)} of this poll's pages: "
-                        f"{bare_rate:.1f} articles/s (load average {load_average()})"
+                        f"{bare_rate:.1f} articles/s, {bare_cpu * 1000:.2f} ms of CPU a page "
+                        f"(load average {load_average()})"
                     )
                     ratios.append(
                         one_poll(
-                            label, pipeline, feeds[batch], args.concurrency, bare_rate, servers
+                            label,
+                            pipeline,
+                            feeds[batch],
+                            args.concurrency,
+                            bare_rate,
+                            bare_cpu,
+                            servers,
                         )
                     )
     finally:
@@ -471,6 +479,7 @@ def one_poll(
     feeds: list[FeedSpec],
     threads: int,
     bare_rate: float,
+    bare_cpu: float,
     servers: Servers,
 ) -> float:
     """Poll `feeds`, print what it did and cost; the ratio of its articles/s to `bare_rate`."""
@@ -510,6 +519,17 @@ def one_poll(
         f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core), "
         f"the benchmark's servers {servers_cpu:.2f} s ({servers_cpu / elapsed:.0%})"
     )
+    if articles:
+        # What CPU alone allows, whatever else runs on the machine: the cores divided
+        # by monitor's CPU per article, against bare trafilatura's on one core.
+        per_article = (main_cpu + workers_cpu) / articles
+        cores = os.cpu_count() or 1
+        print(
+            f"  CPU per article: main process {main_cpu / articles * 1000:.2f} ms + workers "
+            f"{workers_cpu / articles * 1000:.2f} ms (servers {servers_cpu / articles * 1000:.2f} ms) "
+            f"against bare trafilatura's {bare_cpu * 1000:.2f} ms: on {cores} idle cores at most "
+            f"{cores * bare_cpu / per_article:.2f}x bare trafilatura"
+        )
     print(
         f"  peak memory so far: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
         + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks)
