@@ -2,18 +2,23 @@
 
     .venv/bin/python bench/bench_poll.py            # 20 feeds x 10 articles, 1,000-feed re-poll
     .venv/bin/python bench/bench_poll.py --quick    # smaller, for a smoke run
+    .venv/bin/python bench/bench_poll.py --world small --repoll-feeds 0   # 20 feeds x 60 small pages
 
 What it does, in one process tree on this machine only (127.0.0.x):
 
-1. Serves N feeds with M new articles each. The articles are real pages from
-   ../shared/corpus/articles; every response is delayed by --latency (100 ms).
-   Feeds are spread over several loopback addresses (127.0.0.2, 127.0.0.3, ...)
-   so the per-host limit behaves as it would with many sites.
-2. Times bare `trafilatura.extract` over the same pages on one core: the
-   reference articles/s.
-3. Runs one `Pipeline.poll_all` on a fresh database and prints feeds/s,
-   articles/s (and the ratio to bare trafilatura), peak memory of the main
-   process and of each extraction worker, and where the time went.
+1. Serves N feeds with M new articles each, for each of --polls polls. The articles
+   are real pages from ../shared/corpus/articles (--world full), or small pages of
+   4-6 KB made from the corpus's BBC Afrique articles (--world small: 60 per feed,
+   one host per feed); every response is delayed by --latency (100 ms). Feeds are
+   spread over several loopback addresses (127.0.0.2, 127.0.0.3, ...) so the
+   per-host limit behaves as it would with many sites.
+2. Before each poll, times bare `trafilatura.extract` over that poll's pages on one
+   core: the reference articles/s, and its CPU per page.
+3. Runs `Pipeline.poll_all` on the poll's feeds (a fresh database for the first) and
+   prints feeds/s, articles/s (and the ratio to bare trafilatura), the CPU of the
+   main process, the extraction workers and the servers, per article too, with the
+   ratio that CPU alone allows on idle cores, peak memory of the main process and of
+   each extraction worker, and where the time went.
 4. Serves 1,000 small feeds, polls them once, then times a second poll of all
    of them unchanged (half answer 304 to conditional requests, half ignore the
    validators and resend an identical body, which must not be parsed again).
