@@ -2,18 +2,23 @@
 
     .venv/bin/python bench/bench_poll.py            # 20 feeds x 10 articles, 1,000-feed re-poll
     .venv/bin/python bench/bench_poll.py --quick    # smaller, for a smoke run
+    .venv/bin/python bench/bench_poll.py --world small --repoll-feeds 0   # 20 feeds x 60 small pages
 
 What it does, in one process tree on this machine only (127.0.0.x):
 
-1. Serves N feeds with M new articles each. The articles are real pages from
-   ../shared/corpus/articles; every response is delayed by --latency (100 ms).
-   Feeds are spread over several loopback addresses (127.0.0.2, 127.0.0.3, ...)
-   so the per-host limit behaves as it would with many sites.
-2. Times bare `trafilatura.extract` over the same pages on one core: the
-   reference articles/s.
-3. Runs one `Pipeline.poll_all` on a fresh database and prints feeds/s,
-   articles/s (and the ratio to bare trafilatura), peak memory of the main
-   process and of each extraction worker, and where the time went.
+1. Serves N feeds with M new articles each, for each of --polls polls. The articles
+   are real pages from ../shared/corpus/articles (--world full), or small pages of
+   4-6 KB made from the corpus's BBC Afrique articles (--world small: 60 per feed,
+   one host per feed); every response is delayed by --latency (100 ms). Feeds are
+   spread over several loopback addresses (127.0.0.2, 127.0.0.3, ...) so the
+   per-host limit behaves as it would with many sites.
+2. Before each poll, times bare `trafilatura.extract` over that poll's pages on one
+   core: the reference articles/s, and its CPU per page.
+3. Runs `Pipeline.poll_all` on the poll's feeds (a fresh database for the first) and
+   prints feeds/s, articles/s (and the ratio to bare trafilatura), the CPU of the
+   main process, the extraction workers and the servers, per article too, with the
+   ratio that CPU alone allows on idle cores, peak memory of the main process and of
+   each extraction worker, and where the time went.
 4. Serves 1,000 small feeds, polls them once, then times a second poll of all
    of them unchanged (half answer 304 to conditional requests, half ignore the
    validators and resend an identical body, which must not be parsed again).
@@ -22,11 +27,13 @@ What it does, in one process tree on this machine only (127.0.0.x):
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import hashlib
 import json
 import multiprocessing
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -37,7 +44,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -73,6 +80,108 @@ def corpus_pages(limit: int) -> list[tuple[str, bytes]]:
     return [pages[index % len(pages)] for index in range(limit)]
 
 
+SMALL_PAGE_BYTES = (4_000, 6_000)
+_SENTENCE_END = re.compile(r"(?<=[.!?»])\s+")
+
+
+def small_pages(limit: int) -> list[tuple[str, bytes]]:
+    """(title, html) of small article pages (4-6 KB), as wire services and mobile sites
+    serve them: a head with the usual meta tags, a short menu, the headline and the
+    article's real text (BBC Afrique articles from ../shared/corpus/articles/masakhanews-fra,
+    in French) cut to fit, a few related links and a footer."""
+    source = CORPUS / "articles" / "masakhanews-fra"
+    rows: list[dict[str, str]] = []
+    for name in ("masakhanews_fra_test.tsv.gz", "masakhanews_fra_train_50shot.tsv.gz"):
+        path = source / name
+        if path.exists():
+            text = gzip.decompress(path.read_bytes()).decode("utf-8")
+            rows.extend(csv.DictReader(text.splitlines(), delimiter="\t"))
+    rows = [row for row in rows if len(row["text"]) >= 4_000]
+    if not rows:
+        raise SystemExit(f"no BBC Afrique articles under {source}; set MONITOR_CORPUS")
+    pages: list[tuple[str, bytes]] = []
+    for index in range(limit):
+        row = rows[index % len(rows)]
+        low, high = SMALL_PAGE_BYTES
+        target = low + (index * 7919) % (high - low)  # spread over the range, reproducibly
+        pages.append((row["headline"], _small_page(row, index, target)))
+    return pages
+
+
+def _small_page(row: dict[str, str], index: int, target: int) -> bytes:
+    title = row["headline"]
+    url = row.get("url") or f"https://www.bbc.com/afrique/monde-{60_000_000 + index}"
+    sections = (
+        "monde", "afrique", "economie", "sport", "culture", "video", "podcasts",
+    )  # fmt: skip
+    menu = "".join(
+        f'<li class="nav__item"><a class="nav__link" href="/afrique/{section}">'
+        f"<span>{section.title()}</span></a></li>"
+        for section in sections
+    )
+    share = "".join(
+        f'<li><a class="share__{site}" href="https://{site}.com/share?u={index}">'
+        f'<span class="visually-hidden">Partager sur {site}</span></a></li>'
+        for site in ("facebook", "twitter", "whatsapp")
+    )
+    head = (
+        '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} - BBC Afrique</title>"
+        f'<link rel="canonical" href={quoteattr(url)}>'
+        f'<meta property="og:title" content={quoteattr(title)}>'
+        f'<meta property="og:url" content={quoteattr(url)}>'
+        '<script type="application/ld+json">{"@context":"https://schema.org",'
+        f'"@type":"NewsArticle","url":{json.dumps(url)},"datePublished":"2026-11-27T12:00:00Z",'
+        '"publisher":{"@type":"Organization","name":"BBC Afrique"}}</script>'
+        '<link rel="stylesheet" href="/static/m.css"></head><body>'
+        '<div id="page" class="page"><header class="header"><div class="header__inner">'
+        '<a href="/afrique" class="header__logo"><span>BBC Afrique</span></a>'
+        f'<nav class="nav"><ul class="nav__list">{menu}</ul></nav></div></header>'
+        '<main id="main" class="main"><article class="story"><div class="story__header">'
+        f'<h1 class="story__title">{escape(title)}</h1><div class="story__meta">'
+        '<span class="byline">Par la rédaction</span> '
+        '<time datetime="2026-11-27T12:00:00Z">27 novembre 2026</time></div>'
+        f'<ul class="share">{share}</ul></div>'
+        '<figure class="story__image"><img src="/img/1.jpg" alt="" width="640" height="360">'
+        '<figcaption>Photo d\'illustration</figcaption></figure><div class="story__body">'
+    )
+    related = "".join(
+        f'<li class="related__item"><a href="/afrique/region-{index * 10 + n}">'
+        f'<span class="related__title">Lire aussi : article {n}</span></a></li>'
+        for n in range(3)
+    )
+    tail = (
+        '</div></article><aside class="related"><h2>Sur le même sujet</h2>'
+        f'<ul class="related__list">{related}</ul></aside></main>'
+        '<footer class="footer"><ul>'
+        + "".join(
+            f'<li><a href="/{link}">{link.title()}</a></li>'
+            for link in ("conditions", "confidentialite", "contact")
+        )
+        + "</ul><p>© 2026 BBC.</p></footer></div>"
+        '<script src="/static/m.js" defer></script></body></html>'
+    )
+    budget = target - len(head.encode()) - len(tail.encode())
+    body: list[str] = []
+    sentences = _SENTENCE_END.split(row["text"])
+    for sentence in sentences:
+        # Wire copy marks up names and places, and links some of them.
+        words = [
+            f'<a href="/topics/{n}">{escape(word)}</a>'
+            if n % 11 == 5
+            else f"<b>{escape(word)}</b>"
+            if n % 11 == 8
+            else escape(word)
+            for n, word in enumerate(sentence.split())
+        ]
+        paragraph = f'<div class="text-block"><p><span>{" ".join(words)}</span></p></div>'
+        if sum(len(part.encode()) for part in body) + len(paragraph.encode()) > budget:
+            break
+        body.append(paragraph)
+    return (head + "".join(body) + tail).encode("utf-8")
+
+
 def rss(title: str, items: list[tuple[str, str | None, str]]) -> bytes:
     """An RSS 2.0 document with (title, link, description) items."""
     parts = [
@@ -98,6 +207,9 @@ def serve(host: str, port: int, routes: dict[str, bytes], latency: float, ready:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm the body then
+        # waits for the client's delayed ACK, adding 40 ms to every response.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             time.sleep(latency)
@@ -226,10 +338,11 @@ def vm_hwm_mib(pid: int) -> float:
 def _bare_trafilatura_rate(pages: list[tuple[str, bytes]], result: Any) -> None:
     import trafilatura
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _title, html in pages:
         trafilatura.extract(html)
-    result.value = len(pages) / (time.perf_counter() - started)
+    result[0] = len(pages) / (time.perf_counter() - started)
+    result[1] = (time.process_time() - cpu_started) / len(pages)
 
 
 def vm_rss_mib(pid: int) -> float:
@@ -259,30 +372,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bare_trafilatura(pages: list[tuple[str, bytes]]) -> float:
-    """Pages/s of bare `trafilatura.extract` on one core, in a child process so its
-    memory and caches do not count against the pipeline's figures."""
-    result = multiprocessing.Value("d", 0.0)
+def bare_trafilatura(pages: list[tuple[str, bytes]]) -> tuple[float, float]:
+    """Pages/s of bare `trafilatura.extract` on one core, and its CPU seconds per page, in
+    a child process so its memory and caches do not count against the pipeline's figures."""
+    result = multiprocessing.Array("d", 2)
     process = multiprocessing.Process(target=_bare_trafilatura_rate, args=(pages, result))
     process.start()
     process.join()
-    return float(result.value)
+    return float(result[0]), float(result[1])
 
 
 def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
-    """Two polls of different feeds in one pipeline: the first right after start-up
-    (each worker loads its language model and builds its matcher on the way), the
-    second with warm workers, as a running daemon polls."""
+    """`args.polls` polls of different feeds in one pipeline: the first right after
+    start-up (each worker loads its language model and builds its matcher on the way),
+    the next ones with warm workers, as a running daemon polls. Each poll is timed right
+    after bare trafilatura on its own pages, so that both see the same machine."""
     host_list = list(hosts(args.hosts))
     routes: dict[str, dict[str, bytes]] = {host: {} for host in host_list}
     feeds: list[FeedSpec] = []
+    feed_pages: list[list[tuple[str, bytes]]] = []
     # The port is chosen before routes are built because feed items carry absolute links.
     port = _free_port()
-    for feed_index in range(2 * args.feeds):
+    for feed_index in range(args.polls * args.feeds):
         host = host_list[feed_index % len(host_list)]
         items = []
+        feed_pages.append([])
         for article_index in range(args.articles):
             title, html = pages[(feed_index * args.articles + article_index) % len(pages)]
+            feed_pages[-1].append((title, html))
             path = f"/page/{feed_index}/{article_index}.html"
             routes[host][path] = html
             items.append((title, f"http://{host}:{port}{path}", title))
@@ -297,17 +414,15 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
         )
 
     servers = Servers(routes, args.latency, port)
+    sizes = sorted(len(html) for _title, html in pages)
+    ratios: list[float] = []
     try:
         print(
-            f"pages: {len(pages)} real corpus pages; each poll: {args.feeds} feeds x {args.articles} "
-            f"new articles on {len(host_list)} hosts, {args.latency * 1000:.0f} ms latency per response"
+            f"pages: {len(pages)} {args.world} pages ({sizes[0] / 1024:.1f}-{sizes[-1] / 1024:.1f} KB, "
+            f"median {sizes[len(sizes) // 2] / 1024:.1f} KB); each poll: {args.feeds} feeds x "
+            f"{args.articles} new articles on {len(host_list)} hosts, "
+            f"{args.latency * 1000:.0f} ms latency per response"
         )
-        sample = pages[: min(len(pages), args.bare_sample)]
-        bare_rate = bare_trafilatura(sample)
-        print(
-            f"bare trafilatura.extract, one core, {len(sample)} pages: {bare_rate:.1f} articles/s"
-        )
-
         print(
             f"main process before the pipeline starts (the benchmark's own pages and routes): "
             f"{vm_rss_mib(os.getpid()):.0f} MiB"
@@ -324,21 +439,60 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
                 print(
                     f"starting the {pipeline.articles.workers} extraction workers: {warm_up:.2f} s"
                 )
-                for label, batch in (
-                    ("first poll after start", feeds[: args.feeds]),
-                    ("second poll, warm workers", feeds[args.feeds :]),
-                ):
-                    one_poll(label, pipeline, batch, args.concurrency, bare_rate)
+                for number in range(args.polls):
+                    label = (
+                        "first poll after start"
+                        if number == 0
+                        else f"poll {number + 1}, warm workers"
+                    )
+                    batch = slice(number * args.feeds, (number + 1) * args.feeds)
+                    poll_pages = [page for group in feed_pages[batch] for page in group]
+                    sample = poll_pages[: args.bare_sample or len(poll_pages)]
+                    bare_rate, bare_cpu = bare_trafilatura(sample)
+                    print(
+                        f"\nbare trafilatura.extract, one core, {len(sample)} of this poll's pages: "
+                        f"{bare_rate:.1f} articles/s, {bare_cpu * 1000:.2f} ms of CPU a page "
+                        f"(load average {load_average()})"
+                    )
+                    ratios.append(
+                        one_poll(
+                            label,
+                            pipeline,
+                            feeds[batch],
+                            args.concurrency,
+                            bare_rate,
+                            bare_cpu,
+                            servers,
+                        )
+                    )
     finally:
         servers.close()
+    print(
+        "\nratio to bare trafilatura, poll by poll: "
+        + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+        + f" (load average now {load_average()})"
+    )
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def one_poll(
-    label: str, pipeline: Pipeline, feeds: list[FeedSpec], threads: int, bare_rate: float
-) -> None:
+    label: str,
+    pipeline: Pipeline,
+    feeds: list[FeedSpec],
+    threads: int,
+    bare_rate: float,
+    bare_cpu: float,
+    servers: Servers,
+) -> float:
+    """Poll `feeds`, print what it did and cost; the ratio of its articles/s to `bare_rate`."""
     pool = getattr(pipeline.articles, "_pool", None)
     worker_pids = list(getattr(pool, "_processes", {}) or {})
+    server_pids = [process.pid for process in servers.processes if process.pid is not None]
     workers_before = sum(cpu_seconds(pid) for pid in worker_pids)
+    servers_before = sum(cpu_seconds(pid) for pid in server_pids)
     started = time.perf_counter()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     reports = pipeline.poll_all(feeds, threads=threads)
@@ -348,6 +502,7 @@ def one_poll(
         cpu_after.ru_stime - cpu_before.ru_stime
     )
     workers_cpu = sum(cpu_seconds(pid) for pid in worker_pids) - workers_before
+    servers_cpu = sum(cpu_seconds(pid) for pid in server_pids) - servers_before
     worker_peaks = [vm_hwm_mib(pid) for pid in worker_pids]
     worker_pss = [pss_mib(pid) for pid in worker_pids]
     articles = sum(report.new_entries for report in reports)
@@ -355,8 +510,9 @@ def one_poll(
     fallbacks = sum(report.fallbacks for report in reports)
     hits = sum(report.new_hits for report in reports)
     print(
-        f"\n{label}: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
-        f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s"
+        f"{label}: {len(reports)} feeds ({len(failed)} failed), {articles} new articles "
+        f"({fallbacks} fell back to feed text), {hits} hits in {elapsed:.2f} s "
+        f"(load average {load_average()})"
     )
     print(f"  feeds/s:    {len(reports) / elapsed:8.2f}")
     print(
@@ -365,8 +521,20 @@ def one_poll(
     )
     print(
         f"  CPU during the poll: main process {main_cpu:.2f} s ({main_cpu / elapsed:.0%} of one core), "
-        f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core)"
+        f"extraction workers {workers_cpu:.2f} s ({workers_cpu / elapsed:.0%} of one core), "
+        f"the benchmark's servers {servers_cpu:.2f} s ({servers_cpu / elapsed:.0%})"
     )
+    if articles:
+        # What CPU alone allows, whatever else runs on the machine: the cores divided
+        # by monitor's CPU per article, against bare trafilatura's on one core.
+        per_article = (main_cpu + workers_cpu) / articles
+        cores = os.cpu_count() or 1
+        print(
+            f"  CPU per article: main process {main_cpu / articles * 1000:.2f} ms + workers "
+            f"{workers_cpu / articles * 1000:.2f} ms (servers {servers_cpu / articles * 1000:.2f} ms) "
+            f"against bare trafilatura's {bare_cpu * 1000:.2f} ms: on {cores} idle cores at most "
+            f"{cores * bare_cpu / per_article:.2f}x bare trafilatura"
+        )
     print(
         f"  peak memory so far: main process {vm_hwm_mib(os.getpid()):.0f} MiB; extraction workers "
         + ", ".join(f"{peak:.0f} MiB" for peak in worker_peaks)
@@ -383,6 +551,7 @@ def one_poll(
     for name, seconds in totals.items():
         per = seconds / articles * 1000 if articles else 0.0
         print(f"    {name:<10} {seconds:8.2f} s   {per:7.1f} ms/article")
+    return articles / elapsed / bare_rate
 
 
 def repoll(args: argparse.Namespace) -> None:
@@ -430,15 +599,28 @@ def repoll(args: argparse.Namespace) -> None:
         servers.close()
 
 
+WORLDS = {
+    # world: feeds per poll, articles per feed, hosts, pages timed with bare trafilatura
+    "full": (20, 10, 10, 200),
+    "small": (20, 60, 20, 0),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--feeds", type=int, default=20)
-    parser.add_argument("--articles", type=int, default=10, help="new articles per feed")
     parser.add_argument(
-        "--hosts", type=int, default=10, help="loopback addresses to spread feeds over"
+        "--world",
+        choices=sorted(WORLDS),
+        default="full",
+        help="full: real corpus news pages (20 feeds x 10 articles on 10 hosts); small: "
+        "4-6 KB wire/mobile pages (20 feeds x 60 articles, one host each)",
     )
+    parser.add_argument("--feeds", type=int, help="feeds per poll")
+    parser.add_argument("--articles", type=int, help="new articles per feed")
+    parser.add_argument("--hosts", type=int, help="loopback addresses to spread feeds over")
+    parser.add_argument("--polls", type=int, default=2, help="polls of new feeds, one pipeline")
     parser.add_argument(
         "--latency", type=float, default=0.1, help="seconds added to every response"
     )
@@ -448,20 +630,28 @@ def main() -> None:
     parser.add_argument(
         "--per-host", type=int, default=2, help="requests in flight to one host (poll.per_host)"
     )
-    parser.add_argument("--repoll-feeds", type=int, default=1000)
+    parser.add_argument("--repoll-feeds", type=int, default=1000, help="0: no re-poll")
     parser.add_argument(
-        "--bare-sample", type=int, default=200, help="pages timed with bare trafilatura"
+        "--bare-sample", type=int, help="pages timed with bare trafilatura (0: all of a poll's)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="5 feeds x 4 articles, 100-feed re-poll"
     )
     args = parser.parse_args()
+    feeds, articles, host_count, bare_sample = WORLDS[args.world]
+    args.feeds = feeds if args.feeds is None else args.feeds
+    args.articles = articles if args.articles is None else args.articles
+    args.hosts = host_count if args.hosts is None else args.hosts
+    args.bare_sample = bare_sample if args.bare_sample is None else args.bare_sample
     if args.quick:
         args.feeds, args.articles, args.repoll_feeds, args.bare_sample = 5, 4, 100, 20
     multiprocessing.set_start_method("fork")
-    pages = corpus_pages(2 * args.feeds * args.articles)
+    print(f"{os.cpu_count()} cores, load average {load_average()}")
+    make_pages = small_pages if args.world == "small" else corpus_pages
+    pages = make_pages(args.polls * args.feeds * args.articles)
     full_poll(args, pages)
-    repoll(args)
+    if args.repoll_feeds:
+        repoll(args)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"\nCPU: user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s in the main process")
 

@@ -45,13 +45,14 @@ that must bound time or memory per page runs this code in a worker process.
 from __future__ import annotations
 
 import re
+from copy import copy
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
 import trafilatura
 from trafilatura.metadata import extract_title
-from trafilatura.settings import use_config
+from trafilatura.settings import Extractor, use_config
 
 from monitor.models import ArticleText, TextSource
 from monitor.text import decode_certain, drop_related_links, one_line, paragraphs, primary_language
@@ -68,18 +69,23 @@ MAX_HTML_BYTES: int = 5 * 1024 * 1024
 # Less extracted text than this is a cookie wall, an error page or a video page, not an article.
 MIN_ARTICLE_CHARS = 30
 
-_EXTRACTION_OPTIONS: dict[str, Any] = {
-    "include_comments": False,
-    "favor_precision": False,
-    "include_tables": True,
-    "fast": True,
+# Our own copy of trafilatura's settings, so nothing depends on its module-level default.
+_TRAFILATURA_CONFIG = use_config()
+# The extraction options, built once: trafilatura builds them on every call otherwise,
+# reading its settings through configparser, which cost 0.35 ms a page (8 % of the
+# article step on a 5 KB page). Each page gets a copy carrying its own URL.
+_EXTRACTOR = Extractor(
+    config=_TRAFILATURA_CONFIG,
+    output_format="python",
+    comments=False,
+    precision=False,
+    tables=True,
+    fast=True,
     # trafilatura's metadata pass (author, site name, and above all htmldate's date
     # search) costs a third of the extraction time; we need only the title, and the
     # date comes from the feed. Measured: 34.7 pages/s with metadata, 47.9 without.
-    "with_metadata": False,
-}
-# Our own copy of trafilatura's settings, so nothing depends on its module-level default.
-_TRAFILATURA_CONFIG = use_config()
+    with_metadata=False,
+)
 
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z][\w.:-]*)""", re.IGNORECASE
@@ -100,6 +106,14 @@ def _decode_page(html: bytes) -> str | bytes:
     label = declared.group(1).decode("ascii") if declared else None
     text = decode_certain(html, label)
     return html if text is None else text
+
+
+def _options_for(url: str | None) -> Extractor:
+    """`_EXTRACTOR` for the page at `url`, as trafilatura would have built it."""
+    options = copy(_EXTRACTOR)
+    options.url = url
+    options.source = url and url.encode("utf-8", "replace").decode("utf-8")
+    return options
 
 
 def _page_language(tree: Any) -> str | None:
@@ -170,9 +184,7 @@ def extract_page(html: bytes, *, url: str | None) -> PageExtraction:
         page_language = _page_language(tree)
         page_title = one_line(extract_title(tree))
         canonical = _declared_url(tree, url)
-        document = trafilatura.bare_extraction(
-            tree, url=url, config=_TRAFILATURA_CONFIG, **_EXTRACTION_OPTIONS
-        )
+        document = trafilatura.bare_extraction(tree, url=url, options=_options_for(url))
     except Exception as error:  # lxml and trafilatura raise a wide variety on junk input
         reason = f"the page could not be extracted ({type(error).__name__}: {error})"
         return PageExtraction("", "", None, reason)

@@ -39,6 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 20.0
 START_TIMEOUT = 600.0  # seconds for a new worker to start and compile the watchlists
 DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space per worker
+# Pages handed to the workers ahead of time, per worker (see `_FedPool`).
+QUEUED_PER_WORKER = 4
 
 # Articles in these languages are matched from the worker's first page on; other
 # languages build their partition on their first article (see `Matcher.prepare`).
@@ -209,6 +212,59 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+class _FedPool(ProcessPoolExecutor):
+    """A process pool that hands its workers `queued_per_worker` calls ahead, not one.
+
+    ProcessPoolExecutor queues one call beyond the ones running (EXTRA_QUEUED_CALLS);
+    the next is queued by its management thread in this process once a result came
+    back. That thread needs the GIL, which dozens of polling threads share: on small
+    pages (a few ms each) a worker often finished its page and the spare one before
+    the next arrived, and sat idle while pages waited (bench_poll.py --world small:
+    the median gap between two pages in a worker halved with 4 calls per worker).
+    The queue is the pool's own (`_call_queue`), rebuilt larger before any worker
+    starts; should a future Python lay the pool out differently, the pool keeps its
+    default queue and works as before. The cost: up to that many pages, pickled,
+    wait in the queue's buffer (at most 4 x 5 MiB per worker, the extraction limit).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        memory_limit: int,
+        watchlists: bytes,  # pickled (`_pickled`)
+        queued_per_worker: int,
+    ) -> None:
+        super().__init__(
+            max_workers=workers,
+            mp_context=_worker_context(),
+            initializer=_start_worker,
+            initargs=(memory_limit, watchlists),
+        )
+        self.queue_size = workers + 1  # ProcessPoolExecutor's own, unless replaced below
+        old = getattr(self, "_call_queue", None)
+        safe_queue = getattr(futures_process, "_SafeQueue", None)
+        deeper_size = workers * queued_per_worker
+        if deeper_size <= self.queue_size:
+            return
+        if old is None or safe_queue is None or self._executor_manager_thread is not None:
+            return  # pragma: no cover - another Python's layout
+        try:
+            deeper = safe_queue(
+                max_size=deeper_size,
+                ctx=self._mp_context,
+                pending_work_items=self._pending_work_items,
+                shutdown_lock=self._shutdown_lock,
+                thread_wakeup=self._executor_manager_thread_wakeup,
+            )
+        except (TypeError, AttributeError):  # pragma: no cover - another Python's layout
+            return
+        deeper._ignore_epipe = True
+        self._call_queue = deeper
+        self.queue_size = deeper_size
+        old.close()
+
+
 def _too_large(url: str, problem: str) -> ParseFailed:
     return ParseFailed(
         url=url,
@@ -244,23 +300,23 @@ class ExtractionPool:
         self._generation = 0
         self._lock = threading.Lock()
         self._parse_slot = threading.Semaphore(1)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: _FedPool | None = None
 
-    def _get_pool(self) -> ProcessPoolExecutor:
+    def _get_pool(self) -> _FedPool:
         return self._pool_and_update()[0]
 
-    def _pool_and_update(self) -> tuple[ProcessPoolExecutor, _Update | None]:
+    def _pool_and_update(self) -> tuple[_FedPool, _Update | None]:
         """The pool and the update its workers' jobs carry (read together: an update only
         fits the workers it was made for)."""
         with self._lock:
             if self._pool is None:
                 if self._pickled is None:
                     self._pickled = _pickled(self._watchlists)
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=_worker_context(),
-                    initializer=_start_worker,
-                    initargs=(self.memory_limit, self._pickled),
+                self._pool = _FedPool(
+                    self.workers,
+                    memory_limit=self.memory_limit,
+                    watchlists=self._pickled,
+                    queued_per_worker=QUEUED_PER_WORKER,
                 )
             return self._pool, self._update
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 __all__ = [
     "HTTPTestServer",
@@ -95,6 +95,11 @@ def _not_modified(reply: Reply, request: Received) -> bool:
 
 class _QuietHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    connections = 0  # accepted so far
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1  # the serving loop's thread alone runs this
+        super().process_request(request, client_address)
 
     def handle_error(self, request: object, client_address: object) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -135,6 +140,11 @@ class HTTPTestServer:
     def count(self, path: str) -> int:
         with self._lock:
             return sum(1 for request in self.requests if request.path == path)
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (a client that keeps them alive opens few)."""
+        return self._httpd.connections
 
     def max_in_flight(self, host: str | None = None) -> int:
         """The most requests handled at once, for one Host name or overall."""

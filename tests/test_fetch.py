@@ -912,6 +912,23 @@ def test_per_host_and_global_limits_hold(
     assert 2 <= server.max_in_flight() <= 3
 
 
+def test_connections_to_more_sites_than_slots_are_kept_alive(
+    server: HTTPTestServer, make_fetcher: FetcherFactory
+) -> None:
+    """A poll reads pages of more sites than it has request slots: the idle connection to
+    one site must not be closed to open one to the next (a new handshake each time)."""
+    server.routes["/feed"] = Reply(body=RSS)
+    fetcher = make_fetcher(FetchLimits(timeout=5.0, per_host=1, concurrency=2))
+    sites = ("a.test", "b.test", "feeds.test", "other.test")
+
+    for _ in range(3):
+        for site in sites:
+            assert isinstance(fetcher.fetch_feed(server.url("/feed", site)), Fetched)
+
+    assert server.count("/feed") == 12
+    assert server.connections == len(sites)
+
+
 # --------------------------------------------------------------------------- SSRF
 
 # Article links that must never reach the canary on 127.0.0.1 (or anything private).

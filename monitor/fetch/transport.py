@@ -33,6 +33,7 @@ from monitor.fetch.addresses import AddressPolicy, IPAddress, Resolver
 from monitor.models import FetchLimits
 
 __all__ = [
+    "KEPT_CONNECTIONS_PER_SLOT",
     "TRUSTED_HOP",
     "AddressBlocked",
     "GuardedBackend",
@@ -41,6 +42,9 @@ __all__ = [
     "fetch_cutoff",
     "request_deadline",
 ]
+
+# Connections a pool keeps (open or idle) per request slot (`FetchLimits.concurrency`).
+KEPT_CONNECTIONS_PER_SLOT = 2
 
 # --------------------------------------------------------------------------- deadline
 
@@ -182,10 +186,16 @@ class PooledTransport(httpx.HTTPTransport):
         self, backend: httpcore.NetworkBackend, limits: FetchLimits, ssl_context: ssl.SSLContext
     ) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
+        # Requests in flight are bounded by the fetcher's own slots (`concurrency`); the pool
+        # bounds connections, idle ones included. Sized to `concurrency` it kept fewer
+        # connections than a poll uses (per_host to each of many sites), so it closed one
+        # site's idle connection to open another's: one request in six paid a new TCP (and
+        # TLS) handshake in bench_poll.py --world small. Twice as many stay open.
+        connections = KEPT_CONNECTIONS_PER_SLOT * limits.concurrency
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
-            max_connections=limits.concurrency,
-            max_keepalive_connections=limits.concurrency,
+            max_connections=connections,
+            max_keepalive_connections=connections,
             keepalive_expiry=30.0,
             network_backend=backend,
         )
