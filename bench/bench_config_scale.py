@@ -350,6 +350,7 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
         else:
             raise SystemExit(f"monitor run stopped: exit {daemon.wait()}")
         yield f"  monitor run: running   {time.perf_counter() - started:8.2f} s   (from exec)"
+        workers_before = set(_children(daemon.pid))
         path.write_text(text.replace('name: "', 'name: "Renamed ', 1), encoding="utf-8")
         started = time.perf_counter()
         daemon.send_signal(signal.SIGHUP)
@@ -357,6 +358,8 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
             if "configuration reloaded" in line:
                 break
         yield f"  monitor run: reloaded  {time.perf_counter() - started:8.2f} s   (SIGHUP to log line)"
+        kept = workers_before == set(_children(daemon.pid))
+        yield f"    worker processes {'kept' if kept else 'replaced'} by the reload"
         peaks = [_peak_of(daemon.pid)] + [_peak_of(child) for child in _children(daemon.pid)]
         yield "  peak RSS: daemon {:.0f} MiB, its children {}".format(
             peaks[0], ", ".join(f"{peak:.0f} MiB" for peak in peaks[1:]) or "none"

@@ -16,14 +16,16 @@ not once per worker) with the partitions for French and English articles built
 before the worker takes its first page. After a configuration reload,
 `set_watchlists` keeps the workers when few watchlists changed: each job then
 carries a small update (which of the workers' watchlists to keep, in which
-order, and the new ones), and a worker applies it once, before its next page,
-reusing what it compiled for the watchlists that did not change. When many
+order, and the new ones), and a worker applies it once (at once when idle,
+else before its next page), reusing what it compiled for the watchlists that
+did not change. When many
 changed, the workers are replaced. The pool is the only holder of the
 watchlists during a poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import itertools
@@ -165,6 +167,10 @@ class _Update:
 
     generation: int
     parts: bytes
+
+
+def _apply(update: _Update) -> None:
+    _matcher_for(update)
 
 
 def _update_of(
@@ -343,12 +349,17 @@ class ExtractionPool:
         watchlists = tuple(watchlists)
         old = None
         with self._lock:
-            update = None
-            if self._pool is not None:
+            update, pool = None, self._pool
+            if pool is not None:
                 update = _update_of(self._watchlists, watchlists, self._generation + 1)
             self._current = watchlists
-            if update is not None:
+            if update is not None and pool is not None:
                 self._update, self._generation = update, update.generation
+                # Idle workers apply it now rather than before their next page (one may
+                # take both calls: the other then applies it before its next page).
+                with contextlib.suppress(RuntimeError):  # a pool shutting down
+                    for _ in range(self.workers):
+                        pool.submit(_apply, update)  # a broken pool: the next page sees it
             else:
                 self._watchlists, self._pickled, self._update = watchlists, None, None
                 old, self._pool = self._pool, None
