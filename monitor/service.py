@@ -62,7 +62,8 @@ def open_pipeline(
     extract_workers: int | None = None,
 ) -> Iterator[Pipeline]:
     """The fetcher and the extraction workers (which hold the watchlists) for `config`,
-    closed on exit."""
+    closed on exit. The workers start when a page first needs extracting, so a poll
+    where nothing is new never starts them."""
     fetcher = Fetcher(config.poll, wall_clock=clock)
     extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
     # A feed's pages usually share a host: `per_host` of them fetching while as many
@@ -80,7 +81,6 @@ def open_pipeline(
         feed_deadline=config.poll.feed_deadline.total_seconds(),
     )
     try:
-        extractor.start()
         yield pipeline
     finally:
         pipeline.close()

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space per worker
+WORKER_START_TIMEOUT = 60.0  # seconds for the workers to start and compile the watchlists
 
 _worker_matcher: Matcher | None = None  # set in each worker process by _start_worker
 
@@ -116,6 +117,12 @@ def _too_large(url: str, problem: str) -> ParseFailed:
     )
 
 
+def _kill(pool: ProcessPoolExecutor) -> None:
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()  # a hung trafilatura call never returns on its own
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 class ExtractionPool:
     """A process pool that extracts and matches articles, recycled when a worker hangs or dies.
 
@@ -140,25 +147,41 @@ class ExtractionPool:
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
+        """The pool, started (fork server, every worker, watchlists compiled) when first needed.
+
+        Nothing starts before a page needs extracting: a poll where every feed answers
+        304 or an unchanged body never pays for the fork server, which imports the
+        extraction code and loads the language model (about 1.5 s and 170 MB). The
+        first page waits for the start, outside its own timeout.
+        """
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(
+                pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=_worker_context(),
                     initializer=_start_worker,
                     initargs=(self.memory_limit, self._watchlists),
                 )
+                try:
+                    for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
+                        future.result(timeout=WORKER_START_TIMEOUT)
+                except Exception as error:
+                    _kill(pool)
+                    reason = str(error) or type(error).__name__
+                    message = f"the extraction workers did not start ({reason})"
+                    raise BrokenProcessPool(message) from error
+                self._pool = pool
             return self._pool
 
-    def start(self) -> None:
-        """Start the fork server and every worker now rather than on the first page.
+    @property
+    def started(self) -> bool:
+        """Whether the worker processes are running (they start on the first page)."""
+        with self._lock:
+            return self._pool is not None
 
-        The daemon and `monitor poll` call this once at start-up, so the first
-        feed's pages do not wait for the extraction code to be imported.
-        """
-        pool = self._get_pool()
-        for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
-            future.result(timeout=60)
+    def start(self) -> None:
+        """Start the fork server and every worker now rather than on the first page."""
+        self._get_pool()
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
         """Match with `watchlists` from now on; pages already submitted finish with the old ones."""
@@ -173,9 +196,7 @@ class ExtractionPool:
             if self._pool is not broken:
                 return  # another thread already replaced it
             self._pool = None
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()  # a hung trafilatura call never returns on its own
-        broken.shutdown(wait=False, cancel_futures=True)
+        _kill(broken)
 
     def process(self, job: ArticleJob) -> ArticleOutcome:
         """The article step for one entry, in a worker.
@@ -191,9 +212,6 @@ class ExtractionPool:
         label = job.page.url if job.page is not None else (job.entry.link or job.entry.key)
         log.warning("%s: %s; using the feed's text", label, outcome)
         retry = replace(job, page=None, known=None, no_page_reason=outcome)
-        # A recycled pool starts its workers (and compiles the watchlists in each) on
-        # first use: that must not count against the retry's timeout.
-        self.start()
         second = self._run(retry)
         if isinstance(second, tuple):
             return second
@@ -247,7 +265,10 @@ class ExtractionPool:
 
     def _run(self, job: ArticleJob) -> ArticleOutcome | str:
         """The step's result, or why the worker could not give it."""
-        pool = self._get_pool()
+        try:
+            pool = self._get_pool()
+        except BrokenProcessPool as error:
+            return str(error)
         try:
             future: Future[ArticleOutcome] = pool.submit(_process_in_worker, job)
             return future.result(timeout=self.timeout)
