@@ -433,7 +433,9 @@ def print_round(result: RoundResult) -> None:
     cpu = result.cpu_main + result.cpu_helpers
     print(f"\nround {result.name}: {result.polled} feeds polled, {result.articles} articles stored")
     print(f"  start-up (process start to first poll)  {result.startup:7.1f} s")
-    print(f"  round (first poll to last poll)         {result.round_seconds:7.1f} s  {rate:6.0f} feeds/s")
+    print(
+        f"  round (first poll to last poll)         {result.round_seconds:7.1f} s  {rate:6.0f} feeds/s"
+    )
     print(
         f"  CPU: main {result.cpu_main:.1f} s, helpers {result.cpu_helpers:.1f} s: "
         f"{1000 * cpu / max(1, result.polled):.2f} ms per feed"

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
@@ -404,11 +405,16 @@ class DueFeeds:
     ordered by time, with the current time of each feed beside it: replacing or
     removing a feed leaves its old heap entry behind, skipped when it comes up, so
     every operation is O(log n) whatever the number of feeds.
+
+    Feeds due at the same time come out in the order they were set (at start, the
+    order of feeds.yaml), not sorted by URL: sorted, the feeds of one site would come
+    out together and wait for each other behind `poll.per_host`.
     """
 
     def __init__(self) -> None:
         self._when: dict[str, datetime] = {}
-        self._heap: list[tuple[datetime, str]] = []
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._order = itertools.count()
 
     def __contains__(self, url: object) -> bool:
         return url in self._when
@@ -423,7 +429,7 @@ class DueFeeds:
     def set(self, url: str, when: datetime) -> None:
         """`url` is due at `when` (replacing the time it had)."""
         self._when[url] = when
-        heapq.heappush(self._heap, (when, url))
+        heapq.heappush(self._heap, (when, next(self._order), url))
 
     def remove(self, url: str) -> None:
         self._when.pop(url, None)
@@ -432,7 +438,7 @@ class DueFeeds:
         """The feeds due at `now`, earliest first, taken out of the schedule."""
         due: list[str] = []
         while self._heap and self._heap[0][0] <= now:
-            when, url = heapq.heappop(self._heap)
+            when, _, url = heapq.heappop(self._heap)
             if self._when.get(url) == when:
                 del self._when[url]
                 due.append(url)
@@ -440,6 +446,6 @@ class DueFeeds:
 
     def next_due(self) -> datetime | None:
         """The earliest time a waiting feed is due, or None when none waits."""
-        while self._heap and self._when.get(self._heap[0][1]) != self._heap[0][0]:
+        while self._heap and self._when.get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)  # replaced or removed since it was pushed
         return self._heap[0][0] if self._heap else None
