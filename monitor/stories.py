@@ -46,6 +46,7 @@ import unicodedata
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote_plus, urlsplit, urlunsplit
 
@@ -53,7 +54,6 @@ import numpy as np
 from courlan import normalize_url
 from courlan.clean import normalize_fragment
 from courlan.urlutils import get_tldinfo
-from datasketch import MinHash  # type: ignore[import-untyped]
 
 __all__ = [
     "MAX_WORDS",
@@ -286,7 +286,18 @@ NUM_PERM = 128
 SAME_STORY_JACCARD = 0.75
 
 _SEED = 1  # fixed: signatures are stored, and must stay comparable across versions
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme="affine32").permutations
+
+
+@cache
+def _minhash() -> tuple[Any, Any]:
+    """datasketch's MinHash and the fixed permutations, imported on the first signature:
+    datasketch imports scipy (about 40 MB and half a second), which the extraction
+    workers, who sign nothing, never need."""
+    from datasketch import MinHash  # type: ignore[import-untyped]
+
+    return MinHash, MinHash(num_perm=NUM_PERM, seed=_SEED, scheme="affine32").permutations
+
+
 _SIGNATURE_DTYPE = np.dtype("<u4")
 _WORD = re.compile(r"\w+")
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -321,7 +332,8 @@ def signature(text: str) -> bytes | None:
     words = text_words(text[: MAX_WORDS * _MAX_CHARS_PER_WORD])[:MAX_WORDS]
     if len(words) < MIN_WORDS:
         return None
-    sketch = MinHash(num_perm=NUM_PERM, permutations=_PERMUTATIONS, scheme="affine32", hashfunc=int)
+    minhash, permutations = _minhash()
+    sketch = minhash(num_perm=NUM_PERM, permutations=permutations, scheme="affine32", hashfunc=int)
     sketch.update_batch(_shingle_hashes(words))
     values: np.ndarray[tuple[int], np.dtype[np.uint32]] = sketch.hashvalues
     return values.astype(_SIGNATURE_DTYPE).tobytes()
