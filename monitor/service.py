@@ -45,7 +45,7 @@ from monitor.query import Node
 from monitor.schedule import Deferral, deferral, due_digest
 from monitor.search import STEMMING_CHECKED, candidates_for, search_articles
 from monitor.store import Store
-from monitor.workers import ExtractionPool
+from monitor.workers import ExtractionPool, limit_malloc_arenas
 
 if TYPE_CHECKING:
     from monitor.destinations import SendOutcome
@@ -64,6 +64,7 @@ def open_pipeline(
     """The fetcher and the extraction workers (which hold the watchlists) for `config`,
     closed on exit. The workers start when a page first needs extracting, so a poll
     where nothing is new never starts them."""
+    limit_malloc_arenas()  # before the poll and page threads exist
     fetcher = Fetcher(config.poll, wall_clock=clock)
     extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
     # A feed's pages usually share a host: `per_host` of them fetching while as many

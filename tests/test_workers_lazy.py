@@ -84,3 +84,8 @@ def test_workers_start_with_the_first_entry_and_not_before(tmp_path: Path) -> No
             assert (report.new_entries, report.new_hits) == (1, 1)
             assert pool.started
             assert _descendants(os.getpid()) - before, "no worker process started"
+
+
+def test_the_default_leaves_the_main_process_a_core() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ExtractionPool().workers == max(1, cores - 1)
