@@ -1,5 +1,8 @@
 """The article step (`monitor.articles.process_article`) in worker processes.
 
+The main process never imports the extraction code (trafilatura, lxml's HTML parser):
+only the workers' fork server does (`monitor.worker_preload`).
+
 trafilatura is CPU-bound pure Python with no timeout of its own, and a
 pathological page can take tens of seconds and hundreds of megabytes.
 Running the article step in a process pool gives three things at once: every
@@ -33,7 +36,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
-from monitor.articles import process_article, step_failed
 from monitor.matching import Matcher
 from monitor.models import ArticleJob, ArticleOutcome, ParseFailed, ParseResult, Watchlist
 from monitor.parse import parse_feed
@@ -88,6 +90,8 @@ def _start_worker(memory_limit: int, watchlists: tuple[Watchlist, ...]) -> None:
 
 
 def _process_in_worker(job: ArticleJob) -> ArticleOutcome:
+    from monitor.articles import process_article  # the fork server imported it already
+
     matcher = _worker_matcher if _worker_matcher is not None else Matcher(())
     return process_article(job, matcher)
 
@@ -249,6 +253,8 @@ class ExtractionPool:
         log.error(
             "%s: matching the feed's text failed too (%s); stored without hits", label, second
         )
+        from monitor.articles import step_failed
+
         return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
 
     def parse(
