@@ -1,14 +1,19 @@
-"""A feed answering 304 leaves its connection open for the next poll: at 10,000 feeds a new
-connection (and, over HTTPS, a TLS handshake) per unchanged feed is most of a poll's cost."""
+"""What a poll repeated 10,000 times a round must not pay for: a new connection after each
+304 (and, over HTTPS, a TLS handshake), an import attempt at each feed parsed."""
 
 from __future__ import annotations
 
 import socket
+import sys
 import threading
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 from monitor.config import PollSettings
 from monitor.fetch import Fetcher
-from monitor.models import Fetched, NotModified
+from monitor.models import Fetched, NotModified, ParsedFeed
+from monitor.parse import parse_feed
 from tests.servers import RawServer, read_request_head
 
 BODY = b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>'
@@ -37,3 +42,28 @@ def test_polls_answered_304_reuse_one_connection() -> None:
             again = fetcher.fetch_feed(server.url("/feed.xml"), first.validators)
             assert isinstance(again, NotModified)
         assert server.connections == 1
+
+
+class ImportSpy:
+    """A meta-path finder that records every module looked up and finds none itself."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        self.names.append(name)
+        return None
+
+
+def test_parsing_a_feed_looks_up_no_module() -> None:
+    parse_feed(BODY, url="http://127.0.0.1/feed.xml", headers={})  # whatever loads once
+    spy = ImportSpy()
+    sys.meta_path.insert(0, spy)
+    try:
+        parsed = parse_feed(BODY, url="http://127.0.0.1/feed.xml", headers={})
+    finally:
+        sys.meta_path.remove(spy)
+    assert isinstance(parsed, ParsedFeed) and parsed.title == "T"
+    assert spy.names == []
