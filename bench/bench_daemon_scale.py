@@ -459,8 +459,6 @@ class InstantPipeline:
     round is the schedule's own work."""
 
     def __init__(self, interval: timedelta, total: int) -> None:
-        from monitor.store import Store  # noqa: F401  (the daemon's own imports, paid here too)
-
         self.interval = interval
         self.stopping = threading.Event()
         self.polls = 0

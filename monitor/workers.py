@@ -129,8 +129,8 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
     glibc gives threads arenas of their own, up to eight per core, and memory freed in one
     is never handed to another: with a poll thread per `poll.concurrency` and page threads
-    besides, a 10,000-feed daemon held 290 MB instead of 230 MB. The threads spend their
-    time waiting on the network, so they hardly contend for two arenas.
+    besides, a 10,000-feed daemon held 290 MB instead of 230 MB. The price, measured on a
+    loaded machine: about 14 % more CPU per poll in the main process (BENCHMARKS.md).
     """
     if not sys.platform.startswith("linux"):  # pragma: no cover - glibc only
         return
@@ -186,7 +186,7 @@ class ExtractionPool:
 
         Nothing starts before a page needs extracting: a poll where every feed answers
         304 or an unchanged body never pays for the fork server, which imports the
-        extraction code and loads the language model (about 1.5 s and 170 MB). The
+        extraction code and loads the language model (1 to 3 s and about 130 MB). The
         first page waits for the start, outside its own timeout.
         """
         with self._lock:
