@@ -441,7 +441,7 @@ def run_daemon(
             )
         store.check_writable()
         rescore_hits(store, config.watchlists)
-        with open_pipeline(config, store, clock=clock) as pipeline:
+        with open_pipeline(config, store, clock=clock, start_workers=True) as pipeline:
             _run_until_signalled(Daemon(config, watcher, store, pipeline, clock=clock))
     log.info("monitor stopped")
     return 0

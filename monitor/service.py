@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,10 +62,12 @@ def open_pipeline(
     *,
     clock: Clock,
     extract_workers: int | None = None,
+    start_workers: bool = False,
 ) -> Iterator[Pipeline]:
     """The fetcher and the extraction workers (which hold the watchlists) for `config`,
     closed on exit. The workers start when a page first needs extracting, so a poll
-    where nothing is new never starts them."""
+    where nothing is new never starts them; with `start_workers` (the daemon, which
+    will need them) they start at once in the background, and polls begin meanwhile."""
     limit_malloc_arenas()  # before the poll and page threads exist
     fetcher = Fetcher(config.poll, wall_clock=clock)
     extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
@@ -81,12 +85,26 @@ def open_pipeline(
         max_sitemap_urls=config.poll.max_sitemap_urls,
         feed_deadline=config.poll.feed_deadline.total_seconds(),
     )
+    if start_workers:
+        threading.Thread(
+            target=_start_in_background, args=(extractor,), name="start-workers", daemon=True
+        ).start()
     try:
         yield pipeline
     finally:
         pipeline.close()
         fetcher.close()
         extractor.close()
+
+
+def _start_in_background(extractor: ExtractionPool) -> None:
+    """Start the workers without holding up the first polls: otherwise the first feed with
+    a new entry waits for the fork server (1 to 3 s, more on a busy machine) and every
+    feed after it with a page queues behind, holding its poll thread."""
+    try:
+        extractor.start()
+    except BrokenProcessPool as error:  # the first page tries again and says why
+        log.warning("%s; trying again with the first page", error)
 
 
 @dataclass(frozen=True)
