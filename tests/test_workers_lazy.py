@@ -5,6 +5,7 @@ Real processes, read from /proc."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,28 @@ def test_workers_start_with_the_first_entry_and_not_before(tmp_path: Path) -> No
 def test_the_default_leaves_the_main_process_a_core() -> None:
     cores = len(os.sched_getaffinity(0))
     assert ExtractionPool().workers == max(1, cores - 1)
+
+
+def test_the_daemon_starts_its_workers_in_the_background(tmp_path: Path) -> None:
+    """`monitor run` will need the workers: `start_workers` starts them at once, without
+    holding up the caller (the daemon polls meanwhile)."""
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text(
+        "database: monitor.db\nfeeds:\n  - url: http://127.0.0.1:9/feed.xml\n"
+        "watchlists:\n  - name: Togo\n    query: Togo\n"
+        "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    with (
+        Store(tmp_path / "monitor.db") as store,
+        open_pipeline(
+            config, store, clock=utc_now, extract_workers=1, start_workers=True
+        ) as pipeline,
+    ):
+        pool = pipeline.articles
+        assert isinstance(pool, ExtractionPool)
+        deadline = time.monotonic() + 60
+        while not pool.started:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
