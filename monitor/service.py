@@ -85,9 +85,13 @@ def open_pipeline(
         max_sitemap_urls=config.poll.max_sitemap_urls,
         feed_deadline=config.poll.feed_deadline.total_seconds(),
     )
+    closed = threading.Event()
     if start_workers:
         threading.Thread(
-            target=_start_in_background, args=(extractor,), name="start-workers", daemon=True
+            target=_start_in_background,
+            args=(extractor, closed),
+            name="start-workers",
+            daemon=True,
         ).start()
     try:
         yield pipeline
@@ -95,16 +99,23 @@ def open_pipeline(
         pipeline.close()
         fetcher.close()
         extractor.close()
+        closed.set()
 
 
-def _start_in_background(extractor: ExtractionPool) -> None:
+def _start_in_background(extractor: ExtractionPool, closed: threading.Event) -> None:
     """Start the workers without holding up the first polls: otherwise the first feed with
     a new entry waits for the fork server (1 to 3 s, more on a busy machine) and every
-    feed after it with a page queues behind, holding its poll thread."""
+    feed after it with a page queues behind, holding its poll thread.
+
+    The thread then waits for the pipeline to close: the fork server asks to die with its
+    parent (`PR_SET_PDEATHSIG`), and Linux means the parent *thread*, the one that
+    started it. Had this thread ended, the kernel would have killed the fork server and
+    every worker (the soak test lost half its hits so)."""
     try:
         extractor.start()
     except BrokenProcessPool as error:  # the first page tries again and says why
         log.warning("%s; trying again with the first page", error)
+    closed.wait()
 
 
 @dataclass(frozen=True)

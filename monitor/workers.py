@@ -188,6 +188,10 @@ class ExtractionPool:
         304 or an unchanged body never pays for the fork server, which imports the
         extraction code and loads the language model (1 to 3 s and about 130 MB). The
         first page waits for the start, outside its own timeout.
+
+        The thread that first gets here starts the fork server, which dies with that
+        thread (`die_with_parent`: Linux's parent-death signal follows the thread): the
+        callers are the pipeline's page and poll threads, which live until it closes.
         """
         with self._lock:
             if self._pool is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from monitor.models import utc_now
+from monitor.models import ArticleJob, Entry, utc_now
 from monitor.service import open_pipeline
 from monitor.store import Store
 from monitor.workers import ExtractionPool
@@ -115,3 +115,15 @@ def test_the_daemon_starts_its_workers_in_the_background(tmp_path: Path) -> None
         while not pool.started:
             assert time.monotonic() < deadline, "the workers never started"
             time.sleep(0.05)
+        time.sleep(0.5)  # the starting thread's own end would come now: it must not kill them
+        entry = Entry(
+            key="k",
+            link=None,
+            title="Le Togo",
+            summary="Le Togo signe un accord.",
+            content="",
+            published=None,
+        )
+        article, hits, _ = pool.process(ArticleJob(entry=entry, feed_name="F", feed_language="fr"))
+        assert [hit.watchlist for hit in hits] == ["Togo"]
+        assert "died" not in (article.note or "")
