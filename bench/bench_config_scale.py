@@ -28,8 +28,9 @@ subprocess (interpreter start and imports included):
   `poll` returning the new configuration (settle pause of 0.2 s included), then
   ``matcher update``: the matcher for the reloaded watchlists built from the previous
   one (what each worker does once, before its next page, after a reload);
-* ``monitor run``: from exec until it logs "monitor running" (its workers have compiled
-  every watchlist and can match French and English articles), then a save and SIGHUP
+* ``monitor run``: from exec until it logs "monitor running" (it polls from then on), and
+  until it logs "extraction workers ready" (its workers have compiled every watchlist
+  and can match French and English articles), then a save and SIGHUP
   until it logs "configuration reloaded"; peak RSS of the daemon and of each worker.
 
 Peak RSS of this process is printed after each size (it only grows, so the figure for a
@@ -326,7 +327,7 @@ def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
 
 
 def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
-    """``monitor run`` end to end: until it logs "monitor running", then a save and SIGHUP
+    """``monitor run`` end to end: until it logs "extraction workers ready", then a save and SIGHUP
     until it logs "configuration reloaded" (parse, matcher handed over, feed jobs synced,
     lint). Feeds point at a closed port of 127.0.0.1, so polls fail at once, offline."""
     site = "http://127.0.0.1:9/news{host}"
@@ -344,12 +345,16 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
     )
     assert daemon.stderr is not None
     try:
+        running = None
         for line in daemon.stderr:
             if "monitor running" in line:
+                running = time.perf_counter() - started  # polling; the workers still start
+            if "extraction workers ready" in line:
                 break
         else:
             raise SystemExit(f"monitor run stopped: exit {daemon.wait()}")
-        yield f"  monitor run: running   {time.perf_counter() - started:8.2f} s   (from exec)"
+        yield f"  monitor run: polling   {running or 0.0:8.2f} s   (from exec)"
+        yield f"  monitor run: running   {time.perf_counter() - started:8.2f} s   (from exec to workers ready)"
         workers_before = set(_children(daemon.pid))
         path.write_text(text.replace('name: "', 'name: "Renamed ', 1), encoding="utf-8")
         started = time.perf_counter()

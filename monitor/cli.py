@@ -34,7 +34,6 @@ from monitor.config import (
 )
 from monitor.digest import by_relevance
 from monitor.errors import ConfigError, MonitorError, QuerySyntaxError, SourceError
-from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, HealthState
 from monitor.logs import setup_logging
@@ -881,6 +880,8 @@ def _read_article(source: str, config: Config | None) -> ArticleText:
             result = fetcher.fetch_page(source, feed_url=source)
         if not isinstance(result, Fetched):
             raise CannotRun(getattr(result, "message", f"{source}: not fetched"))
+        from monitor.extract import extract_article  # trafilatura: only when extracting
+
         return extract_article(result.content, url=result.url)
     path = Path(source)
     try:
@@ -893,6 +894,8 @@ def _read_article(source: str, config: Config | None) -> ArticleText:
 def _article_from_bytes(data: bytes, *, url: str | None) -> ArticleText:
     head = data[:2048].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")) or b"<body" in data[:65536].lower():
+        from monitor.extract import extract_article  # trafilatura: only when extracting
+
         return extract_article(data, url=url)
     text = data.decode("utf-8", errors="replace").strip()
     return ArticleText(

@@ -42,6 +42,8 @@ using a local-time cron trigger or a date, means that:
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
@@ -393,3 +395,57 @@ def _scheduled_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
 def manual_digest_key(name: str, now: datetime) -> str:
     """Key for a digest requested by hand (`monitor digest`): unique per run."""
     return f"{name}@manual-" + now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+class DueFeeds:
+    """When each feed is next due, earliest first: the daemon's schedule of polls.
+
+    A feed is in it while it waits; `pop_due` takes out the feeds whose time came, and
+    the daemon puts each back (`set`) with the next time its poll decided. A heap
+    ordered by time, with the current time of each feed beside it: replacing or
+    removing a feed leaves its old heap entry behind, skipped when it comes up, so
+    every operation is O(log n) whatever the number of feeds.
+
+    Feeds due at the same time come out in the order they were set (at start, the
+    order of feeds.yaml), not sorted by URL: sorted, the feeds of one site would come
+    out together and wait for each other behind `poll.per_host`.
+    """
+
+    def __init__(self) -> None:
+        self._when: dict[str, datetime] = {}
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._order = itertools.count()
+
+    def __contains__(self, url: object) -> bool:
+        return url in self._when
+
+    def __len__(self) -> int:
+        return len(self._when)
+
+    def when(self, url: str) -> datetime | None:
+        """When `url` is due, or None when it is not waiting (being polled, or unknown)."""
+        return self._when.get(url)
+
+    def set(self, url: str, when: datetime) -> None:
+        """`url` is due at `when` (replacing the time it had)."""
+        self._when[url] = when
+        heapq.heappush(self._heap, (when, next(self._order), url))
+
+    def remove(self, url: str) -> None:
+        self._when.pop(url, None)
+
+    def pop_due(self, now: datetime) -> list[str]:
+        """The feeds due at `now`, earliest first, taken out of the schedule."""
+        due: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            when, _, url = heapq.heappop(self._heap)
+            if self._when.get(url) == when:
+                del self._when[url]
+                due.append(url)
+        return due
+
+    def next_due(self) -> datetime | None:
+        """The earliest time a waiting feed is due, or None when none waits."""
+        while self._heap and self._when.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # replaced or removed since it was pushed
+        return self._heap[0][0] if self._heap else None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +47,7 @@ from monitor.query import Node
 from monitor.schedule import Deferral, deferral, due_digest
 from monitor.search import STEMMING_CHECKED, candidates_for, search_articles
 from monitor.store import Store
-from monitor.workers import ExtractionPool
+from monitor.workers import ExtractionPool, limit_malloc_arenas
 
 if TYPE_CHECKING:
     from monitor.destinations import SendOutcome
@@ -60,9 +62,13 @@ def open_pipeline(
     *,
     clock: Clock,
     extract_workers: int | None = None,
+    start_workers: bool = False,
 ) -> Iterator[Pipeline]:
     """The fetcher and the extraction workers (which hold the watchlists) for `config`,
-    closed on exit."""
+    closed on exit. The workers start when a page first needs extracting, so a poll
+    where nothing is new never starts them; with `start_workers` (the daemon, which
+    will need them) they start at once in the background, and polls begin meanwhile."""
+    limit_malloc_arenas()  # before the poll and page threads exist
     fetcher = Fetcher(config.poll, wall_clock=clock)
     extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
     # A feed's pages usually share a host: `per_host` of them fetching while as many
@@ -79,13 +85,44 @@ def open_pipeline(
         max_sitemap_urls=config.poll.max_sitemap_urls,
         feed_deadline=config.poll.feed_deadline.total_seconds(),
     )
+    closed = threading.Event()
+    if start_workers:
+        threading.Thread(
+            target=_start_in_background,
+            args=(extractor, closed),
+            name="start-workers",
+            daemon=True,
+        ).start()
     try:
-        extractor.start()
         yield pipeline
     finally:
         pipeline.close()
         fetcher.close()
         extractor.close()
+        closed.set()
+
+
+def _start_in_background(extractor: ExtractionPool, closed: threading.Event) -> None:
+    """Start the workers without holding up the first polls: otherwise the first feed with
+    a new entry waits for the fork server (1 to 3 s, more on a busy machine) and every
+    feed after it with a page queues behind, holding its poll thread.
+
+    The thread then waits for the pipeline to close: the fork server asks to die with its
+    parent (`PR_SET_PDEATHSIG`), and Linux means the parent *thread*, the one that
+    started it. Had this thread ended, the kernel would have killed the fork server and
+    every worker (the soak test lost half its hits so)."""
+    started = time.monotonic()
+    try:
+        extractor.start()
+    except BrokenProcessPool as error:  # the first page tries again and says why
+        log.warning("%s; trying again with the first page", error)
+    else:
+        log.info(
+            "extraction workers ready: %d, watchlists compiled, in %.1f s",
+            extractor.workers,
+            time.monotonic() - started,
+        )
+    closed.wait()
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ import numpy as np
 from courlan import normalize_url
 from courlan.clean import normalize_fragment
 from courlan.urlutils import get_tldinfo
-from datasketch import MinHash  # type: ignore[import-untyped]
 
 __all__ = [
     "MAX_WORDS",
@@ -294,7 +293,32 @@ NUM_PERM = 128
 SAME_STORY_JACCARD = 0.75
 
 _SEED = 1  # fixed: signatures are stored, and must stay comparable across versions
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=_SEED, scheme="affine32").permutations
+
+
+def _permutations() -> tuple[np.ndarray[Any, np.dtype[np.uint32]], ...]:
+    """The 128 affine permutations h -> a·h + b (mod 2^32) of datasketch's MinHash
+    (`MinHash(num_perm=NUM_PERM, seed=_SEED, scheme="affine32").permutations`), drawn the
+    way it draws them. Computed here rather than by datasketch, whose import brings scipy
+    (38 MB and half a second of the daemon's start) for no part of this; a test checks
+    every signature against datasketch's."""
+    draw = np.random.RandomState(_SEED)
+    a = draw.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
+
+
+_PERMUTE_A, _PERMUTE_B = _permutations()
+
+
+def _premix(hashes: np.ndarray[Any, np.dtype[np.uint32]]) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    """MurmurHash3's 32-bit finalizer, which datasketch applies to each input hash first."""
+    hashes = hashes ^ (hashes >> np.uint32(16))
+    hashes = hashes * np.uint32(0x85EBCA6B)
+    hashes = hashes ^ (hashes >> np.uint32(13))
+    hashes = hashes * np.uint32(0xC2B2AE35)
+    return hashes ^ (hashes >> np.uint32(16))
+
+
 _SIGNATURE_DTYPE = np.dtype("<u4")
 _WORD = re.compile(r"\w+")
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -329,10 +353,10 @@ def signature(text: str) -> bytes | None:
     words = text_words(text[: MAX_WORDS * _MAX_CHARS_PER_WORD])[:MAX_WORDS]
     if len(words) < MIN_WORDS:
         return None
-    sketch = MinHash(num_perm=NUM_PERM, permutations=_PERMUTATIONS, scheme="affine32", hashfunc=int)
-    sketch.update_batch(_shingle_hashes(words))
-    values: np.ndarray[tuple[int], np.dtype[np.uint32]] = sketch.hashvalues
-    return values.astype(_SIGNATURE_DTYPE).tobytes()
+    hashes = _premix(np.array(_shingle_hashes(words), dtype=np.uint32).reshape(-1, 1))
+    values = (hashes * _PERMUTE_A + _PERMUTE_B).min(axis=0)  # uint32: wraps mod 2^32
+    stored: bytes = values.astype(_SIGNATURE_DTYPE).tobytes()
+    return stored
 
 
 def _values(stored: bytes) -> np.ndarray[tuple[int], np.dtype[np.uint32]]:

@@ -1,5 +1,8 @@
 """The article step (`monitor.articles.process_article`) in worker processes.
 
+The main process never imports the extraction code (trafilatura, lxml's HTML parser):
+only the workers' fork server does (`monitor.worker_preload`).
+
 trafilatura is CPU-bound pure Python with no timeout of its own, and a
 pathological page can take tens of seconds and hundreds of megabytes.
 Running the article step in a process pool gives three things at once: every
@@ -45,7 +48,6 @@ from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
-from monitor.articles import process_article, step_failed
 from monitor.matching import Matcher
 from monitor.matching.matcher import _collector_paused
 from monitor.models import ArticleJob, ArticleOutcome, ParseFailed, ParseResult, Watchlist
@@ -138,6 +140,8 @@ def _address_space() -> int | None:
 
 
 def _process_in_worker(job: ArticleJob, update: _Update | None = None) -> ArticleOutcome:
+    from monitor.articles import process_article  # the fork server imported it already
+
     return process_article(job, _matcher_for(update))
 
 
@@ -271,12 +275,49 @@ class _FedPool(ProcessPoolExecutor):
         old.close()
 
 
+def default_workers() -> int:
+    """One worker per core this process may use, but one: the main process, which fetches,
+    parses and stores, needs a core of its own. With 10,000 feeds it used five to ten times
+    the CPU of the workers (bench/bench_daemon_scale.py); each worker holds 40 to 60 MB."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for this process (a no-op elsewhere).
+
+    glibc gives threads arenas of their own, up to eight per core, and memory freed in one
+    is never handed to another: with a poll thread per `poll.concurrency` and page threads
+    besides, a 10,000-feed daemon held 290 MB instead of 230 MB. The price, measured on a
+    loaded machine: about 14 % more CPU per poll in the main process (BENCHMARKS.md).
+    """
+    if not sys.platform.startswith("linux"):  # pragma: no cover - glibc only
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc (musl)
+        return
+    mallopt(_M_ARENA_MAX, arenas)
+
+
+_M_ARENA_MAX = -8  # from <malloc.h>
+
+
 def _too_large(url: str, problem: str) -> ParseFailed:
     return ParseFailed(
         url=url,
         message=f"{url}: {problem}; the feed is too large to read in one poll: ask the "
         "site for a shorter feed, or raise poll.feed_deadline",
     )
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()  # a hung trafilatura call never returns on its own
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ExtractionPool:
@@ -294,7 +335,7 @@ class ExtractionPool:
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> None:
-        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.workers = workers or default_workers()
         self.timeout = timeout
         self.memory_limit = memory_limit
         # What new workers start with (pickled once for all of them, on first need), and
@@ -312,32 +353,56 @@ class ExtractionPool:
         return self._pool_and_update()[0]
 
     def _pool_and_update(self) -> tuple[_FedPool, _Update | None]:
-        """The pool and the update its workers' jobs carry (read together: an update only
-        fits the workers it was made for)."""
+        """The pool, started (fork server, every worker, watchlists compiled) when first
+        needed, and the update its workers' jobs carry (read together: an update only fits
+        the workers it was made for).
+
+        Nothing starts before a page needs extracting: a poll where every feed answers
+        304 or an unchanged body never pays for the fork server, which imports the
+        extraction code and loads the language model (1 to 3 s and about 130 MB). The
+        first page waits for the start, outside its own timeout.
+
+        The thread that first gets here starts the fork server, which dies with that
+        thread (`die_with_parent`: Linux's parent-death signal follows the thread): the
+        callers are the pipeline's page and poll threads, which live until it closes.
+        """
         with self._lock:
             if self._pool is None:
                 if self._pickled is None:
                     self._pickled = _pickled(self._watchlists)
-                self._pool = _FedPool(
+                pool = _FedPool(
                     self.workers,
                     memory_limit=self.memory_limit,
                     watchlists=self._pickled,
                     queued_per_worker=QUEUED_PER_WORKER,
                 )
+                try:
+                    # Each worker compiles every watchlist first: tens of seconds for
+                    # 100,000 on a loaded machine.
+                    for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
+                        future.result(timeout=START_TIMEOUT)
+                except Exception as error:
+                    _kill(pool)
+                    reason = str(error) or type(error).__name__
+                    message = f"the extraction workers did not start ({reason})"
+                    raise BrokenProcessPool(message) from error
+                self._pool = pool
             return self._pool, self._update
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker processes are running (they start on the first page)."""
+        with self._lock:
+            return self._pool is not None
 
     def start(self) -> None:
         """Start the fork server and every worker now rather than on the first page.
 
-        The daemon and `monitor poll` call this once at start-up, so the first
-        feed's pages do not wait for the extraction code to be imported, nor for the
-        watchlists to be compiled: when it returns, every worker can match.
+        When it returns, every worker has compiled the watchlists and can match (the
+        daemon calls it in the background at start-up; `monitor poll` leaves the workers
+        to the first page that needs them).
         """
-        pool = self._get_pool()
-        for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
-            # Each worker compiles every watchlist first: tens of seconds for 100,000 on a
-            # loaded machine.
-            future.result(timeout=START_TIMEOUT)
+        self._get_pool()
 
     def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
         """Match with `watchlists` from now on; pages already submitted finish with the old ones.
@@ -373,9 +438,7 @@ class ExtractionPool:
             self._pool = None
             if self._update is not None:  # new workers start from the current watchlists
                 self._watchlists, self._pickled, self._update = self._current, None, None
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()  # a hung trafilatura call never returns on its own
-        broken.shutdown(wait=False, cancel_futures=True)
+        _kill(broken)
 
     def process(self, job: ArticleJob) -> ArticleOutcome:
         """The article step for one entry, in a worker.
@@ -391,15 +454,14 @@ class ExtractionPool:
         label = job.page.url if job.page is not None else (job.entry.link or job.entry.key)
         log.warning("%s: %s; using the feed's text", label, outcome)
         retry = replace(job, page=None, known=None, no_page_reason=outcome)
-        # A recycled pool starts its workers (and compiles the watchlists in each) on
-        # first use: that must not count against the retry's timeout.
-        self.start()
         second = self._run(retry)
         if isinstance(second, tuple):
             return second
         log.error(
             "%s: matching the feed's text failed too (%s); stored without hits", label, second
         )
+        from monitor.articles import step_failed
+
         return step_failed(job, f"{outcome}, and matching the feed's text failed too ({second})")
 
     def parse(
@@ -447,7 +509,10 @@ class ExtractionPool:
 
     def _run(self, job: ArticleJob) -> ArticleOutcome | str:
         """The step's result, or why the worker could not give it."""
-        pool, update = self._pool_and_update()
+        try:
+            pool, update = self._pool_and_update()
+        except BrokenProcessPool as error:
+            return str(error)
         try:
             future: Future[ArticleOutcome] = pool.submit(_process_in_worker, job, update)
             return future.result(timeout=self.timeout)

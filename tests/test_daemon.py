@@ -15,6 +15,13 @@ import pytest
 
 from monitor.daemon import single_instance
 from monitor.errors import AlreadyRunning
+from tests.servers import HTTPTestServer, Reply
+
+ONE_ENTRY = (
+    b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Un</title>'
+    b"<item><title>Le Togo signe</title><guid>togo-1</guid>"
+    b"<description>Le Togo signe un accord.</description></item></channel></rss>"
+)
 
 
 def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None:
@@ -83,24 +90,29 @@ def _alive(pid: int) -> bool:
 def test_killing_the_daemon_leaves_no_worker_behind(tmp_path: Path) -> None:
     """SIGKILL runs no cleanup: the fork server and the extraction workers must die with the
     daemon by themselves (a hostile run left 69 processes, about 3 GB, after 20 kills)."""
-    daemon, log_path = _start_daemon(tmp_path)
     helpers: set[int] = set()
-    try:
-        _wait_for_log(log_path, "monitor running", daemon)
-        helpers = _descendants(daemon.pid)
-        assert len(helpers) >= 2, "expected a fork server and extraction workers"
-        daemon.kill()
-        daemon.wait(10)
-        deadline = time.monotonic() + 15
-        while (left := {pid for pid in helpers if _alive(pid)}) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not left, f"processes left behind after SIGKILL: {sorted(left)}"
-    finally:
-        if daemon.poll() is None:
+    with HTTPTestServer() as server:
+        server.routes["/feed.xml"] = Reply(
+            body=ONE_ENTRY, headers={"Content-Type": "application/rss+xml"}
+        )
+        daemon, log_path = _start_daemon(tmp_path, server.url("/feed.xml"))
+        try:
+            # The workers start with the first entry to extract and match.
+            _wait_for_log(log_path, "1 new", daemon)
+            helpers = _descendants(daemon.pid)
+            assert len(helpers) >= 2, "expected a fork server and extraction workers"
             daemon.kill()
-        for pid in helpers | _descendants(daemon.pid):  # whatever a failure left behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            daemon.wait(10)
+            deadline = time.monotonic() + 15
+            while (left := {pid for pid in helpers if _alive(pid)}) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not left, f"processes left behind after SIGKILL: {sorted(left)}"
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+            for pid in helpers | _descendants(daemon.pid):  # whatever a failure left behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs POSIX signals")
@@ -134,10 +146,12 @@ digest:
 """
 
 
-def _start_daemon(directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _start_daemon(
+    directory: Path, feed_url: str = "http://127.0.0.1:9/feed.xml"
+) -> tuple[subprocess.Popen[bytes], Path]:
     """`monitor run` on a one-feed configuration in `directory`, its log in daemon.log."""
     config = directory / "feeds.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(CONFIG.replace("http://127.0.0.1:9/feed.xml", feed_url), encoding="utf-8")
     log_path = directory / "daemon.log"
     with open(log_path, "w", encoding="utf-8") as log_file:
         daemon = subprocess.Popen(

@@ -394,6 +394,10 @@ class Fetcher:
                     and sent_validators is not None
                     and sent_validators != _NO_VALIDATORS
                 ):
+                    # A 304 has no body: reading its end hands the connection back to the
+                    # pool. Closed unread, httpcore drops it, and the next poll of the host
+                    # pays a new connection (and TLS handshake).
+                    response.read()
                     fresh = validators_from(response.headers)
                     return NotModified(
                         url=str(current),

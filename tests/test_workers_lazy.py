@@ -1,0 +1,129 @@
+"""Extraction workers start with the first page to extract, not with the pipeline: a poll
+where nothing is new (304, an unchanged body, an empty feed) pays for no worker process.
+Real processes, read from /proc."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.models import ArticleJob, Entry, utc_now
+from monitor.service import open_pipeline
+from monitor.store import Store
+from monitor.workers import ExtractionPool
+from tests.servers import HTTPTestServer, Received, Reply
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.items = 0
+
+    def route(self, request: Received) -> Reply:
+        items = "".join(
+            f"<item><title>Le Togo {n}</title><guid>togo-{n}</guid>"
+            f"<description>Le Togo signe l'accord {n}.</description></item>"
+            for n in range(self.items)
+        )
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{items}</channel></rss>'
+        return Reply(
+            body=body.encode(),
+            headers={"Content-Type": "application/rss+xml"},
+            etag=f'"{self.items}"',
+        )
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_start_with_the_first_entry_and_not_before(tmp_path: Path) -> None:
+    feed = Feed()
+    with HTTPTestServer() as server, Store(tmp_path / "monitor.db") as store:
+        server.routes["/feed.xml"] = feed.route
+        config_path = tmp_path / "feeds.yaml"
+        config_path.write_text(
+            f"database: monitor.db\nfeeds:\n  - url: {server.url('/feed.xml')}\n"
+            "watchlists:\n  - name: Togo\n    query: Togo\n"
+            "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
+            encoding="utf-8",
+        )
+        config = load_config(config_path)
+        [spec] = config.feeds
+        before = _descendants(os.getpid())  # a fork server left by another test may be there
+        with open_pipeline(config, store, clock=utc_now, extract_workers=1) as pipeline:
+            pool = pipeline.articles
+            assert isinstance(pool, ExtractionPool)
+            assert not pool.started
+            assert pipeline.poll_feed(spec).new_entries == 0  # an empty feed
+            assert pipeline.poll_feed(spec).status == 304
+            assert not pool.started
+            assert _descendants(os.getpid()) == before
+
+            feed.items = 1
+            report = pipeline.poll_feed(spec)
+            assert (report.new_entries, report.new_hits) == (1, 1)
+            assert pool.started
+            assert _descendants(os.getpid()) - before, "no worker process started"
+
+
+def test_the_default_leaves_the_main_process_a_core() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ExtractionPool().workers == max(1, cores - 1)
+
+
+def test_the_daemon_starts_its_workers_in_the_background(tmp_path: Path) -> None:
+    """`monitor run` will need the workers: `start_workers` starts them at once, without
+    holding up the caller (the daemon polls meanwhile)."""
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text(
+        "database: monitor.db\nfeeds:\n  - url: http://127.0.0.1:9/feed.xml\n"
+        "watchlists:\n  - name: Togo\n    query: Togo\n"
+        "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    with (
+        Store(tmp_path / "monitor.db") as store,
+        open_pipeline(
+            config, store, clock=utc_now, extract_workers=1, start_workers=True
+        ) as pipeline,
+    ):
+        pool = pipeline.articles
+        assert isinstance(pool, ExtractionPool)
+        deadline = time.monotonic() + 60
+        while not pool.started:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the starting thread's own end would come now: it must not kill them
+        entry = Entry(
+            key="k",
+            link=None,
+            title="Le Togo",
+            summary="Le Togo signe un accord.",
+            content="",
+            published=None,
+        )
+        article, hits, _ = pool.process(ArticleJob(entry=entry, feed_name="F", feed_language="fr"))
+        assert [hit.watchlist for hit in hits] == ["Togo"]
+        assert "died" not in (article.note or "")
