@@ -65,12 +65,12 @@ def open_pipeline(
     start_workers: bool = False,
 ) -> Iterator[Pipeline]:
     """The fetcher and the extraction workers (which hold the watchlists) for `config`,
-    closed on exit. The workers start when a page first needs extracting, so a poll
+    closed on exit; `extract_workers`, else `poll.workers`, else one per core but one. The workers start when a page first needs extracting, so a poll
     where nothing is new never starts them; with `start_workers` (the daemon, which
     will need them) they start at once in the background, and polls begin meanwhile."""
     limit_malloc_arenas()  # before the poll and page threads exist
     fetcher = Fetcher(config.poll, wall_clock=clock)
-    extractor = ExtractionPool(extract_workers, watchlists=config.watchlists)
+    extractor = ExtractionPool(extract_workers or config.poll.workers, watchlists=config.watchlists)
     # A feed's pages usually share a host: `per_host` of them fetching while as many
     # wait for a worker to extract them. As many feeds poll at once as `concurrency`, so
     # with this many threads each has its own share and none waits for another's.

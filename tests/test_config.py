@@ -510,6 +510,14 @@ def test_poll_limits_are_consistent(tmp_path: Path) -> None:
     assert problem.endswith(":11:13: per_host (4) cannot exceed concurrency (2)")
 
 
+def test_poll_workers_is_a_count_or_left_to_the_cores(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).poll.workers is None
+    configured = load_config(write(tmp_path, with_minimal("poll:\n  workers: 2\n")))
+    assert configured.poll.workers == 2
+    problem = only_problem(tmp_path, with_minimal("poll:\n  workers: 0\n"))
+    assert problem.endswith(":10:12: poll.workers must be at least 1, got the number 0")
+
+
 def test_bad_size(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, with_minimal("poll:\n  max_bytes: 15 megs\n"))
     assert problems[0].endswith(

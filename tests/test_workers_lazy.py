@@ -92,6 +92,24 @@ def test_the_default_leaves_the_main_process_a_core() -> None:
     assert ExtractionPool().workers == max(1, cores - 1)
 
 
+def test_poll_workers_sets_how_many_workers_extract(tmp_path: Path) -> None:
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text(
+        "database: monitor.db\npoll:\n  workers: 3\nfeeds:\n  - url: http://127.0.0.1:9/f.xml\n"
+        "watchlists:\n  - name: Togo\n    query: Togo\n"
+        "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    with (
+        Store(tmp_path / "monitor.db") as store,
+        open_pipeline(config, store, clock=utc_now) as pipeline,
+    ):
+        assert isinstance(pipeline.articles, ExtractionPool)
+        assert pipeline.articles.workers == 3
+        assert not pipeline.articles.started  # set, not started: no page yet
+
+
 def test_the_daemon_starts_its_workers_in_the_background(tmp_path: Path) -> None:
     """`monitor run` will need the workers: `start_workers` starts them at once, without
     holding up the caller (the daemon polls meanwhile)."""

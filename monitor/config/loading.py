@@ -380,6 +380,7 @@ def _build_config(model: _ConfigModel, path: Path, known: _KnownWatchlists | Non
         user_agent=model.poll.user_agent,
         max_sitemap_urls=model.poll.max_sitemap_urls,
         feed_deadline=model.poll.feed_deadline,
+        workers=model.poll.workers,
     )
     tagged = _named_feeds_by_tag(model.feeds)
     built = known.built if known is not None else {}

@@ -319,6 +319,7 @@ class _PollModel(_Section):
     user_agent: Text = PollSettings.user_agent
     max_sitemap_urls: Annotated[int, Field(ge=1, le=10000)] = PollSettings.max_sitemap_urls
     feed_deadline: FeedDeadline = PollSettings.feed_deadline
+    workers: Annotated[int, Field(ge=1, le=64)] | None = PollSettings.workers
 
     @model_validator(mode="after")
     def _consistent(self) -> _PollModel:

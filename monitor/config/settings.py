@@ -25,6 +25,8 @@ class PollSettings(FetchLimits):
     max_sitemap_urls: int = 200  # pages read from sitemaps per feed and poll; the rest wait
     # A whole feed's poll (fetch, parse, pages); pages not read by then wait for the next poll.
     feed_deadline: timedelta = timedelta(minutes=5)
+    # Extraction worker processes; None: one per core but one (at least one).
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
