@@ -432,7 +432,9 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
             warm_up = time.perf_counter()
             with (
                 Store(config.database) as store,
-                open_pipeline(config, store, clock=utc_now) as pipeline,
+                open_pipeline(
+                    config, store, clock=utc_now, extract_workers=args.workers
+                ) as pipeline,
             ):
                 warm_up = time.perf_counter() - warm_up
                 assert isinstance(pipeline.articles, ExtractionPool)
@@ -631,6 +633,11 @@ def main() -> None:
         "--per-host", type=int, default=2, help="requests in flight to one host (poll.per_host)"
     )
     parser.add_argument("--repoll-feeds", type=int, default=1000, help="0: no re-poll")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="extraction workers (poll.workers; default: one per core but one)",
+    )
     parser.add_argument(
         "--bare-sample", type=int, help="pages timed with bare trafilatura (0: all of a poll's)"
     )
