@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.matching import Matcher
-from monitor.matching.analysis import _sentence_spans, _sentence_starts, asides
+from monitor.matching.analysis import _sentence_spans, _sentence_starts, analyze_field, asides
 from monitor.matching.relevance import PASSING_BELOW, WITH_TOPIC, WITHOUT_TOPIC, Model
 from monitor.models import ArticleText, HitResult, TextSource, Watchlist
 from monitor.query import parse_query
@@ -253,6 +253,30 @@ SENTENCE_TEXT = st.text(alphabet=st.sampled_from("ab .!?…\n»\"' "), max_size=
 @given(text=SENTENCE_TEXT)
 def test_sentence_starts_are_the_starts_of_the_sentences(text: str) -> None:
     assert _sentence_starts(text) == [start for start, _ in _sentence_spans(text)]
+
+
+ASIDE_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "Lire aussi : Le Togo signe. Un autre titre.",
+                "À lire aussi sur BBC Afrique",
+                "Le marché a rouvert. Lire aussi : Wagner au Mali La pluie inquiète.",
+                "Légende image, Des soldats à Lomé.",
+            ]
+        ),
+        SENTENCE_TEXT,
+    ),
+    max_size=8,
+).map("\n".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=ASIDE_TEXT)
+def test_counted_sentences_are_the_sentences_that_start_outside_asides(text: str) -> None:
+    field = analyze_field("text", text, "fr")
+    outside = [start for start in field.sentence_starts if not field.in_aside(start)]
+    assert field.counted_sentences == max(1, len(outside))
 
 
 def test_the_topics_words_raise_a_score() -> None:

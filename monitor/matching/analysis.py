@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -148,9 +148,12 @@ class AnalyzedField:
     @cached_property
     def counted_sentences(self) -> int:
         """Sentences outside asides (at least 1)."""
-        if not self.aside_ranges:
-            return len(self.sentence_starts)
-        return max(1, sum(1 for start in self.sentence_starts if not self.in_aside(start)))
+        starts = self.sentence_starts
+        inside = sum(  # the ranges are sorted and apart (`asides` merges them)
+            bisect_left(starts, end) - bisect_left(starts, start)
+            for start, end in self.aside_ranges
+        )
+        return max(1, len(starts) - inside)
 
     def sentence_of(self, index: int) -> int:
         """0-based sentence index of token ``index``."""
