@@ -43,7 +43,6 @@ import hashlib
 import multiprocessing
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -60,6 +59,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.procfs import free_port, pss_kib, status_kib  # noqa: E402
 
 PUBLISHED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SHOWN = 5  # entries a feed shows
@@ -180,7 +181,7 @@ def serve(host: str, port: int, latency: float, ready: Any) -> None:
 
 class World:
     def __init__(self, feeds: int, hosts: int, latency: float) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.hosts = [f"127.0.0.{2 + index}" for index in range(hosts)]
         self.feeds = feeds
         self.processes: list[multiprocessing.Process] = []
@@ -205,29 +206,7 @@ class World:
             process.join(5)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --------------------------------------------------------------------------- /proc
-
-
-def _status_kib(pid: int, name: str) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -329,10 +308,10 @@ def make_all_due(database: Path) -> None:
 
 def snapshot(root: int) -> dict[str, int]:
     """PSS (KiB) of the daemon's processes by role."""
-    parts: dict[str, int] = {"main": _pss_kib(root)}
+    parts: dict[str, int] = {"main": pss_kib(root)}
     for pid in descendants(root):
         name = role(pid, root)
-        parts[name] = parts.get(name, 0) + _pss_kib(pid)
+        parts[name] = parts.get(name, 0) + pss_kib(pid)
     return parts
 
 
@@ -381,7 +360,7 @@ def run_round(
             total = sum(parts.values())
             if total > result.peak_pss_kib:
                 result.peak_pss_kib, result.peak_pss_parts = total, parts
-            result.peak_rss_kib = max(result.peak_rss_kib, _status_kib(daemon.pid, "VmHWM"))
+            result.peak_rss_kib = max(result.peak_rss_kib, status_kib(daemon.pid, "VmHWM"))
             if polled >= feeds:
                 break
             if now - started > timeout:
@@ -391,8 +370,8 @@ def run_round(
         result.load = _load()
         time.sleep(2.0)  # at rest, every poll done
         result.rest_pss_parts = snapshot(daemon.pid)
-        result.rest_rss_kib = _status_kib(daemon.pid, "VmRSS")
-        result.peak_rss_kib = max(result.peak_rss_kib, _status_kib(daemon.pid, "VmHWM"))
+        result.rest_rss_kib = status_kib(daemon.pid, "VmRSS")
+        result.peak_rss_kib = max(result.peak_rss_kib, status_kib(daemon.pid, "VmHWM"))
         for pid in [daemon.pid, *descendants(daemon.pid)]:
             stat = _stat(pid)
             if stat is not None:
@@ -510,7 +489,7 @@ def scheduler_only(feeds: int, directory: Path) -> None:
     with Store(config.database) as store:
         pipeline = InstantPipeline(config.poll.interval, feeds)
         gc.collect()
-        rss_before = _status_kib(os.getpid(), "VmRSS")
+        rss_before = status_kib(os.getpid(), "VmRSS")
         tracemalloc.start()
         cpu_before = time.process_time()
         wall_before = time.perf_counter()
@@ -524,7 +503,7 @@ def scheduler_only(feeds: int, directory: Path) -> None:
         cpu = time.process_time() - cpu_before
         traced, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        rss_after = _status_kib(os.getpid(), "VmRSS")
+        rss_after = status_kib(os.getpid(), "VmRSS")
         daemon.stop()
     print(f"\nscheduling {feeds} feeds, polls that return at once (load {_load()}):")
     print(f"  start (feed jobs created)   {created:6.2f} s")

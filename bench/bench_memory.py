@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.procfs import pss_kib, status_kib  # noqa: E402
 from scripts.soak import FILLER, SENTENCES, WATCHLISTS_YAML, descendants  # noqa: E402
 from tests.servers import HTTPTestServer, Received, Reply  # noqa: E402
 
@@ -114,22 +115,6 @@ class Sample:
     @property
     def total_pss(self) -> int:
         return self.daemon_pss + self.helpers_pss
-
-
-def _status_kib(pid: int, field: str) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
 
 
 def daemon_child(config_path: Path, interval: float) -> int:
@@ -205,9 +190,9 @@ def run(
                     seconds=elapsed,
                     rounds=done,
                     articles=articles_stored(workdir / "monitor.db"),
-                    daemon_rss=_status_kib(daemon.pid, "VmRSS"),
-                    daemon_pss=_pss_kib(daemon.pid),
-                    helpers_pss=sum(_pss_kib(pid) for pid in helpers),
+                    daemon_rss=status_kib(daemon.pid, "VmRSS"),
+                    daemon_pss=pss_kib(daemon.pid),
+                    helpers_pss=sum(pss_kib(pid) for pid in helpers),
                     helpers=len(helpers),
                 )
             )

@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.procfs import free_port
 from monitor.config import Config, DigestSettings, PollSettings
 from monitor.models import FeedSpec, Watchlist, utc_now
 from monitor.pipeline import Pipeline
@@ -273,14 +274,6 @@ class Servers:
             process.join(5)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def hosts(count: int) -> Iterator[str]:
     for index in range(count):
         yield f"127.0.0.{2 + index}"
@@ -392,7 +385,7 @@ def full_poll(args: argparse.Namespace, pages: list[tuple[str, bytes]]) -> None:
     feeds: list[FeedSpec] = []
     feed_pages: list[list[tuple[str, bytes]]] = []
     # The port is chosen before routes are built because feed items carry absolute links.
-    port = _free_port()
+    port = free_port()
     for feed_index in range(args.polls * args.feeds):
         host = host_list[feed_index % len(host_list)]
         items = []
@@ -558,7 +551,7 @@ def one_poll(
 
 def repoll(args: argparse.Namespace) -> None:
     host_list = list(hosts(args.hosts))
-    port = _free_port()
+    port = free_port()
     routes: dict[str, dict[str, bytes]] = {host: {} for host in host_list}
     feeds = []
     for index in range(args.repoll_feeds):
