@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
+from monitor.config import Config, load_config
 from monitor.models import ArticleJob, Entry, utc_now
 from monitor.service import open_pipeline
 from monitor.store import Store
@@ -61,14 +61,7 @@ def test_workers_start_with_the_first_entry_and_not_before(tmp_path: Path) -> No
     feed = Feed()
     with HTTPTestServer() as server, Store(tmp_path / "monitor.db") as store:
         server.routes["/feed.xml"] = feed.route
-        config_path = tmp_path / "feeds.yaml"
-        config_path.write_text(
-            f"database: monitor.db\nfeeds:\n  - url: {server.url('/feed.xml')}\n"
-            "watchlists:\n  - name: Togo\n    query: Togo\n"
-            "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
-            encoding="utf-8",
-        )
-        config = load_config(config_path)
+        config = _config(tmp_path, server.url("/feed.xml"))
         [spec] = config.feeds
         before = _descendants(os.getpid())  # a fork server left by another test may be there
         with open_pipeline(config, store, clock=utc_now, extract_workers=1) as pipeline:
@@ -92,15 +85,22 @@ def test_the_default_leaves_the_main_process_a_core() -> None:
     assert ExtractionPool().workers == max(1, cores - 1)
 
 
-def test_poll_workers_sets_how_many_workers_extract(tmp_path: Path) -> None:
+def _config(tmp_path: Path, feed_url: str, poll: str = "") -> Config:
+    """A configuration of one feed and one watchlist (`Togo`); `poll`: lines of `poll:`."""
     config_path = tmp_path / "feeds.yaml"
     config_path.write_text(
-        "database: monitor.db\npoll:\n  workers: 3\nfeeds:\n  - url: http://127.0.0.1:9/f.xml\n"
+        "database: monitor.db\n"
+        + (f"poll:\n{poll}" if poll else "")
+        + f"feeds:\n  - url: {feed_url}\n"
         "watchlists:\n  - name: Togo\n    query: Togo\n"
         "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
         encoding="utf-8",
     )
-    config = load_config(config_path)
+    return load_config(config_path)
+
+
+def test_poll_workers_sets_how_many_workers_extract(tmp_path: Path) -> None:
+    config = _config(tmp_path, "http://127.0.0.1:9/f.xml", poll="  workers: 3\n")
     with (
         Store(tmp_path / "monitor.db") as store,
         open_pipeline(config, store, clock=utc_now) as pipeline,
@@ -113,14 +113,7 @@ def test_poll_workers_sets_how_many_workers_extract(tmp_path: Path) -> None:
 def test_the_daemon_starts_its_workers_in_the_background(tmp_path: Path) -> None:
     """`monitor run` will need the workers: `start_workers` starts them at once, without
     holding up the caller (the daemon polls meanwhile)."""
-    config_path = tmp_path / "feeds.yaml"
-    config_path.write_text(
-        "database: monitor.db\nfeeds:\n  - url: http://127.0.0.1:9/feed.xml\n"
-        "watchlists:\n  - name: Togo\n    query: Togo\n"
-        "digest:\n  from: veille@example.org\n  to: [analyste@example.org]\n",
-        encoding="utf-8",
-    )
-    config = load_config(config_path)
+    config = _config(tmp_path, "http://127.0.0.1:9/feed.xml")
     with (
         Store(tmp_path / "monitor.db") as store,
         open_pipeline(
