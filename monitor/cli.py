@@ -356,7 +356,7 @@ def poll(ctx: click.Context, output: str, force: bool) -> None:
     reports: list[FeedReport] = []
     alerts: AlertRun | None = None
     with Store(config.database) as store:
-        rescore_hits(store, config.watchlists)
+        rescore_hits(store, config.watchlists, now=utc_now())
         store.set_alert_routes(alert_routes(config))
         due, skipped = plan_poll(store, config.feeds, now=utc_now(), force=force)
         if due:
@@ -534,6 +534,8 @@ def digest(ctx: click.Context, dry_run: bool, names: tuple[str, ...]) -> None:
     chosen = [_digest_named(config, name) for name in names] or list(config.digests)
     failed = False
     with _read_only_store(config) if dry_run else Store(config.database) as store:
+        if not dry_run:
+            rescore_hits(store, config.watchlists, now=now)
         for settings in chosen:
             if dry_run:
                 _preview_digest(store, config, settings, now=now, several=len(chosen) > 1)
@@ -961,7 +963,7 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     chosen = _watchlist_named(config, watchlist)
     start = _since(since, config.timezone)
     with Store(config.database) as store:
-        rescore_hits(store, config.watchlists)
+        rescore_hits(store, config.watchlists, now=utc_now())
         scanned, added = run_backfill(store, chosen, since=start, now=utc_now(), quiet=quiet)
         dropped = store.dropped_text_count(start)
     where = "left out of digests" if quiet else "listed in the next digest"

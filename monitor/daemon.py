@@ -440,7 +440,7 @@ def run_daemon(
                 "than losing more: restore a backup, or move the file aside to start afresh"
             )
         store.check_writable()
-        rescore_hits(store, config.watchlists)
+        rescore_hits(store, config.watchlists, now=clock())
         with open_pipeline(config, store, clock=clock, start_workers=True) as pipeline:
             _run_until_signalled(Daemon(config, watcher, store, pipeline, clock=clock))
     log.info("monitor stopped")

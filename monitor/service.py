@@ -418,17 +418,18 @@ def _run_digest(
         # A stuck issue, delivered or not: the new hits go out next, never wait behind it.
 
 
-def rescore_hits(store: Store, watchlists: Sequence[Watchlist]) -> int:
-    """Give a relevance to hits stored before relevance existed, by matching their stored
-    text again with their watchlist; returns how many were scored.
+def rescore_hits(store: Store, watchlists: Sequence[Watchlist], *, now: datetime) -> int:
+    """Score again, by matching their stored text with their watchlist, the hits stored
+    before relevance existed and the unsent hits an earlier relevance model scored
+    (`Store.hits_to_rescore`); returns how many were scored.
 
     A hit whose watchlist is gone, or no longer matches its article as configured now,
-    keeps no score: it is listed with the main hits, never hidden.
+    keeps what it had: no score (listed with the main hits, never hidden) or its old one.
     """
     by_name = {watchlist.name: watchlist for watchlist in watchlists}
     matchers: dict[str, Matcher] = {}
     scored: list[tuple[int, HitResult]] = []
-    for hit_id, name, article_id in store.unscored_hits():
+    for hit_id, name, article_id in store.hits_to_rescore(now=now):
         watchlist = by_name.get(name)
         stored = store.article(article_id) if watchlist is not None else None
         if watchlist is None or stored is None:
@@ -440,7 +441,11 @@ def rescore_hits(store: Store, watchlists: Sequence[Watchlist]) -> int:
             scored.append((hit_id, found[0]))
     if scored:
         store.set_relevance(scored)
-        log.info("relevance computed for %d hits stored before it existed", len(scored))
+        log.info(
+            "relevance computed again for %d hits (stored without it, or unsent and scored "
+            "by an earlier model)",
+            len(scored),
+        )
     return len(scored)
 
 

@@ -42,6 +42,7 @@ from monitor.models import (
 from monitor.pipeline import Pipeline
 from monitor.query import And, Node, Or, Term
 from monitor.schedule import decide_update
+from monitor.service import rescore_hits
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Reply
 from tests.test_pipeline_logic import LiteralFetcher, ok, rss
@@ -369,6 +370,60 @@ def test_hits_stored_before_relevance_are_scored_from_their_text(tmp_path: Path)
         (ABOUT[0], False),
         (IN_PASSING[0], True),
     ]
+
+
+def _score_as_an_earlier_model(database: Path, **where: object) -> None:
+    """Give every hit (or those ``where`` picks) the inverse of its score, as a version of
+    the relevance model other than the current one might have."""
+    condition = " AND ".join(f"{column} = ?" for column in where) or "1"
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE hits SET relevance = 1 - relevance, in_passing = 1 - in_passing, "
+            f"evidence = 'earlier', relevance_model = '0.earlier' WHERE {condition}",
+            list(where.values()),
+        )
+
+
+def test_unsent_hits_scored_by_an_earlier_model_are_scored_again_sent_ones_are_not(
+    tmp_path: Path,
+) -> None:
+    config = relevance_config(tmp_path)
+    database = tmp_path / "monitor.db"
+    current = json.loads(invoke(config, "hits", "--format", "json").output)
+    _score_as_an_earlier_model(database)
+    assert {
+        hit["evidence"] for hit in json.loads(invoke(config, "hits", "--format", "json").output)
+    } == {"earlier"}
+
+    invoke(config, "digest")  # scores the unsent hits again, then sends them
+    assert json.loads(invoke(config, "hits", "--format", "json").output) == current
+    (sent,) = (tmp_path / "digests").glob("*.eml")
+    plain = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert "earlier" not in plain.as_string()
+
+    _score_as_an_earlier_model(database)  # both hits went out: they keep what they were sent with
+    invoke(config, "backfill", "Togo défense")
+    after = json.loads(invoke(config, "hits", "--format", "json").output)
+    assert {hit["evidence"] for hit in after} == {"earlier"}
+
+
+def test_quiet_and_older_hits_keep_an_earlier_models_score(tmp_path: Path) -> None:
+    config = relevance_config(tmp_path)
+    database = tmp_path / "monitor.db"
+    watchlists = load_config(config).watchlists
+    _score_as_an_earlier_model(database)
+    with sqlite3.connect(database) as db:
+        (about,), (passing,) = db.execute("SELECT id FROM hits ORDER BY id").fetchall()
+        db.execute("UPDATE hits SET quiet = 1 WHERE id = ?", [about])
+        db.execute("UPDATE hits SET relevance = NULL WHERE id = ?", [passing])
+    with Store(database) as store:
+        assert rescore_hits(store, watchlists, now=datetime.now(UTC)) == 1  # the unscored one
+        assert rescore_hits(store, watchlists, now=datetime.now(UTC)) == 0
+        _score_as_an_earlier_model(database, id=passing)
+        # Found 7 days and a minute ago: older than what a digest is expected to still show.
+        later = datetime.now(UTC) + timedelta(days=7, minutes=1)
+        assert rescore_hits(store, watchlists, now=later) == 0
+        assert rescore_hits(store, watchlists, now=datetime.now(UTC)) == 1
 
 
 def test_a_deeply_nested_query_is_a_positioned_error_not_a_traceback(tmp_path: Path) -> None:

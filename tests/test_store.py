@@ -143,6 +143,7 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
         ("0006_feed_health",),
         ("0007_search_and_retention",),
         ("0008_alert_deliveries",),
+        ("0009_hit_relevance_model",),
     ]
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -46,6 +46,7 @@ and can only push matches out of the lead; every weight has the sign that keeps 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import unicodedata
 from bisect import bisect_right
@@ -59,6 +60,7 @@ from monitor.matching.tokens import STOPWORDS, _tokenize, stem_forms
 from monitor.models import RelevanceFeatures
 
 __all__ = [
+    "MODEL_VERSION",
     "PASSING_BELOW",
     "WITHOUT_TOPIC",
     "WITH_TOPIC",
@@ -152,6 +154,28 @@ class Model:
 WITHOUT_TOPIC = Model(intercept=-0.77, strength=8.14, together=0.26, in_title=0.68, length=-0.65)
 WITH_TOPIC = Model(
     intercept=-3.32, strength=7.38, together=0.40, in_title=0.35, length=-0.27, topic=1.55
+)
+
+
+# What a stored hit's score was computed by. Derived from the weights, so a refit changes it
+# by itself; raise FEATURES_REVISION when a change to how the inputs are worked out (the
+# strength's points, asides, sentences, the topic's words) changes scores. Hits not yet
+# sent whose version differs are scored again at start (`monitor.service.rescore_hits`), so
+# the next digest after an upgrade ranks and splits every hit by one model.
+FEATURES_REVISION = 1
+MODEL_VERSION = (
+    f"{FEATURES_REVISION}."
+    + hashlib.sha256(
+        repr(
+            (
+                WITHOUT_TOPIC,
+                WITH_TOPIC,
+                PASSING_BELOW,
+                (WEIGHT_TITLE, WEIGHT_LEAD, WEIGHT_SPREAD, SPREAD_DECAY, WEIGHT_SHARE),
+                (SHARE_SATURATION, WEIGHT_TOGETHER, LEAD_SENTENCES),
+            )
+        ).encode()
+    ).hexdigest()[:8]
 )
 
 

@@ -34,7 +34,7 @@ import re
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -44,6 +44,7 @@ import sqlite_utils
 from monitor.config.settings import DEFAULT_DIGEST_NAME
 from monitor.errors import StorageError
 from monitor.health import FeedHealth, FeedHistory, assess, not_polled
+from monitor.matching.relevance import MODEL_VERSION
 from monitor.models import (
     AlertDestinationStatus,
     AlertFailure,
@@ -87,6 +88,7 @@ log = logging.getLogger(__name__)
 _ARTICLE_PAGE = 200  # rows per query when streaming articles for a backfill
 HISTORY_ARRIVALS = 30  # arrivals of new entries per feed from which its usual gap is judged
 _RETENTION_BATCH = 500  # articles emptied per write transaction
+RESCORE_DAYS = 7  # unsent hits scored by an earlier relevance model this recent are rescored
 _ARTICLE_COLUMNS = "articles.*, COALESCE(feeds.title, feeds.url) AS feed"
 _ARTICLE_JOINS = "FROM articles JOIN feeds ON feeds.id = articles.first_feed_id"
 
@@ -711,11 +713,22 @@ class Store:
                     yield row["id"], article_text(row), row["feed"]
             last_id = rows[-1]["id"]
 
-    def unscored_hits(self) -> list[tuple[int, str, int]]:
-        """(hit id, watchlist, article id) of the hits stored before relevance existed."""
+    def hits_to_rescore(self, *, now: datetime) -> list[tuple[int, str, int]]:
+        """(hit id, watchlist, article id) of the hits to score again: every hit stored
+        before relevance existed, and the hits a digest may still show (not quiet, in no
+        digest yet, found in the last `RESCORE_DAYS` days) that an earlier version of the
+        relevance model scored. Hits already sent keep the score they were sent with."""
         rows = self._db.read(
-            "listing hits without relevance",
-            "SELECT id, watchlist, article_id FROM hits WHERE relevance IS NULL ORDER BY id",
+            "listing hits to score again",
+            """
+            SELECT id, watchlist, article_id FROM hits
+            WHERE relevance IS NULL
+               OR (relevance_model IS NOT ? AND quiet = 0 AND found_at >= ?
+                   AND digest_key IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM digest_hits WHERE hit_id = hits.id))
+            ORDER BY id
+            """,
+            [MODEL_VERSION, to_db(now - timedelta(days=RESCORE_DAYS))],
         )
         return [(row["id"], row["watchlist"], row["article_id"]) for row in rows]
 
@@ -736,9 +749,10 @@ class Store:
         """Record the relevance computed again for stored hits: (hit id, the hit as matched now)."""
         with self._db.write(f"recording the relevance of {len(scores)} hits") as conn:
             conn.executemany(
-                "UPDATE hits SET relevance = ?, in_passing = ?, evidence = ? WHERE id = ?",
+                "UPDATE hits SET relevance = ?, in_passing = ?, evidence = ?, relevance_model = ? "
+                "WHERE id = ?",
                 [
-                    (hit.relevance, int(hit.in_passing), hit.evidence, hit_id)
+                    (hit.relevance, int(hit.in_passing), hit.evidence, MODEL_VERSION, hit_id)
                     for hit_id, hit in scores
                 ],
             )

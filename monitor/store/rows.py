@@ -12,6 +12,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from monitor.errors import StorageError
+from monitor.matching.relevance import MODEL_VERSION
 from monitor.models import (
     ArticleText,
     Entry,
@@ -79,8 +80,9 @@ def insert_hit(
     cursor = conn.execute(
         """
         INSERT OR IGNORE INTO hits (watchlist, article_id, matched, clauses, snippets, found_at,
-                                    backfilled, quiet, relevance, in_passing, evidence)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    backfilled, quiet, relevance, in_passing, evidence,
+                                    relevance_model)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [
             hit.watchlist,
@@ -94,6 +96,7 @@ def insert_hit(
             hit.relevance,
             int(hit.in_passing),
             hit.evidence,
+            MODEL_VERSION,
         ],
     )
     return cursor.rowcount

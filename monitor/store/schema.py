@@ -323,3 +323,11 @@ def _alert_deliveries(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_attempt)")
+
+
+@MIGRATIONS(name="0009_hit_relevance_model")
+def _hit_relevance_model(db: sqlite_utils.Database) -> None:
+    # Which version of the relevance model scored the hit (`relevance.MODEL_VERSION`). NULL
+    # for hits scored before versions were recorded: like any other version but the current
+    # one, the unsent among them are scored again at start (`Store.hits_to_rescore`).
+    db.execute("ALTER TABLE hits ADD COLUMN relevance_model TEXT")
