@@ -20,10 +20,9 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from monitor.models import StoredHit
-from monitor.text import one_line
+from monitor.text import one_line, plain_link
 
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
@@ -137,18 +136,6 @@ def _marked_html(snippet: str) -> str:
 
 
 def _safe_link(url: str | None) -> str | None:
-    """The article URL when it is a plain http(s) link; None for anything else."""
-    if not url:
-        return None
-    candidate = url.strip()
-    if any(character.isspace() or ord(character) < 32 for character in candidate):
-        return None
-    if any(character in candidate for character in "<>\"'`"):
-        return None
-    try:
-        parts = urlsplit(candidate)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return candidate
+    """The article URL when it is a plain http(s) link that no alert markup can break out
+    of (no quote or angle bracket); None for anything else."""
+    return plain_link(url, refused="<>\"'`")

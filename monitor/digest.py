@@ -46,7 +46,6 @@ from email.message import EmailMessage
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -65,7 +64,7 @@ from monitor.models import (
     NoticeKind,
     StoredHit,
 )
-from monitor.text import one_line
+from monitor.text import one_line, plain_link
 
 LANGUAGES = DIGEST_LANGUAGES
 DEFAULT_MAX_FULL = 10
@@ -79,7 +78,6 @@ UNSCORED_RELEVANCE = 0.5
 LOCALE_DIRECTORY = Path(__file__).parent / "locale"
 _MARK = re.compile(r"\[\[(.+?)\]\]", re.DOTALL)
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators some mail clients honour.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def build_digest(
@@ -425,11 +423,11 @@ def _story(
         date = words.gettext("seen %(date)s") % {"date": _short_date(hit.found_at, tz, language)}
     snippets = [_truncate_snippet(_one_line(snippet)) for snippet in hit.snippets]
     snippets = [snippet for snippet in snippets if snippet][: layout.snippets]
-    copies = [_Link(_plain(copy.feed), _safe_link(copy.url)) for copy in hit.also_in]
+    copies = [_Link(_plain(copy.feed), plain_link(copy.url)) for copy in hit.also_in]
     return _Story(
         anchor=anchor,
         title=_plain(hit.title) or words.gettext("(untitled)"),
-        url=_safe_link(hit.url),
+        url=plain_link(hit.url),
         feed=_plain(hit.feed),
         date=date,
         matched=", ".join(_one_line(term) for term in hit.matched),
@@ -457,7 +455,7 @@ def _line(
     return _Line(
         anchor=anchor,
         title=_plain(hit.title) or words.gettext("(untitled)"),
-        url=_safe_link(hit.url),
+        url=plain_link(hit.url),
         feed=_plain(hit.feed),
         text_sentence=_MARK.sub(r"*\1*", sentence),
         html_sentence=_marked_html(sentence),
@@ -490,28 +488,13 @@ def _notice(notice: HealthNotice, tz: ZoneInfo, language: str, words: NullTransl
     text %= values
     if error:
         text = words.gettext("%(what)s: %(detail)s") % {"what": text, "detail": error}
-    return _Notice(_plain(notice.subject), _safe_link(notice.url), text)
+    return _Notice(_plain(notice.subject), plain_link(notice.url), text)
 
 
 def _marked_html(snippet: str) -> Markup:
     # Escape first, then turn the (unescapable) [[ ]] delimiters into <mark>.
     escaped = str(escape(snippet))
     return Markup(_MARK.sub(r"<mark>\1</mark>", escaped))
-
-
-def _safe_link(url: str | None) -> str | None:
-    if not url:
-        return None
-    candidate = url.strip()
-    if _CONTROL.search(candidate) or any(char.isspace() for char in candidate):
-        return None
-    try:
-        parts = urlsplit(candidate)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return candidate
 
 
 def _one_line(text: str) -> str:

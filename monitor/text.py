@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from urllib.parse import urlsplit
 
 __all__ = [
     "ASIDE_MARKER",
@@ -212,6 +213,26 @@ def paragraphs(text: object) -> str:
     text = _CONTROLS.sub(" ", _LINE_BREAKS.sub("\n", text))
     lines = (_SPACES_IN_LINE.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
+
+
+def plain_link(url: str | None, *, refused: str = "") -> str | None:
+    """``url`` when it is a plain http(s) link with a host and no white space or control
+    character (nor any of ``refused``); None for anything else, which is then shown as
+    text, never as a link."""
+    if not url:
+        return None
+    candidate = url.strip()
+    if _ANY_BREAK_OR_CONTROL.search(candidate) or any(char.isspace() for char in candidate):
+        return None
+    if any(char in candidate for char in refused):
+        return None
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return candidate
 
 
 def one_line(text: object) -> str:
