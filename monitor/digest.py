@@ -463,10 +463,80 @@ def _line(
     )
 
 
+def N_(message: str) -> str:  # the name message extractors look for
+    """Marks a message for the catalogue; translated where it is used."""
+    return message
+
+
+# The errors a feed's poll stores, in the shapes `monitor.health.plain_error` leaves them
+# (URL and advice left out), and the words the digest says them in. What the fetcher or
+# parser quotes from elsewhere (an OS or TLS message, a parser's reason) stays as it came;
+# an error of any other shape is shown as stored.
+_ERROR_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), message)
+    for pattern, message in (
+        (r"the server answered (?P<status>\d{3}[^;]*?) at (?P<url>\S+)",
+         N_("the server answered %(status)s at %(url)s")),
+        (r"the server answered (?P<status>\d{3}[^;]*?)( \(Retry-After: \d+ s\))?",
+         N_("the server answered %(status)s")),
+        (r"could not connect to (?P<host>\S+) within (?P<seconds>\S+) s \((?P<error>.*)\)",
+         N_("could not connect to %(host)s within %(seconds)s s (%(error)s)")),
+        (r"cannot connect to (?P<host>\S+) \((?P<error>.*)\)",
+         N_("cannot connect to %(host)s (%(error)s)")),
+        (r"(?P<host>\S+) did not send a valid HTTP response \((?P<error>.*)\)",
+         N_("%(host)s did not send a valid HTTP response (%(error)s)")),
+        (r"the connection to (?P<host>\S+) failed \((?P<error>.*)\)",
+         N_("the connection to %(host)s failed (%(error)s)")),
+        (r"no complete response within (?P<seconds>\S+) s \(.*\)",
+         N_("no complete response within %(seconds)s s")),
+        (r"no complete response before its feed's poll\.feed_deadline ran out .*",
+         N_("no complete response before the feed's poll.feed_deadline ran out")),
+        (r"the body exceeds the (?P<cap>.+) limit \(decoded\)",
+         N_("the response is larger than the %(cap)s limit")),
+        (r"(the compressed body is corrupt|the body was cut short after \d+ bytes"
+         r"|the connection broke while reading the body) \((?P<error>.*)\)",
+         N_("the response arrived incomplete or damaged (%(error)s)")),
+        (r"redirect loop: .*", N_("the address redirects in a loop")),
+        (r"more than (?P<count>\d+) redirects \(last to (?P<url>\S+)\)",
+         N_("more than %(count)s redirects (the last to %(url)s)")),
+        (r"the address is an HTML page, not a feed", N_("the address is a web page, not a feed")),
+        (r"the address (is not an RSS, Atom, RDF or JSON feed|returned an empty body"
+         r"|is JSON but not a JSON Feed.*)",
+         N_("the address does not serve a feed")),
+        (r"(the address is not a readable feed|the address is not well-formed XML"
+         r"|could not parse the feed).*",
+         N_("the feed cannot be read: it is broken")),
+        (r"the address is not (a readable sitemap|a sitemap).*",
+         N_("the address does not serve a readable sitemap")),
+        (r"an unexpected error in monitor itself \(see its log\)",
+         N_("an unexpected error in monitor itself (see its log)")),
+    )
+)  # fmt: skip
+
+
+def error_in_words(error: str, language: str) -> str:
+    """A feed's stored error in the digest's ``language``, when it has a known shape; in
+    English, the source language, as stored (the words `monitor status` uses)."""
+    if language == "en":
+        return error
+    words = _translations(language)
+    for pattern, message in _ERROR_PHRASES:
+        found = pattern.fullmatch(error)
+        if found is not None:
+            values = {name: value or "" for name, value in found.groupdict().items()}
+            return words.gettext(message) % values
+    return error
+
+
 def _notice(notice: HealthNotice, tz: ZoneInfo, language: str, words: NullTranslations) -> _Notice:
     since = _short_date(notice.since, tz, language) if notice.since else "?"
     values = {"since": since, "count": notice.count, "url": notice.url or ""}
-    error = _truncate(_one_line(notice.error), MAX_TITLE_CHARS) if notice.error else ""
+    error = ""
+    if notice.error:
+        error = _one_line(notice.error)
+        if notice.kind is not NoticeKind.ALERT_FAILED:
+            error = error_in_words(error, language)
+        error = _truncate(error, MAX_TITLE_CHARS)
     if notice.kind is NoticeKind.FAILING:
         text = words.ngettext(
             "failing since %(since)s (%(count)d poll)",

@@ -4,6 +4,7 @@ and the pure rules (silence, attention, words) with literal times."""
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.articles import InlineArticles
+from monitor.digest import error_in_words
 from monitor.fetch import Fetcher
 from monitor.health import (
     FeedHealth,
@@ -560,3 +562,56 @@ def test_the_state_always_agrees_with_the_polls_that_led_to_it(
         assert health.since == max(arrivals)
     assert health.words and "\n" not in health.words
     assert URL not in (health.last_error or "")
+
+
+# --------------------------------------------------------------------------- in the digest's words
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+FAILURES = {
+    "/status": (Reply(status=503), "le serveur a répondu 503 Service Unavailable"),
+    "/page": (
+        Reply(body=b"<html><body><p>Connexion</p></body></html>", headers={"Content-Type": "text/html"}),
+        "l’adresse est une page web, pas un flux",
+    ),
+    "/empty": (Reply(body=b"", headers={"Content-Type": "application/xml"}), "l’adresse ne fournit pas de flux"),
+    "/broken": (
+        Reply(body=b"<?xml version='1.0'?><rss version='2.0'><channel><item><title>A</ti",
+              headers={"Content-Type": "application/rss+xml"}),
+        "le flux est illisible : il est cassé",
+    ),
+    "/slow": (Reply(body=rss("a"), delay=2.0), "pas de réponse complète en 0.5 s"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(FAILURES))
+def test_a_french_digest_says_a_real_polls_error_in_french(
+    poller: Poller, server: HTTPTestServer, path: str
+) -> None:
+    reply, french = FAILURES[path]
+    server.routes[path] = reply
+    spec = FeedSpec(url=server.url(path))
+    poller.poll(spec, timedelta(0))
+    error = poller.health(spec).last_error
+    assert error is not None
+    assert error_in_words(error, "fr") == french
+
+
+def test_a_refused_connection_is_said_in_french_with_the_systems_own_reason(
+    poller: Poller,
+) -> None:
+    spec = FeedSpec(url=f"http://127.0.0.1:{_closed_port()}/feed")
+    poller.poll(spec, timedelta(0))
+    error = poller.health(spec).last_error
+    assert error is not None and error.startswith("cannot connect to 127.0.0.1 (")
+    words = error_in_words(error, "fr")
+    assert words.startswith("connexion impossible à 127.0.0.1 (") and words.endswith(")")
+
+
+def test_an_error_of_an_unknown_shape_is_shown_as_stored() -> None:
+    assert error_in_words("something new went wrong", "fr") == ("something new went wrong")
