@@ -184,7 +184,7 @@ class World:
         self.port = free_port()
         self.hosts = [f"127.0.0.{2 + index}" for index in range(hosts)]
         self.feeds = feeds
-        self.processes: list[multiprocessing.Process] = []
+        self.processes: list[multiprocessing.process.BaseProcess] = []
         context = multiprocessing.get_context("fork")
         for host in self.hosts:
             ready = context.Event()

@@ -53,6 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import monitor.matching.hits as hits_module
+import monitor.matching.relevance as relevance_module
 from monitor.matching import AnalyzedText, Matcher, analyze, normalize
 from monitor.models import Watchlist
 from monitor.query import (
@@ -277,8 +278,6 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
     both figures come from the same passes on the same machine state.
     """
     spent = [0.0]
-    original = (hits_module.ClauseEvidence.of, hits_module._plan_strength, hits_module.assess)
-    density = hits_module.topic_density
 
     def timed(function: Any) -> Any:
         def wrapper(*args: Any) -> Any:
@@ -290,9 +289,7 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
 
         return wrapper
 
-    evidence_of = original[0].__func__  # type: ignore[attr-defined]
-    hits_module.ClauseEvidence.of = classmethod(timed(evidence_of))  # type: ignore[method-assign,assignment]
-    strength = original[1]
+    strength = hits_module._plan_strength
     depth = [0]
 
     def outermost_strength(*args: Any) -> Any:  # recursive: time the outermost call only
@@ -305,9 +302,19 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
             if depth[0] == 0:
                 spent[0] += time.perf_counter() - started
 
-    hits_module._plan_strength = outermost_strength
-    hits_module.assess = timed(original[2])
-    hits_module.topic_density = timed(density)
+    # The names `hits` calls them by, patched in its namespace (and the class's method).
+    evidence = relevance_module.ClauseEvidence
+    original_of = evidence.__dict__["of"]
+    in_hits = ("_plan_strength", "assess", "topic_density")
+    originals = {name: getattr(hits_module, name) for name in in_hits}
+    patches = {
+        "_plan_strength": outermost_strength,
+        "assess": timed(originals["assess"]),
+        "topic_density": timed(originals["topic_density"]),
+    }
+    for name, patch in patches.items():
+        setattr(hits_module, name, patch)
+    evidence.of = classmethod(timed(original_of.__func__))  # type: ignore[method-assign,assignment]
     try:
         best: tuple[float, float] | None = None
         for _ in range(3):
@@ -318,8 +325,9 @@ def scoring_share(matcher: Matcher, texts: Sequence[Text]) -> tuple[float, float
         assert best is not None
         return best
     finally:
-        hits_module.ClauseEvidence.of, hits_module._plan_strength, hits_module.assess = original  # type: ignore[method-assign]
-        hits_module.topic_density = density
+        evidence.of = original_of  # type: ignore[method-assign]
+        for name, value in originals.items():
+            setattr(hits_module, name, value)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -38,7 +38,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,7 +183,7 @@ def _small_page(row: dict[str, str], index: int, target: int) -> bytes:
     return (head + "".join(body) + tail).encode("utf-8")
 
 
-def rss(title: str, items: list[tuple[str, str | None, str]]) -> bytes:
+def rss(title: str, items: Sequence[tuple[str, str | None, str]]) -> bytes:
     """An RSS 2.0 document with (title, link, description) items."""
     parts = [
         f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>'

@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ruff"
-ruff check monitor tests bench
-ruff format --check monitor tests bench
+ruff check monitor tests bench scripts
+ruff format --check monitor tests bench scripts
 echo "== mypy"
 mypy
 echo "== pytest"
