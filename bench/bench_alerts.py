@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -29,22 +30,13 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.stored
+
 from monitor.config import Config, load_config
 from monitor.destinations import send_alert
-from monitor.models import (
-    ArticleText,
-    Entry,
-    FeedSpec,
-    Fetched,
-    HitResult,
-    MatchedClause,
-    NewArticle,
-    NewBody,
-    TextSource,
-)
-from monitor.schedule import decide_update
 from monitor.service import alert_routes, send_alerts
 from monitor.store import Store
+from tests.stored import record_accord_hit
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 FEED = "https://news.example.org/feed.xml"
@@ -130,25 +122,7 @@ def record_polls(store: Store, count: int, first: int = 0) -> float:
     """Seconds to record `count` polls of one new article with one hit each."""
     started = time.perf_counter()
     for number in range(first, first + count):
-        link = f"https://news.example.org/{number}"
-        entry = Entry(
-            key=link, link=link, title=f"Accord {number}", summary="", content="", published=NOW
-        )
-        article = ArticleText(url=link, title=entry.title, text="L’accord.", source=TextSource.PAGE)
-        hit = HitResult(
-            "accord",
-            ("accord",),
-            (MatchedClause("accord", ("accord",), "text"),),
-            ("L’[[accord]].",),
-        )
-        result = NewBody(
-            fetched=Fetched(url=FEED, status=200, headers={}, content=b""),
-            body_hash=f"body-{number}",
-            feed_title="News",
-            entries=1,
-            new=(NewArticle(entry=entry, article=article, hits=(hit,)),),
-        )
-        store.record(decide_update(store.feed_state(FEED), FeedSpec(url=FEED), result, NOW))
+        record_accord_hit(store, number, NOW, feed_url=FEED)
     return time.perf_counter() - started
 
 

@@ -1,5 +1,6 @@
 """Filling a real store with articles the way a poll writes them (the decider's update,
-then `Store.record`), for the tests of search and retention."""
+then `Store.record`), for the tests (search, retention, digests, alerts, clocks) and the
+benchmarks that need stored hits."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from monitor.models import (
     FeedSpec,
     Fetched,
     HitResult,
+    MatchedClause,
     NewArticle,
     NewBody,
     TextSource,
@@ -62,6 +64,44 @@ def record_poll(
         new=tuple(items),
     )
     store.record(decide_update(store.feed_state(feed_url), spec, body, now))
+
+
+ACCORD_FEED = "https://news.example.org/feed.xml"
+
+
+def record_accord_hit(
+    store: Store,
+    number: int,
+    now: datetime,
+    *,
+    watchlist: str = "accord",
+    title: str | None = None,
+    in_passing: bool = False,
+    feed_url: str = ACCORD_FEED,
+) -> None:
+    """One poll of ``feed_url`` at ``now`` that finds article ``number`` ("Accord N",
+    https://news.example.org/N) with one hit of ``watchlist`` on the word "accord"."""
+    link = f"https://news.example.org/{number}"
+    title = title or f"Accord {number}"
+    entry = Entry(key=link, link=link, title=title, summary="", content="", published=now)
+    article = ArticleText(
+        url=link, title=title, text="L’accord est signé.", source=TextSource.PAGE, language="fr"
+    )
+    hit = HitResult(
+        watchlist=watchlist,
+        matched=("accord",),
+        clauses=(MatchedClause("accord", ("accord",), "text"),),
+        snippets=("L’[[accord]] est signé à Lomé.",),
+        in_passing=in_passing,
+    )
+    body = NewBody(
+        fetched=Fetched(url=feed_url, status=200, headers={}, content=b""),
+        body_hash=f"body-{number}",
+        feed_title="News",
+        entries=1,
+        new=(NewArticle(entry=entry, article=article, hits=(hit,)),),
+    )
+    store.record(decide_update(store.feed_state(feed_url), FeedSpec(url=feed_url), body, now))
 
 
 def bbc_afrique() -> list[tuple[str, str]]:

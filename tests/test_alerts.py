@@ -30,23 +30,15 @@ from monitor.daemon import Daemon
 from monitor.destinations import send_alert
 from monitor.errors import ConfigError
 from monitor.models import (
-    ArticleText,
-    Entry,
-    FeedSpec,
-    Fetched,
     HitResult,
-    MatchedClause,
-    NewArticle,
-    NewBody,
     StoredHit,
-    TextSource,
 )
 from monitor.reload import ConfigWatcher
-from monitor.schedule import decide_update
 from monitor.service import alert_routes, open_pipeline, run_digest, send_alerts
 from monitor.store import Store
 from tests.servers import HTTPTestServer, Received, Reply
 from tests.smtp_server import SmtpSink
+from tests.stored import record_accord_hit
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 FEED = "https://news.example.org/feed.xml"
@@ -102,27 +94,9 @@ def record_hit(
 ) -> int:
     """One poll of FEED that finds one new article with one hit; returns the article number."""
     number = next(_numbers)
-    link = f"https://news.example.org/{number}"
-    title = title or f"Accord {number}"
-    entry = Entry(key=link, link=link, title=title, summary="", content="", published=now)
-    article = ArticleText(
-        url=link, title=title, text="L’accord est signé.", source=TextSource.PAGE, language="fr"
+    record_accord_hit(
+        store, number, now, watchlist=watchlist, title=title, in_passing=in_passing, feed_url=FEED
     )
-    hit = HitResult(
-        watchlist=watchlist,
-        matched=("accord",),
-        clauses=(MatchedClause("accord", ("accord",), "text"),),
-        snippets=("L’[[accord]] est signé à Lomé.",),
-        in_passing=in_passing,
-    )
-    result = NewBody(
-        fetched=Fetched(url=FEED, status=200, headers={}, content=b""),
-        body_hash=f"body-{number}",
-        feed_title="News",
-        entries=1,
-        new=(NewArticle(entry=entry, article=article, hits=(hit,)),),
-    )
-    store.record(decide_update(store.feed_state(FEED), FeedSpec(url=FEED), result, now))
     return number
 
 

@@ -20,20 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.config import Config, load_config
-from monitor.models import (
-    ArticleText,
-    Entry,
-    FeedSpec,
-    Fetched,
-    HitResult,
-    MatchedClause,
-    NewArticle,
-    NewBody,
-    TextSource,
-)
-from monitor.schedule import decide_update, latest_digest_time, next_digest_time
+from monitor.schedule import latest_digest_time, next_digest_time
 from monitor.service import run_due_digest
 from monitor.store import Store
+from tests.stored import record_accord_hit
 
 FEED = "https://news.example.org/feed.xml"
 STEP = timedelta(minutes=10)
@@ -73,27 +63,7 @@ digest:
 
 
 def store_hit(store: Store, number: int, now: datetime) -> None:
-    link = f"https://news.example.org/{number}"
-    entry = Entry(
-        key=link, link=link, title=f"Accord {number}", summary="", content="", published=now
-    )
-    article = ArticleText(
-        url=link, title=entry.title, text="L’accord est signé.", source=TextSource.PAGE
-    )
-    hit = HitResult(
-        watchlist="accord",
-        matched=("accord",),
-        clauses=(MatchedClause("accord", ("accord",), "text"),),
-        snippets=("L’[[accord]] est signé.",),
-    )
-    result = NewBody(
-        fetched=Fetched(url=FEED, status=200, headers={}, content=b""),
-        body_hash=f"body-{number}",
-        feed_title="News",
-        entries=1,
-        new=(NewArticle(entry=entry, article=article, hits=(hit,)),),
-    )
-    store.record(decide_update(store.feed_state(FEED), FeedSpec(url=FEED), result, now))
+    record_accord_hit(store, number, now, feed_url=FEED)
 
 
 def due_day(now: datetime, tz: ZoneInfo, at: time) -> str:

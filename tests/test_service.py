@@ -10,21 +10,10 @@ from pathlib import Path
 import pytest
 
 from monitor.config import Config, DigestSettings, SmtpSettings, load_config
-from monitor.models import (
-    ArticleText,
-    Entry,
-    FeedSpec,
-    Fetched,
-    HitResult,
-    MatchedClause,
-    NewArticle,
-    NewBody,
-    TextSource,
-)
-from monitor.schedule import decide_update
 from monitor.service import delivery_lock, run_digest
 from monitor.store import Store
 from tests.smtp_server import SmtpSink, smtp_sink
+from tests.stored import record_accord_hit
 
 __all__ = ["smtp_sink"]  # the fixture, used by name
 
@@ -54,32 +43,7 @@ digest:
 
 
 def store_hit(store: Store, number: int, now: datetime) -> None:
-    link = f"https://news.example.org/{number}"
-    entry = Entry(
-        key=link, link=link, title=f"Accord {number}", summary="", content="", published=now
-    )
-    article = ArticleText(
-        url=link,
-        title=entry.title,
-        text="L’accord est signé.",
-        source=TextSource.PAGE,
-        language="fr",
-    )
-    hit = HitResult(
-        watchlist="accord",
-        matched=("accord",),
-        clauses=(MatchedClause("accord", ("accord",), "text"),),
-        snippets=("L’[[accord]] est signé.",),
-    )
-    fetched = Fetched(url=FEED, status=200, headers={}, content=b"")
-    result = NewBody(
-        fetched=fetched,
-        body_hash=f"body-{number}",
-        feed_title="News",
-        entries=1,
-        new=(NewArticle(entry=entry, article=article, hits=(hit,)),),
-    )
-    store.record(decide_update(store.feed_state(FEED), FeedSpec(url=FEED), result, now))
+    record_accord_hit(store, number, now, feed_url=FEED)
 
 
 @pytest.fixture
