@@ -43,7 +43,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.procfs import pss_kib, status_kib  # noqa: E402
-from scripts.soak import FILLER, SENTENCES, WATCHLISTS_YAML, descendants  # noqa: E402
+from scripts.soak import FILLER, SENTENCES, WATCHLISTS_YAML  # noqa: E402
+from tests.processes import descendants  # noqa: E402
 from tests.servers import HTTPTestServer, Received, Reply  # noqa: E402
 
 WINDOW = 30  # entries a feed shows

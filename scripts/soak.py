@@ -71,6 +71,7 @@ from monitor.config import load_config  # noqa: E402
 from monitor.matching import Matcher  # noqa: E402
 from monitor.models import ArticleText, TextSource  # noqa: E402
 from monitor.schedule import latest_digest_time  # noqa: E402
+from tests.processes import alive, descendants  # noqa: E402
 from tests.servers import HTTPTestServer, Received, Reply  # noqa: E402
 from tests.smtp_server import _free_port  # noqa: E402
 
@@ -294,40 +295,6 @@ class StallingSmtp:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        tree.setdefault(parent, []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> set[int]:
-    tree = _children()
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        for child in tree.get(pending.pop(), []):
-            if child not in found:
-                found.add(child)
-                pending.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rindex(")") + 2] != "Z"
 
 
 def write_lock_held(database: Path) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from monitor.daemon import single_instance
 from monitor.errors import AlreadyRunning
+from tests.processes import alive, descendants
 from tests.servers import HTTPTestServer, Reply
 
 ONE_ENTRY = (
@@ -50,42 +51,6 @@ def test_a_symlink_to_the_database_takes_the_same_lock(tmp_path: Path) -> None:
         pass
 
 
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        tree.setdefault(parent, []).append(int(entry.name))
-    return tree
-
-
-def _descendants(pid: int) -> set[int]:
-    tree = _children()
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        for child in tree.get(pending.pop(), []):
-            if child not in found:
-                found.add(child)
-                pending.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rindex(")") + 2] != "Z"  # a zombie is dead, only not yet reaped
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_killing_the_daemon_leaves_no_worker_behind(tmp_path: Path) -> None:
     """SIGKILL runs no cleanup: the fork server and the extraction workers must die with the
@@ -99,18 +64,18 @@ def test_killing_the_daemon_leaves_no_worker_behind(tmp_path: Path) -> None:
         try:
             # The workers start with the first entry to extract and match.
             _wait_for_log(log_path, "1 new", daemon)
-            helpers = _descendants(daemon.pid)
+            helpers = descendants(daemon.pid)
             assert len(helpers) >= 2, "expected a fork server and extraction workers"
             daemon.kill()
             daemon.wait(10)
             deadline = time.monotonic() + 15
-            while (left := {pid for pid in helpers if _alive(pid)}) and time.monotonic() < deadline:
+            while (left := {pid for pid in helpers if alive(pid)}) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert not left, f"processes left behind after SIGKILL: {sorted(left)}"
         finally:
             if daemon.poll() is None:
                 daemon.kill()
-            for pid in helpers | _descendants(daemon.pid):  # whatever a failure left behind
+            for pid in helpers | descendants(daemon.pid):  # whatever a failure left behind
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 

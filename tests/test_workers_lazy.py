@@ -15,27 +15,8 @@ from monitor.models import ArticleJob, Entry, utc_now
 from monitor.service import open_pipeline
 from monitor.store import Store
 from monitor.workers import ExtractionPool
+from tests.processes import descendants
 from tests.servers import HTTPTestServer, Received, Reply
-
-
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent and child not in found:
-                found.add(child)
-                pending.append(child)
-    return found
 
 
 class Feed:
@@ -63,7 +44,7 @@ def test_workers_start_with_the_first_entry_and_not_before(tmp_path: Path) -> No
         server.routes["/feed.xml"] = feed.route
         config = _config(tmp_path, server.url("/feed.xml"))
         [spec] = config.feeds
-        before = _descendants(os.getpid())  # a fork server left by another test may be there
+        before = descendants(os.getpid())  # a fork server left by another test may be there
         with open_pipeline(config, store, clock=utc_now, extract_workers=1) as pipeline:
             pool = pipeline.articles
             assert isinstance(pool, ExtractionPool)
@@ -71,13 +52,13 @@ def test_workers_start_with_the_first_entry_and_not_before(tmp_path: Path) -> No
             assert pipeline.poll_feed(spec).new_entries == 0  # an empty feed
             assert pipeline.poll_feed(spec).status == 304
             assert not pool.started
-            assert _descendants(os.getpid()) == before
+            assert descendants(os.getpid()) == before
 
             feed.items = 1
             report = pipeline.poll_feed(spec)
             assert (report.new_entries, report.new_hits) == (1, 1)
             assert pool.started
-            assert _descendants(os.getpid()) - before, "no worker process started"
+            assert descendants(os.getpid()) - before, "no worker process started"
 
 
 def test_the_default_leaves_the_main_process_a_core() -> None:
