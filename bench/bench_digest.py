@@ -56,11 +56,13 @@ def corpus_articles(root: Path) -> list[ArticleText]:
     articles = []
     for key, (headline, text) in rows.items():
         path = key.removeprefix("train:")
-        url = (
-            f"https://www.bbc.com/afrique/{path.lstrip('/')}"
-            if not key.startswith("train:")
-            else None
-        )
+        url = None
+        if not key.startswith("train:"):  # the test split's keys are URLs, or paths of one
+            url = (
+                path
+                if path.startswith("http")
+                else f"https://www.bbc.com/afrique/{path.lstrip('/')}"
+            )
         articles.append(
             ArticleText(url=url, title=headline, text=text, source=TextSource.PAGE, language="fr")
         )
@@ -85,7 +87,7 @@ def main() -> None:
         "--out",
         type=Path,
         default=None,
-        help="write each language's HTML part to OUT/digest-LANG.html",
+        help="write each language's parts to OUT/digest-LANG.html and OUT/digest-LANG.txt",
     )
     arguments = parser.parse_args()
     root = corpus_path()
@@ -150,6 +152,11 @@ def main() -> None:
         if arguments.out is not None:
             arguments.out.mkdir(parents=True, exist_ok=True)
             (arguments.out / f"digest-{language}.html").write_text(html, encoding="utf-8")
+            plain = message.get_body(("plain",))
+            if plain is not None:
+                (arguments.out / f"digest-{language}.txt").write_text(
+                    str(plain.get_content()).replace("\r\n", "\n"), encoding="utf-8"
+                )
         full = len(re.findall(r'<div class="s"', html))
         lines = len(re.findall(r"<li", html))
         print(
