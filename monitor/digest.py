@@ -153,11 +153,17 @@ class Layout:
     max_lines: int | None = None  # one-line entries per list; the rest are counted
 
 
+KEPT_IN_FULL = 2  # stories in full per watchlist kept once one-line entries must be counted
+
+
 def layouts(max_full: int) -> list[Layout]:
     """From the richest to the most compact, giving up first what matters least: extra
     sentences of stories in full, then the passing mentions (their sentence, then all but
-    the first few, counted), then the sentences of one-line stories, then stories in
-    full, and at last one-line entries (counted, with the command that lists them)."""
+    the first few, counted), then the sentences of one-line stories, then stories in full
+    (every story is still listed, one line each). When even that is too long, one-line
+    entries beyond the first few of each list are counted, with the command that lists
+    them, and each watchlist opens again with its best `KEPT_IN_FULL` stories in full;
+    those go last."""
     levels = [Layout(max_full), Layout(max_full, 1)]
     levels.append(Layout(max_full, 1, passing_sentences=False))
     levels.extend(
@@ -169,6 +175,8 @@ def layouts(max_full: int) -> list[Layout]:
     while full > 0:
         full //= 2
         levels.append(replace(compact, max_full=full))
+    for kept in range(min(max_full, KEPT_IN_FULL), 0, -1):
+        levels.extend(replace(compact, max_full=kept, max_lines=lines) for lines in (20, 10, 5))
     levels.extend(replace(compact, max_full=0, max_lines=lines) for lines in (20, 10, 5, 2, 0))
     return levels
 
@@ -393,7 +401,7 @@ def _section(
         unlisted += max(0, len(passing) - layout.max_passing)
         passing = passing[: layout.max_passing]
     if listed is not None:
-        unlisted = sum(max(0, len(lines) - listed) for lines in (more, references, passing))
+        unlisted += sum(max(0, len(lines) - listed) for lines in (more, references, passing))
         more, references, passing = more[:listed], references[:listed], passing[:listed]
     return _Section(
         anchor=anchor,

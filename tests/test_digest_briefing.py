@@ -18,6 +18,7 @@ from babel.messages.pofile import read_po
 
 from monitor.digest import (
     HTML_BUDGET,
+    KEPT_IN_FULL,
     build_digest,
     catalogue_path,
     html_part,
@@ -374,6 +375,15 @@ def test_a_huge_day_is_cut_to_counted_lines_with_the_command_that_lists_them() -
     text = plain_part(message)
     assert "more not listed here, to keep this message short: monitor hits --watchlist" in text
     assert "'Veille 01 — sécurité régionale'" in text  # quoted for a shell
+    sections = {part.split(" ==", 1)[0]: part for part in text.split("\n== ")[1:] if " ==" in part}
+    # Each watchlist still opens with its best stories in full, the rest counted...
+    veille_01 = sections["Veille 01 — sécurité régionale"]
+    assert veille_01.count("\n* Article ") == KEPT_IN_FULL
+    listed = veille_01.count("\n- Article ")
+    counted = int(re.search(r"(\d+) more not listed", veille_01).group(1))  # type: ignore[union-attr]
+    assert KEPT_IN_FULL + listed + counted == 40
+    # ... and a watchlist of passing mentions only counts them: none silently dropped.
+    assert "40 more not listed here" in sections["Veille 00 — sécurité régionale"]
 
 
 def test_a_small_budget_first_drops_sentences_then_stories_in_full() -> None:
