@@ -82,7 +82,9 @@ def watchlists() -> list[Watchlist]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copies", type=int, default=1, help="repeat the day's hits N times")
+    parser.add_argument(
+        "--copies", type=int, default=1, help="N times the day's hits, as other articles"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -107,8 +109,12 @@ def main() -> None:
                         hit_id=hit_id,
                         watchlist=found.watchlist,
                         article_id=copy * len(articles) + number,
-                        title=article.title,
-                        url=article.url,
+                        # Copies are other articles (another day's stories), as a store
+                        # that keys articles by URL would hold them.
+                        title=article.title if copy == 0 else f"{article.title} ({copy + 1})",
+                        url=article.url
+                        if copy == 0 or article.url is None
+                        else f"{article.url}?copy={copy + 1}",
                         feed="BBC Afrique",
                         published=NOW - timedelta(minutes=number),
                         found_at=NOW - timedelta(minutes=number),
