@@ -107,7 +107,32 @@ class _QuietHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-class HTTPTestServer:
+class _Serving:
+    """A server on a thread of its own: ``with`` starts it and stops it."""
+
+    _thread: threading.Thread
+    _stopping: threading.Event
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class HTTPTestServer(_Serving):
     """A threaded HTTP/1.1 server on 127.0.0.1 with per-path routes (unknown paths: 404)."""
 
     def __init__(
@@ -151,26 +176,11 @@ class HTTPTestServer:
         with self._lock:
             return self._max_in_flight[host] if host is not None else self._max_in_flight_total
 
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ handling
 
@@ -272,7 +282,7 @@ def _close_at_once(connection: socket.socket, stopping: threading.Event) -> None
     pass
 
 
-class RawServer:
+class RawServer(_Serving):
     """A TCP server on 127.0.0.1 running `handler(connection, stopping)` per connection.
 
     The connection is closed after the handler returns; `stopping` is set when
@@ -301,25 +311,10 @@ class RawServer:
     def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join()
         self._listener.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
