@@ -116,9 +116,10 @@ def _start_worker(memory_limit: int, watchlists: bytes = b"") -> None:
             _worker_base = pickle.loads(watchlists)
             _worker_matcher = Matcher(_worker_base)
             _worker_matcher.prepare(PREPARED_LANGUAGES)
-        # The matcher lives as long as the worker: later collections need not walk its
-        # millions of objects again.
-        gc.freeze()
+            # The matcher lives as long as the worker: later collections need not walk its
+            # millions of objects again (frozen before the collector resumes, which would
+            # otherwise walk them all once first).
+            gc.freeze()
     after = _address_space()
     if before is not None and after is not None:
         memory_limit += max(0, after - before)

@@ -12,9 +12,9 @@ verification decides.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from operator import itemgetter
 
 from monitor.matching.plan import (
@@ -31,6 +31,8 @@ from monitor.matching.plan import (
     _Plan,
     _required_groups,
     _set_cost,
+    _SharedTerms,
+    _TermSteps,
 )
 from monitor.matching.tokens import stem_forms
 from monitor.matching.verify import _Check, _checker
@@ -68,10 +70,11 @@ def _compile_watchlist(watchlist: Watchlist, outline: _Outline, language: str | 
 
 
 def _plans(
-    watchlist: Watchlist, outline: _Outline, language: str | None
+    watchlist: Watchlist, outline: _Outline, language: str | None, terms: _TermSteps | None = None
 ) -> tuple[_Plan, tuple[_Plan, ...]]:
-    """The watchlist's plan in ``language``, and those of its top-level clauses."""
-    plans = tuple(_compile(node, language) for node in outline.clauses)
+    """The watchlist's plan in ``language``, and those of its top-level clauses (`terms`: a
+    `_TermSteps` of ``language``, for many watchlists)."""
+    plans = tuple(_compile(node, language, None, terms) for node in outline.clauses)
     plan: _Plan
     if isinstance(watchlist.query, And):
         plan = _AllOf(plans)
@@ -111,8 +114,10 @@ class _KeyIndex:
     indirection less.
     """
 
-    def __init__(self, language: str | None) -> None:
+    def __init__(self, language: str | None, stems: Callable[[str], str] | None = None) -> None:
+        """`stems`: the stem of a folded form in ``language`` (`_stem_of_form` by default)."""
         self.language = language
+        self._stem_of = stems if stems is not None else partial(_stem_of_form, language=language)
         self._adding: dict[int, dict[str, tuple[list[int], list[int]]]] = {
             _STEM: {},
             _TITLE_STEM: {},
@@ -132,9 +137,9 @@ class _KeyIndex:
     def _indexed_as(self, key: _Key) -> _Key:
         kind, text = key
         if kind == _FORM:
-            return (_STEM, _stem_of_form(text, self.language))
+            return (_STEM, self._stem_of(text))
         if kind == _TITLE_FORM:
-            return (_TITLE_STEM, _stem_of_form(text, self.language))
+            return (_TITLE_STEM, self._stem_of(text))
         return key
 
     def freeze(self) -> None:
@@ -178,6 +183,7 @@ class _Partition:
     that changes a few watchlists compiles those few and rebuilds only the index.
     `sibling`, a partition of another language: a watchlist whose plan is the same in both
     (names, exact forms, words that stem alike) shares its compiled form and checker.
+    `shared`: what the terms' compilation in another language found that this one can use.
     """
 
     def __init__(
@@ -186,10 +192,12 @@ class _Partition:
         entries: Iterable[tuple[int, Watchlist, _Outline]],
         previous: _Partition | None = None,
         sibling: _Partition | None = None,
+        shared: _SharedTerms | None = None,
     ) -> None:
         self.compiled: list[_Compiled] = []
         self.orders: list[int] = []  # the configuration's order of each slot's watchlist
-        self.index = _KeyIndex(language)
+        terms = _TermSteps(language, shared)
+        self.index = _KeyIndex(language, terms.stem)
         # Watchlists that could not be compiled (a query deeper than the stack, a bug):
         # (order, watchlist, error). They match nothing; the matcher reports them per article.
         self.broken: list[tuple[int, Watchlist, str]] = []
@@ -216,7 +224,7 @@ class _Partition:
                 compiled, check = reused
             else:
                 try:
-                    plan, plans = _plans(watchlist, outline, language)
+                    plan, plans = _plans(watchlist, outline, language, terms)
                     other = alike.get(id(watchlist))
                     if (
                         other is not None
