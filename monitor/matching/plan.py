@@ -300,6 +300,15 @@ def _leaf_key(step: _Step, field: str | None) -> _Key:
     return step
 
 
+def _leaf_keys(plan: _Leaf) -> list[_Key]:
+    """The cheapest key of each of the leaf's word sequences."""
+    field = plan.field
+    return [
+        _leaf_key(steps[0] if len(steps) == 1 else min(steps, key=_key_cost), field)
+        for steps in plan.alternatives
+    ]
+
+
 def _set_cost(keys: frozenset[_Key]) -> float:
     return sum(_key_cost(key) for key in keys)
 
@@ -307,16 +316,15 @@ def _set_cost(keys: frozenset[_Key]) -> float:
 def _keys(plan: _Plan) -> frozenset[_Key] | None:
     """Keys such that a matching article holds at least one; None when no such set exists."""
     if isinstance(plan, _Leaf):
-        chosen: set[_Key] = set()
-        for steps in plan.alternatives:
-            cheapest = steps[0] if len(steps) == 1 else min(steps, key=_key_cost)
-            chosen.add(_leaf_key(cheapest, plan.field))
-        return frozenset(chosen)
+        return frozenset(_leaf_keys(plan))
     if isinstance(plan, _Without):
         return None
     if isinstance(plan, _AnyOf):
         union: set[_Key] = set()
         for child in plan.children:
+            if isinstance(child, _Leaf):  # most children: no set of their own
+                union.update(_leaf_keys(child))
+                continue
             keys = _keys(child)
             if keys is None:
                 return None

@@ -88,8 +88,10 @@ def _plans(
 def _completed(
     watchlist: Watchlist, outline: _Outline, plan: _Plan, plans: tuple[_Plan, ...]
 ) -> _Compiled:
-    groups = tuple(sorted(_required_groups(plan), key=_set_cost))
-    return _Compiled(watchlist, outline, plan, plans, groups)
+    groups = _required_groups(plan)
+    if len(groups) > 1:
+        groups.sort(key=_set_cost)
+    return _Compiled(watchlist, outline, plan, plans, tuple(groups))
 
 
 # --------------------------------------------------------------------------- key index
