@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -292,16 +293,32 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool, log_format
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
     from monitor.daemon import run_daemon
+    from monitor.workers import start_fork_server
 
     path: Path = ctx.obj["config_path"]
+    # The workers' fork server imports the extraction code and loads its language model
+    # (1 to 3 s) on the other core while this process reads feeds.yaml. This thread,
+    # which it dies with, lives as long as the daemon.
+    start_fork_server()
     _load(ctx)  # report config errors before anything starts
-    for warning in lint_config(path):
-        log.warning("%s", warning)
+    # The warnings are worked out while the daemon opens its database and its workers
+    # compile the watchlists (at 100,000 watchlists, a second or two each), and logged
+    # before any error of the daemon's start.
+    warnings = threading.Thread(target=_log_warnings, args=(path,), name="lint", daemon=True)
+    warnings.start()
     try:
-        ctx.exit(run_daemon(path))
+        status = run_daemon(path)
     except MonitorError as error:
+        warnings.join()
         stderr.print(str(error), markup=False)
         ctx.exit(EXIT_FAILED)
+    warnings.join()
+    ctx.exit(status)
+
+
+def _log_warnings(path: Path) -> None:
+    for warning in lint_config(path):
+        log.warning("%s", warning)
 
 
 @main.command()

@@ -35,6 +35,7 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.forkserver
 import os
 import pickle
 import signal
@@ -221,6 +222,16 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["monitor.workers", "monitor.worker_preload"])
     return context
+
+
+def start_fork_server() -> None:
+    """Start the workers' fork server now rather than with the first workers, so that its
+    imports and language model load while the caller does something else (`monitor run`:
+    reading feeds.yaml). It dies with the calling thread (`die_with_parent`): call this
+    from one that lives as long as the workers, and only in a process that will start them.
+    """
+    if isinstance(_worker_context(), multiprocessing.context.ForkServerContext):
+        multiprocessing.forkserver.ensure_running()
 
 
 class _FedPool(ProcessPoolExecutor):
