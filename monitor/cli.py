@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -248,12 +248,36 @@ config_option = click.option(
 class _Commands(click.Group):
     """Every error monitor reports is one clear line on stderr and exit 1, never a traceback."""
 
+    def main(self, args: Sequence[str] | None = None, *more: Any, **options: Any) -> Any:
+        """Run as the program (``args`` None: read from sys.argv), a command that asked to
+        (`_end_without_freeing`) ends the process at once when done, without freeing what
+        it built object by object: at 100,000 watchlists, one to three seconds of
+        ``monitor check``. Output and exit status are the same."""
+        try:
+            return super().main(args, *more, **options)
+        except SystemExit as done:
+            if args is None and _ending_without_freeing and isinstance(done.code, int | None):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                logging.shutdown()
+                os._exit(done.code or 0)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MonitorError as error:
             stderr.print(str(error), markup=False, soft_wrap=True)
             ctx.exit(EXIT_FAILED)
+
+
+_ending_without_freeing = False
+
+
+def _end_without_freeing() -> None:
+    """Nothing this process built needs freeing before it exits (see `_Commands.main`)."""
+    global _ending_without_freeing
+    _ending_without_freeing = True
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -330,6 +354,7 @@ def _log_warnings(path: Path) -> None:
 def check(ctx: click.Context, strict: bool) -> None:
     """Validate the configuration; exit 1 with every problem listed. Warnings point at
     watchlists that are valid but look mistyped (NEAR5, a lower-case and, a lone stopword)."""
+    _end_without_freeing()
     config = _load(ctx)
     warnings = lint_config(config.path)
     for warning in warnings:
