@@ -753,6 +753,19 @@ def test_a_word_stemmed_apart_in_two_languages_is_compiled_in_each() -> None:
     assert _names(matcher.match(article("Kara runs", language="en"))) == ["w", "n"]
 
 
+def test_a_phrase_whose_words_stem_alike_is_shared_without_compiling_it_again() -> None:
+    # "Jean Lawson" stems alike in French and English, "Marie Kodjo" does not (mar / mari).
+    phrases = ["Jean Lawson", "Marie Kodjo"]
+    matcher = Matcher([Watchlist(p, from_lists((), [p], (), {})) for p in phrases])
+    matcher.prepare(["fr", "en"])
+    french, english = matcher._partitions[(True, "fr")], matcher._partitions[(True, "en")]
+    assert french.compiled[0] is english.compiled[0]
+    assert french.compiled[1] is not english.compiled[1]
+    assert french._terms is None and english._stemmed is None  # not kept past the build
+    assert _names(matcher.match(article("Marie Kodjo et Jean Lawson", language="en"))) == phrases
+    assert _names(matcher.match(article("Marie Kodjo et Jean Lawson", language="fr"))) == phrases
+
+
 # --------------------------------------------------------------------------- compiled once per term
 
 

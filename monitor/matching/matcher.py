@@ -143,6 +143,7 @@ class Matcher:
                     previous._partitions.get((follows_article, language)),
                 )
             self._words = None
+            self._compiled_fully()
 
     def prepare(self, languages: Iterable[str | None]) -> None:
         """Build now the partitions that articles in ``languages`` need (each is otherwise
@@ -157,6 +158,11 @@ class Matcher:
                         self._partition(False, fixed)
         finally:
             self._words = None
+            self._compiled_fully()
+
+    def _compiled_fully(self) -> None:
+        for partition in self._partitions.values():
+            partition.compiled_fully()
 
     def _partition(
         self, follows_article: bool, language: str | None, previous: _Partition | None = None
@@ -187,6 +193,8 @@ class Matcher:
                         default=None,
                     )
                     partition = _Partition(language, entries, previous, sibling, self._words)
+                    if self._words is None:  # built alone: no sibling follows
+                        partition.compiled_fully()
                 self._partitions[cache_key] = partition
         return partition
 

@@ -17,7 +17,7 @@ under their cheapest groups; verification orders the sides of a ``NEAR`` by the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -144,6 +144,8 @@ class _TermSteps:
         self.shared = _SharedTerms() if shared is None else shared
         self._steps: dict[tuple[str, bool, bool], tuple[tuple[_Step, ...], ...]] = {}
         self._stems: dict[str, str] = {}
+        # The texts of the stemmed terms looked up since the caller last cleared it.
+        self.stemmed: list[str] = []
         self._stem: Callable[[str], str] | None = (
             None if self.language is None else _stemmer(self.language).stemWord
         )
@@ -152,6 +154,7 @@ class _TermSteps:
         key = (text, exact, prefix)
         steps = self._steps.get(key)
         if steps is not None:
+            self.stemmed.append(text)
             return steps
         shared = self.shared
         steps = shared.unstemmed.get(key)
@@ -165,7 +168,20 @@ class _TermSteps:
             steps = shared.unstemmed[key] = _steps_of(variants, exact or proper, prefix, list)
         else:
             steps = self._steps[key] = _steps_of(variants, False, False, self._of)
+            self.stemmed.append(text)
         return steps
+
+    def stems_alike(self, texts: Iterable[str], other: _TermSteps) -> bool:
+        """Whether every word of the terms `texts` (stemmed terms that `other` compiled)
+        has the same stem here as in `other`: their steps, so the plans holding only them
+        and terms that are not stemmed, are then the same in both languages."""
+        words = self.shared.words
+        for text in texts:
+            for forms in words[text][1]:
+                for form in forms:
+                    if self.stem(form) != other.stem(form):
+                        return False
+        return True
 
     def stem(self, form: str) -> str:
         """The stem of one folded form (the form itself when the language has no stemmer)."""

@@ -152,6 +152,8 @@ class _KeyIndex:
         self.by_stem, self.by_title_stem = frozen[_STEM], frozen[_TITLE_STEM]
         self.by_prefix = frozen[_PREFIX]
         self._adding = {kind: {} for kind in self._adding}
+        # What the compilation's stems were taken from is not kept past it.
+        self._stem_of = partial(_stem_of_form, language=self.language)
 
     def reached(self, doc: _DocView) -> set[int]:
         """The slots ``doc`` reaches through a key it contains in both stages."""
@@ -186,6 +188,11 @@ class _Partition:
     `sibling`, a partition of another language: a watchlist whose plan is the same in both
     (names, exact forms, words that stem alike) shares its compiled form and checker.
     `shared`: what the terms' compilation in another language found that this one can use.
+
+    Until `compiled_fully` is called, a partition keeps what its compilation worked out (each
+    term's steps, the stemmed terms of each watchlist), for a sibling built right after it:
+    a watchlist whose stemmed words all stem alike in both languages has the same plan, and
+    is shared without being compiled again.
     """
 
     def __init__(
@@ -212,36 +219,54 @@ class _Partition:
                 id(compiled.watchlist): (compiled, check)
                 for compiled, check in zip(previous.compiled, previous.checks, strict=True)
             }
-        alike: dict[int, tuple[_Compiled, _Check | None]] = {}
+        alike: dict[int, tuple[_Compiled, _Check | None, tuple[str, ...] | None]] = {}
+        sibling_terms = None
         if sibling is not None and sibling.index.language != language:
+            sibling_terms = sibling._terms
+            stemmed = sibling._stemmed or [None] * len(sibling.compiled)
             alike = {
-                id(compiled.watchlist): (compiled, check)
-                for compiled, check in zip(sibling.compiled, sibling.checks, strict=True)
+                id(compiled.watchlist): (compiled, check, texts)
+                for compiled, check, texts in zip(
+                    sibling.compiled, sibling.checks, stemmed, strict=True
+                )
             }
+        # Per slot, the texts of the watchlist's stemmed terms (None: not known).
+        self._stemmed: list[tuple[str, ...] | None] | None = []
+        self._terms: _TermSteps | None = terms
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
             reused = known.get(id(watchlist))
+            texts: tuple[str, ...] | None = None
             if reused is not None and reused[0].watchlist is watchlist:
                 compiled, check = reused
             else:
-                try:
-                    plan, plans = _plans(watchlist, outline, language, terms)
-                    other = alike.get(id(watchlist))
-                    if (
-                        other is not None
-                        and other[0].watchlist is watchlist
-                        and other[0].plan == plan
-                    ):
-                        compiled, check = other
-                    else:
-                        compiled, check = _completed(watchlist, outline, plan, plans), None
-                except Exception as error:  # one watchlist must never stop the others
-                    self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
-                    continue
+                other = alike.get(id(watchlist))
+                if other is not None and other[0].watchlist is not watchlist:
+                    other = None
+                if (
+                    other is not None
+                    and other[2] is not None
+                    and sibling_terms is not None
+                    and terms.stems_alike(other[2], sibling_terms)
+                ):
+                    compiled, check, texts = other
+                else:
+                    try:
+                        terms.stemmed.clear()
+                        plan, plans = _plans(watchlist, outline, language, terms)
+                        texts = tuple(terms.stemmed)
+                        if other is not None and other[0].plan == plan:
+                            compiled, check = other[0], other[1]
+                        else:
+                            compiled, check = _completed(watchlist, outline, plan, plans), None
+                    except Exception as error:  # one watchlist must never stop the others
+                        self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
+                        continue
             self.compiled.append(compiled)
             self.orders.append(order)
             self.checks.append(check)
+            self._stemmed.append(texts)
             groups = compiled.groups
             if not groups:
                 unindexed.append(slot)
@@ -262,6 +287,11 @@ class _Partition:
             for slot, compiled in enumerate(self.compiled)
             if compiled.watchlist.languages
         }
+
+    def compiled_fully(self) -> None:
+        """Drop what was kept for a sibling (see the class)."""
+        self._stemmed = None
+        self._terms = None
 
     def check(self, slot: int) -> _Check:
         """The checker of the watchlist in ``slot``, built on first use (a race only builds
