@@ -317,7 +317,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool, log_format
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
     from monitor.daemon import run_daemon
-    from monitor.workers import start_fork_server
+    from monitor.workers import limit_malloc_arenas, start_fork_server
 
     path: Path = ctx.obj["config_path"]
     # The workers' fork server imports the extraction code and loads its language model
@@ -328,6 +328,7 @@ def run(ctx: click.Context) -> None:
     # The warnings are worked out while the daemon opens its database and its workers
     # compile the watchlists (at 100,000 watchlists, a second or two each), and logged
     # before any error of the daemon's start.
+    limit_malloc_arenas()  # as the daemon does before its threads: this one is the first
     warnings = threading.Thread(target=_log_warnings, args=(path,), name="lint", daemon=True)
     warnings.start()
     try:
