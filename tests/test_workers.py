@@ -15,7 +15,9 @@ def _handed_over(futures: list[Future[None]]) -> int:
 
 
 def test_a_worker_is_handed_several_calls_ahead_not_one() -> None:
-    with _FedPool(1, memory_limit=DEFAULT_MEMORY_LIMIT, watchlists=(), queued_per_worker=3) as pool:
+    with _FedPool(
+        1, memory_limit=DEFAULT_MEMORY_LIMIT, watchlists=b"", queued_per_worker=3
+    ) as pool:
         assert pool.queue_size == 3
         futures = [pool.submit(time.sleep, 0.4) for _ in range(6)]
         deadline = time.monotonic() + 10
@@ -29,7 +31,9 @@ def test_a_worker_is_handed_several_calls_ahead_not_one() -> None:
 def test_a_shallower_setting_keeps_the_executors_own_queue() -> None:
     """ProcessPoolExecutor's own queue holds one call more than it has workers; asking for
     less must not starve the workers further."""
-    with _FedPool(1, memory_limit=DEFAULT_MEMORY_LIMIT, watchlists=(), queued_per_worker=1) as pool:
+    with _FedPool(
+        1, memory_limit=DEFAULT_MEMORY_LIMIT, watchlists=b"", queued_per_worker=1
+    ) as pool:
         assert pool.queue_size == 2
         futures = [pool.submit(time.sleep, 0.4) for _ in range(4)]
         deadline = time.monotonic() + 10
