@@ -161,7 +161,7 @@ class Matcher:
             self._compiled_fully()
 
     def _compiled_fully(self) -> None:
-        for partition in self._partitions.values():
+        for partition in list(self._partitions.values()):  # another thread may add one
             partition.compiled_fully()
 
     def _partition(
