@@ -177,7 +177,10 @@ class _TermSteps:
         and terms that are not stemmed, are then the same in both languages."""
         words = self.shared.words
         for text in texts:
-            for forms in words[text][1]:
+            known = words.get(text)
+            if known is None:  # `other` shared no words with this compilation
+                return False
+            for forms in known[1]:
                 for form in forms:
                     if self.stem(form) != other.stem(form):
                         return False
