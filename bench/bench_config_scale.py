@@ -243,13 +243,14 @@ _LAUNCHER = """
 import os, subprocess, sys
 process = subprocess.Popen(sys.argv[1:])
 _, status, usage = os.wait4(process.pid, 0)
-print(usage.ru_maxrss, file=sys.stderr)
+print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss, file=sys.stderr)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def _check(path: Path) -> tuple[float, str, float]:
-    """Wall time, output and peak RSS (MiB) of ``monitor check`` on `path`."""
+def _check(path: Path) -> tuple[float, float, str, float]:
+    """Wall time, CPU time (user + system), output and peak RSS (MiB) of ``monitor check``
+    on `path`."""
     started = time.perf_counter()
     completed = subprocess.run(
         [
@@ -268,8 +269,8 @@ def _check(path: Path) -> tuple[float, str, float]:
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
         raise SystemExit(f"monitor check failed:\n{completed.stdout}\n{completed.stderr[-2000:]}")
-    peak_kib = int(completed.stderr.strip().splitlines()[-1])
-    return elapsed, completed.stdout.strip(), peak_kib / 1024
+    cpu, peak_kib = completed.stderr.strip().splitlines()[-1].split()
+    return elapsed, float(cpu), completed.stdout.strip(), int(peak_kib) / 1024
 
 
 _NAMED = [_entity(index)[0] for index in (1, 5, 10)]
@@ -284,10 +285,15 @@ def _measure(what: str, size: int, folder: Path) -> Iterator[str]:
     path = folder / f"{what}-{size}.yaml"
     path.write_text(text, encoding="utf-8")
     yield f"{what} {size:,} ({len(text.encode()) / 1024 / 1024:.1f} MiB)"
+    cpu_before = time.process_time()
     _, load_seconds = _timed(lambda: load_config(path))
-    yield f"  load_config            {load_seconds:8.2f} s"
-    check_seconds, summary, check_rss = _check(path)
-    yield f"  monitor check          {check_seconds:8.2f} s   peak RSS {check_rss:.0f} MiB (subprocess)"
+    load_cpu = time.process_time() - cpu_before
+    yield f"  load_config            {load_seconds:8.2f} s   CPU {load_cpu:.2f} s   {_load_average()}"
+    check_seconds, check_cpu, summary, check_rss = _check(path)
+    yield (
+        f"  monitor check          {check_seconds:8.2f} s   CPU {check_cpu:.2f} s   "
+        f"peak RSS {check_rss:.0f} MiB (subprocess)   {_load_average()}"
+    )
     yield f"    {summary[:110]}"
 
     article = ArticleText(
@@ -353,8 +359,13 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
                 break
         else:
             raise SystemExit(f"monitor run stopped: exit {daemon.wait()}")
+        ready = time.perf_counter() - started
+        ready_cpu = sum(map(_cpu_of, [daemon.pid, *_children(daemon.pid)]))
         yield f"  monitor run: polling   {running or 0.0:8.2f} s   (from exec)"
-        yield f"  monitor run: running   {time.perf_counter() - started:8.2f} s   (from exec to workers ready)"
+        yield (
+            f"  monitor run: running   {ready:8.2f} s   (from exec to workers ready)   "
+            f"CPU {ready_cpu:.2f} s (daemon, fork server, workers)   {_load_average()}"
+        )
         workers_before = set(_children(daemon.pid))
         path.write_text(text.replace('name: "', 'name: "Renamed ', 1), encoding="utf-8")
         started = time.perf_counter()
@@ -376,6 +387,21 @@ def _daemon(what: str, size: int, folder: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+def _load_average() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a live process and of its children that ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime, cutime, cstime = (int(field) for field in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_of(pid: int) -> float:

@@ -35,6 +35,7 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.forkserver
 import os
 import pickle
 import signal
@@ -116,9 +117,10 @@ def _start_worker(memory_limit: int, watchlists: bytes = b"") -> None:
             _worker_base = pickle.loads(watchlists)
             _worker_matcher = Matcher(_worker_base)
             _worker_matcher.prepare(PREPARED_LANGUAGES)
-        # The matcher lives as long as the worker: later collections need not walk its
-        # millions of objects again.
-        gc.freeze()
+            # The matcher lives as long as the worker: later collections need not walk its
+            # millions of objects again (frozen before the collector resumes, which would
+            # otherwise walk them all once first).
+            gc.freeze()
     after = _address_space()
     if before is not None and after is not None:
         memory_limit += max(0, after - before)
@@ -220,6 +222,16 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["monitor.workers", "monitor.worker_preload"])
     return context
+
+
+def start_fork_server() -> None:
+    """Start the workers' fork server now rather than with the first workers, so that its
+    imports and language model load while the caller does something else (`monitor run`:
+    reading feeds.yaml). It dies with the calling thread (`die_with_parent`): call this
+    from one that lives as long as the workers, and only in a process that will start them.
+    """
+    if isinstance(_worker_context(), multiprocessing.context.ForkServerContext):
+        multiprocessing.forkserver.ensure_running()
 
 
 class _FedPool(ProcessPoolExecutor):

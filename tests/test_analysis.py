@@ -147,6 +147,8 @@ def test_term_variants() -> None:
         " ",
         "l’accord d'Alger",  # apostrophes: the general way
         "anti-terroriste",
+        "J. Dupont12 ID_3 A.B",  # ASCII: lower-cased at once
+        "MARIE Kodjo",
     ],
 )
 def test_term_variants_fast_way_agrees_with_tokens(text: str) -> None:
@@ -161,6 +163,13 @@ def test_term_variants_fast_way_agrees_with_tokens_on_any_text(text: str) -> Non
     import unicodedata
 
     assert term_variants(text) == _variants_of_tokens(unicodedata.normalize("NFC", text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=30))
+def test_term_variants_fast_way_agrees_with_tokens_on_ascii_text(text: str) -> None:
+    # ASCII text is lower-cased rather than folded word by word (100,000 generated names).
+    assert term_variants(text) == _variants_of_tokens(text)
 
 
 # --------------------------------------------------------------------------- stemming

@@ -3,6 +3,7 @@ by `check` (errors with `--strict`) and logged by `run` at start."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,35 @@ def test_run_logs_the_warnings_when_it_starts(tmp_path: Path) -> None:
     )
     assert finished.returncode == 1
     assert f'{path}:7:17: warning: "and" between two terms' in finished.stderr
+
+
+def test_check_as_a_program_says_all_it_says_in_process_before_it_ends(tmp_path: Path) -> None:
+    # As the program, `monitor check` ends without freeing the configuration object by
+    # object: its output must be flushed first, and its exit status kept.
+    warned = config_with(tmp_path, "  - name: W\n    query: Togo and Bénin\n")
+    for arguments, status in ((["check"], 0), (["check", "--strict"], 1)):
+        program = subprocess.run(
+            [sys.executable, "-m", "monitor", "-c", str(warned), *arguments],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        in_process = CliRunner().invoke(main, ["-c", str(warned), *arguments])
+        assert program.returncode == in_process.exit_code == status
+        assert f'{warned}:6:17: warning: "and" between two terms' in program.stderr
+        assert program.stdout.strip() == in_process.stdout.strip()
+        for line in in_process.output.splitlines():
+            assert line in program.stdout + program.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("feeds: [", encoding="utf-8")
+    program = subprocess.run(
+        [sys.executable, "-m", "monitor", "-c", str(broken), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert program.returncode == 1
+    assert "problem(s); nothing was run." in program.stderr

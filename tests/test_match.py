@@ -751,3 +751,68 @@ def test_a_word_stemmed_apart_in_two_languages_is_compiled_in_each() -> None:
     assert french.compiled[1] is english.compiled[1]  # a name: its form in both
     assert _names(matcher.match(article("Le running à Kara", language="fr"))) == ["w", "n"]
     assert _names(matcher.match(article("Kara runs", language="en"))) == ["w", "n"]
+
+
+def test_a_phrase_whose_words_stem_alike_is_shared_without_compiling_it_again() -> None:
+    # "Jean Lawson" stems alike in French and English, "Marie Kodjo" does not (mar / mari).
+    phrases = ["Jean Lawson", "Marie Kodjo"]
+    matcher = Matcher([Watchlist(p, from_lists((), [p], (), {})) for p in phrases])
+    matcher.prepare(["fr", "en"])
+    french, english = matcher._partitions[(True, "fr")], matcher._partitions[(True, "en")]
+    assert french.compiled[0] is english.compiled[0]
+    assert french.compiled[1] is not english.compiled[1]
+    assert french._terms is None and english._stemmed is None  # not kept past the build
+    assert _names(matcher.match(article("Marie Kodjo et Jean Lawson", language="en"))) == phrases
+    assert _names(matcher.match(article("Marie Kodjo et Jean Lawson", language="fr"))) == phrases
+
+
+# --------------------------------------------------------------------------- compiled once per term
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.text(alphabet="aéAÉ kK-'’.1ßœ", min_size=1, max_size=14),
+            st.sampled_from(["Marie Kodjo", "Kofi", "coopération militaire", "Lomé", "jean"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    exact=st.booleans(),
+    prefix=st.booleans(),
+)
+def test_a_compilation_s_term_steps_are_those_of_each_term_alone(
+    texts: list[str], exact: bool, prefix: bool
+) -> None:
+    # `_TermSteps` works each term out once per compilation, its words shared between
+    # languages; it must give what `_term_steps` gives each term on its own.
+    from monitor.matching.plan import _SharedTerms, _term_steps, _TermSteps
+
+    shared = _SharedTerms()
+    compilations = [_TermSteps(language, shared) for language in ("fr", "en", None, "xx")]
+    for text in texts + texts[::-1]:
+        for terms in compilations:
+            assert terms(text, exact, prefix) == _term_steps(text, exact, prefix, terms.language)
+
+
+def test_names_compiled_in_french_and_english_match_as_each_alone() -> None:
+    # Names that stem apart in French and English (Marie: mar / mari), and names that do
+    # not, compiled together for both languages, each partition sharing terms with the other.
+    names = ["Marie Kodjo", "Kofi Dupont", "Jean Lawson", "J. Dupont", "ministre Kokou"]
+    watchlists = [
+        Watchlist(name=name, query=from_lists((), [name, name.split()[-1]], (), {}))
+        for name in names
+    ]
+    together = Matcher(watchlists)
+    together.prepare(("fr", "en"))
+    for language, text in (
+        ("fr", "Marie Kodjo et le ministre Kokou ont vu Kofi Dupont."),
+        ("en", "Marie Kodjo met minister Kokou and Jean Lawson."),
+    ):
+        article = ArticleText(
+            url=None, title="Lomé", text=text, source=TextSource.FEED, language=language
+        )
+        alone = [hit for watchlist in watchlists for hit in Matcher([watchlist]).match(article)]
+        assert together.match(article) == alone
+        assert together.match(article)  # not vacuous

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from monitor.query import (
     render,
     term_label,
 )
+from monitor.query.lists import _list_item, _list_item_in_full
 
 SETS = {
     "russie": ["Russie", "Moscou", "Kremlin", "Fédération de Russie", "Wagner", "Africa Corps"],
@@ -314,3 +317,28 @@ def test_a_chain_of_more_than_four_nears_is_refused() -> None:
         parse_query(" NEAR/5 ".join("abcdef"), {})
     with pytest.raises(QuerySyntaxError, match="more than 4 NEARs"):
         parse_query("(a NEAR/5 b NEAR/5 c) NEAR/5 (d NEAR/5 e NEAR/5 f)", {})
+
+
+def _item_or_error(read: Callable[[object, int], Term], item: object) -> Term | str:
+    try:
+        return read(item, 3)
+    except ValueError as error:
+        return str(error)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.text(alphabet=' ="@*\t\u00a0ab.', max_size=12),
+        st.lists(
+            st.sampled_from(["Jean", "J.", "d'Arc", "=x", "ab*", "@s", '"q"']), max_size=4
+        ).map(" ".join),
+    )
+)
+@settings(max_examples=600)
+def test_a_plain_list_item_reads_as_the_general_way_reads_it(item: str) -> None:
+    # The fast way of a list item of plain words must give the same term, offset included.
+    fast, full = _item_or_error(_list_item, item), _item_or_error(_list_item_in_full, item)
+    assert fast == full
+    if isinstance(fast, Term) and isinstance(full, Term):
+        assert (fast.offset, fast.exact, fast.prefix) == (full.offset, full.exact, full.prefix)

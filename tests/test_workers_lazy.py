@@ -5,6 +5,8 @@ Real processes, read from /proc."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,3 +121,56 @@ def test_the_daemon_starts_its_workers_in_the_background(tmp_path: Path) -> None
         article, hits, _ = pool.process(ArticleJob(entry=entry, feed_name="F", feed_language="fr"))
         assert [hit.watchlist for hit in hits] == ["Togo"]
         assert "died" not in (article.note or "")
+
+
+_EARLY_FORK_SERVER = """
+import os, sys, time
+from pathlib import Path
+from monitor.models import ArticleJob, Entry, Watchlist
+from monitor.query import parse_query
+from monitor.workers import ExtractionPool, start_fork_server
+
+def children(pid):
+    return {int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()}
+
+def forkserver(pid):
+    return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+start_fork_server()
+# The fork server (and multiprocessing's resource tracker), before any pool exists; on a
+# busy machine /proc may show the new child a moment after it was started.
+deadline = time.monotonic() + 10
+while True:
+    before = children(os.getpid())
+    servers = [child for child in before if forkserver(child)]
+    if servers or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+(server,) = servers
+watchlists = [Watchlist(name="Kara", query=parse_query("Kara", {}))]
+with ExtractionPool(1, watchlists=watchlists) as pool:
+    pool.start()
+    workers = children(server)
+    entry = Entry(key="k", link=None, title="Dépêche", summary="Kara et Lomé.", content="",
+                  published=None)
+    job = ArticleJob(entry=entry, feed_name=None, feed_language="fr", no_page_reason="test")
+    print(len(workers), children(os.getpid()) == before,
+          [hit.watchlist for hit in pool.process(job)[1]])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_the_fork_server_started_early_is_the_one_the_workers_come_from(tmp_path: Path) -> None:
+    # `monitor run` starts it before reading feeds.yaml, so that its imports overlap the
+    # load; the workers started afterwards come from it and match.
+    finished = subprocess.run(
+        [sys.executable, "-c", _EARLY_FORK_SERVER],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.split("\n")[0] == "1 True ['Kara']"

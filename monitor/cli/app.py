@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -190,12 +191,36 @@ config_option = click.option(
 class Commands(click.Group):
     """Every error monitor reports is one clear line on stderr and exit 1, never a traceback."""
 
+    def main(self, args: Sequence[str] | None = None, *more: Any, **options: Any) -> Any:
+        """Run as the program (``args`` None: read from sys.argv), a command that asked to
+        (`end_without_freeing`) ends the process at once when done, without freeing what
+        it built object by object: at 100,000 watchlists, one to three seconds of
+        ``monitor check``. Output and exit status are the same."""
+        try:
+            return super().main(args, *more, **options)
+        except SystemExit as done:
+            if args is None and _ending_without_freeing and isinstance(done.code, int | None):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                logging.shutdown()
+                os._exit(done.code or 0)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MonitorError as error:
             stderr.print(str(error), markup=False, soft_wrap=True)
             ctx.exit(EXIT_FAILED)
+
+
+_ending_without_freeing = False
+
+
+def end_without_freeing() -> None:
+    """Nothing this process built needs freeing before it exits (see `Commands.main`)."""
+    global _ending_without_freeing
+    _ending_without_freeing = True
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from monitor.cli.app import (
     EXIT_FAILED,
     CannotRun,
     config_option,
+    end_without_freeing,
     load,
     load_for_reading,
     log,
@@ -54,16 +56,33 @@ from monitor.text import human_size
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
     from monitor.daemon import run_daemon
+    from monitor.workers import limit_malloc_arenas, start_fork_server
 
     path: Path = ctx.obj["config_path"]
+    # The workers' fork server imports the extraction code and loads its language model
+    # (1 to 3 s) on the other core while this process reads feeds.yaml. This thread,
+    # which it dies with, lives as long as the daemon.
+    start_fork_server()
     load(ctx)  # report config errors before anything starts
-    for warning in lint_config(path):
-        log.warning("%s", warning)
+    # The warnings are worked out while the daemon opens its database and its workers
+    # compile the watchlists (at 100,000 watchlists, a second or two each), and logged
+    # before any error of the daemon's start.
+    limit_malloc_arenas()  # as the daemon does before its threads: this one is the first
+    warnings = threading.Thread(target=_log_warnings, args=(path,), name="lint", daemon=True)
+    warnings.start()
     try:
-        ctx.exit(run_daemon(path))
+        status = run_daemon(path)
     except MonitorError as error:
+        warnings.join()
         stderr.print(str(error), markup=False)
         ctx.exit(EXIT_FAILED)
+    warnings.join()
+    ctx.exit(status)
+
+
+def _log_warnings(path: Path) -> None:
+    for warning in lint_config(path):
+        log.warning("%s", warning)
 
 
 @main.command()
@@ -75,6 +94,7 @@ def run(ctx: click.Context) -> None:
 def check(ctx: click.Context, strict: bool) -> None:
     """Validate the configuration; exit 1 with every problem listed. Warnings point at
     watchlists that are valid but look mistyped (NEAR5, a lower-case and, a lone stopword)."""
+    end_without_freeing()
     config = load(ctx)
     warnings = lint_config(config.path)
     for warning in warnings:

@@ -255,11 +255,21 @@ def _term_warnings(term: Term) -> Iterator[str]:
 _PLAIN_WORDS = re.compile(r"[0-9A-Za-zÀ-ÖØ-öø-ÿ]+(?: [0-9A-Za-zÀ-ÖØ-öø-ÿ]+)*")
 
 
+# Two or more such words, each of which may end with a full stop (initials: "J. Dupont"):
+# each gives at least one word, so the item is a phrase and cannot warn at all.
+_PLAIN_PHRASE = re.compile(r"[0-9A-Za-zÀ-ÖØ-öø-ÿ]+\.?(?: [0-9A-Za-zÀ-ÖØ-öø-ÿ]+\.?)+")
+# Folding never shortens a word of those letters (ß and æ even grow): a longer one is no
+# stopword, and is not folded (100,000 surnames went through `fold`'s cache, in vain).
+_LONGEST_STOPWORD = max(map(len, STOPWORDS))
+
+
 def _list_item_warnings(item: Tree, sets: Mapping[str, Sequence[str]]) -> list[str]:
-    if (
-        isinstance(item, str)
-        and _PLAIN_WORDS.fullmatch(item) is not None
-        and (" " in item or fold(item) not in STOPWORDS)
+    if isinstance(item, str) and (
+        _PLAIN_PHRASE.fullmatch(item) is not None
+        or (
+            _PLAIN_WORDS.fullmatch(item) is not None
+            and (" " in item or len(item) > _LONGEST_STOPWORD or fold(item) not in STOPWORDS)
+        )
     ):
         return []  # what `_list_item_warnings_in_full` finds, without tokenising 100,000 names
     return _list_item_warnings_in_full(item, sets)

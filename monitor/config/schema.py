@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import time, timedelta
 from email.utils import parseaddr
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -365,7 +365,10 @@ class _WatchlistModel(_Section):
 
     @model_validator(mode="after")
     def _compile(self, info: ValidationInfo) -> _WatchlistModel:
-        if self._compiled is not None:
+        # `_compiled` read and written in pydantic's own dictionary of private attributes,
+        # without its attribute hooks (in Python: a second of a 100,000-watchlist load).
+        private = self._private()
+        if private["_compiled"] is not None:
             # A model a reload reuses (`loading._KnownWatchlists`): pydantic does not
             # validate an instance again, but runs its after-validators.
             return self
@@ -383,9 +386,9 @@ class _WatchlistModel(_Section):
         sets: Mapping[str, Sequence[str]] = (info.context or {}).get("sets", {})
         try:
             if self.query is not None:
-                self._compiled = parse_query(self.query, sets)
+                private["_compiled"] = parse_query(self.query, sets)
             else:
-                self._compiled = from_lists(
+                private["_compiled"] = from_lists(
                     self.all_terms or (), self.any_terms or (), self.none_terms or (), sets
                 )
         except QuerySyntaxError as error:
@@ -396,8 +399,14 @@ class _WatchlistModel(_Section):
 
     @property
     def compiled(self) -> Node:
-        assert self._compiled is not None, "only validated watchlists are built"
-        return self._compiled
+        compiled: Node | None = self._private()["_compiled"]
+        assert compiled is not None, "only validated watchlists are built"
+        return compiled
+
+    def _private(self) -> dict[str, Any]:
+        private = self.__pydantic_private__
+        assert private is not None, "pydantic makes it for a model with private attributes"
+        return private
 
 
 class _SmtpModel(_Section):

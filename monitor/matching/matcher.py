@@ -36,16 +36,16 @@ the feed and language scopes, and the loop over presearch candidates. The steps 
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 
+from monitor.collector import collector_paused
 from monitor.matching.analysis import AnalyzedText, analyze
 from monitor.matching.hits import _build_hit
 from monitor.matching.occurrences import _holds
-from monitor.matching.plan import _Outline
+from monitor.matching.plan import _Outline, _SharedTerms
 from monitor.matching.presearch import _Partition
 from monitor.matching.tokens import snowball_language
 from monitor.matching.views import _DocView
@@ -55,26 +55,18 @@ from monitor.text import primary_language
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
+def _collector_paused() -> AbstractContextManager[None]:
     """Run the block with Python's cyclic garbage collector off (unless it was off already).
 
     Compiling thousands of watchlists allocates objects that all live on and leaves no garbage;
     the collector passes that those allocations trigger only walk the growing index again and
     again, which doubled the time to build a partition of 10,000 watchlists (1.2 s to 0.6 s).
     """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+    return collector_paused()
 
 
 def _fixes_language(watchlist: Watchlist) -> bool:
-    return primary_language(watchlist.language) is not None
+    return watchlist.language is not None and primary_language(watchlist.language) is not None
 
 
 def _stemming_for(watchlist: Watchlist, doc: AnalyzedText) -> str | None:
@@ -140,23 +132,37 @@ class Matcher:
         )
         self._partitions: dict[tuple[bool, str | None], _Partition] = {}
         self._build_lock = threading.Lock()
+        # The terms' folded words while several partitions are built in a row (`_TermSteps`).
+        self._words: _SharedTerms | None = None
         if previous is not None:
+            self._words = _SharedTerms()
             for follows_article, language in list(previous._partitions):
                 self._partition(
                     follows_article,
                     language,
                     previous._partitions.get((follows_article, language)),
                 )
+            self._words = None
+            self._compiled_fully()
 
     def prepare(self, languages: Iterable[str | None]) -> None:
         """Build now the partitions that articles in ``languages`` need (each is otherwise
         built by the first such article: some seconds with 100,000 watchlists)."""
-        for language in languages:
-            stemming = snowball_language(language)
-            self._partition(True, stemming)
-            for fixed in self._fixed_order:
-                if fixed != stemming:
-                    self._partition(False, fixed)
+        self._words = _SharedTerms()
+        try:
+            for language in languages:
+                stemming = snowball_language(language)
+                self._partition(True, stemming)
+                for fixed in self._fixed_order:
+                    if fixed != stemming:
+                        self._partition(False, fixed)
+        finally:
+            self._words = None
+            self._compiled_fully()
+
+    def _compiled_fully(self) -> None:
+        for partition in list(self._partitions.values()):  # another thread may add one
+            partition.compiled_fully()
 
     def _partition(
         self, follows_article: bool, language: str | None, previous: _Partition | None = None
@@ -186,7 +192,9 @@ class Matcher:
                         key=lambda built: len(built.compiled),
                         default=None,
                     )
-                    partition = _Partition(language, entries, previous, sibling)
+                    partition = _Partition(language, entries, previous, sibling, self._words)
+                    if self._words is None:  # built alone: no sibling follows
+                        partition.compiled_fully()
                 self._partitions[cache_key] = partition
         return partition
 

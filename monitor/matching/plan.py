@@ -17,10 +17,11 @@ under their cheapest groups; verification orders the sides of a ``NEAR`` by the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from monitor.matching.tokens import stem_forms, term_variants
+from monitor.matching.tokens import _stemmer, snowball_language, stem_forms, term_variants
 from monitor.models import Watchlist
 from monitor.query import (
     And,
@@ -91,47 +92,161 @@ def is_proper_name(text: str) -> bool:
     (case and accents still ignored); write the word in lower case to get its word forms.
     """
     word = text.strip()
-    return bool(word) and word[0].isupper() and not any(char.isspace() for char in word)
+    # One piece when split at whitespace: str.split and str.isspace agree on what it is.
+    return bool(word) and word[0].isupper() and len(word.split(None, 1)) == 1
+
+
+def _steps_of(
+    variants: tuple[tuple[str, ...], ...],
+    exact: bool,
+    prefix: bool,
+    stems: Callable[[tuple[str, ...]], Sequence[str]],
+) -> tuple[tuple[_Step, ...], ...]:
+    """A term's steps, from its folded word sequences (`term_variants`); `exact` includes
+    a proper name. `stems`: the stems of a word sequence in the plan's language."""
+    alternatives: list[tuple[_Step, ...]] = []
+    for forms in variants:
+        if prefix:
+            steps = [(_FORM, form) for form in forms[:-1]] + [(_PREFIX, forms[-1])]
+        elif exact:
+            steps = [(_FORM, form) for form in forms]
+        else:
+            steps = [(_STEM, stem) for stem in stems(forms)]
+        alternatives.append(tuple(steps))
+    return tuple(alternatives)
 
 
 @lru_cache(maxsize=262_144)
 def _term_steps(
     text: str, exact: bool, prefix: bool, language: str | None
 ) -> tuple[tuple[_Step, ...], ...]:
-    alternatives: list[tuple[_Step, ...]] = []
     exact = exact or is_proper_name(text)
-    for forms in term_variants(text):
-        if prefix:
-            steps = [(_FORM, form) for form in forms[:-1]] + [(_PREFIX, forms[-1])]
-        elif exact:
-            steps = [(_FORM, form) for form in forms]
-        else:
-            steps = [(_STEM, stem) for stem in stem_forms(list(forms), language)]
-        alternatives.append(tuple(steps))
-    return tuple(alternatives)
+    return _steps_of(
+        term_variants(text), exact, prefix, lambda forms: stem_forms(list(forms), language)
+    )
 
 
-def _compile(node: Node, language: str | None, field: str | None = None) -> _Plan:
-    if isinstance(node, Term):
-        return _Leaf(
-            term_label(node), _term_steps(node.text, node.exact, node.prefix, language), field
+class _TermSteps:
+    """`_term_steps` for the terms of one compilation (a partition: tens of thousands of
+    watchlists) in one stemming language, each term worked out once.
+
+    A dictionary that lives as long as the compilation, not `_term_steps`' bounded cache:
+    100,000 watchlists hold some 300,000 distinct terms, and compiled in French then in
+    English they went through that cache twice in the same order, so that the second pass
+    found none of them (half of the compilation's time). `shared`, what does not depend on
+    the language (each term's folded word sequences and whether it is a proper name, the
+    steps of the terms that are not stemmed), can be shared by the compilations of one
+    matcher. Stems are worked out once per word.
+    """
+
+    def __init__(self, language: str | None, shared: _SharedTerms | None = None) -> None:
+        self.language = snowball_language(language)
+        self.shared = _SharedTerms() if shared is None else shared
+        self._steps: dict[tuple[str, bool, bool], tuple[tuple[_Step, ...], ...]] = {}
+        self._stems: dict[str, str] = {}
+        # The texts of the stemmed terms looked up since the caller last cleared it.
+        self.stemmed: list[str] = []
+        self._stem: Callable[[str], str] | None = (
+            None if self.language is None else _stemmer(self.language).stemWord
         )
+
+    def __call__(self, text: str, exact: bool, prefix: bool) -> tuple[tuple[_Step, ...], ...]:
+        key = (text, exact, prefix)
+        steps = self._steps.get(key)
+        if steps is not None:
+            self.stemmed.append(text)
+            return steps
+        shared = self.shared
+        steps = shared.unstemmed.get(key)
+        if steps is not None:
+            return steps
+        words = shared.words.get(text)
+        if words is None:
+            words = shared.words[text] = (is_proper_name(text), term_variants(text))
+        proper, variants = words
+        if prefix or exact or proper:
+            steps = shared.unstemmed[key] = _steps_of(variants, exact or proper, prefix, list)
+        else:
+            steps = self._steps[key] = _steps_of(variants, False, False, self._of)
+            self.stemmed.append(text)
+        return steps
+
+    def stems_alike(self, texts: Iterable[str], other: _TermSteps) -> bool:
+        """Whether every word of the terms `texts` (stemmed terms that `other` compiled)
+        has the same stem here as in `other`: their steps, so the plans holding only them
+        and terms that are not stemmed, are then the same in both languages."""
+        words = self.shared.words
+        for text in texts:
+            known = words.get(text)
+            if known is None:  # `other` shared no words with this compilation
+                return False
+            for forms in known[1]:
+                for form in forms:
+                    if self.stem(form) != other.stem(form):
+                        return False
+        return True
+
+    def stem(self, form: str) -> str:
+        """The stem of one folded form (the form itself when the language has no stemmer)."""
+        stemmed = self._stems.get(form)
+        if stemmed is None:
+            stem = self._stem
+            stemmed = self._stems[form] = form if stem is None else stem(form)
+        return stemmed
+
+    def _of(self, forms: tuple[str, ...]) -> list[str]:
+        stem = self._stem
+        if stem is None:
+            return list(forms)
+        known = self._stems
+        stems = []
+        for form in forms:
+            stemmed = known.get(form)
+            if stemmed is None:
+                stemmed = known[form] = stem(form)
+            stems.append(stemmed)
+        return stems
+
+
+class _SharedTerms:
+    """What `_TermSteps` of several languages share: see there."""
+
+    def __init__(self) -> None:
+        self.words: dict[str, tuple[bool, tuple[tuple[str, ...], ...]]] = {}
+        self.unstemmed: dict[tuple[str, bool, bool], tuple[tuple[_Step, ...], ...]] = {}
+
+
+def _compile(
+    node: Node,
+    language: str | None,
+    field: str | None = None,
+    terms: _TermSteps | None = None,
+) -> _Plan:
+    """`node` as a plan stemmed in `language`; `terms`, when given, is a `_TermSteps` of
+    that language."""
+    if isinstance(node, Term):
+        steps = (
+            terms(node.text, node.exact, node.prefix)
+            if terms is not None
+            else _term_steps(node.text, node.exact, node.prefix, language)
+        )
+        return _Leaf(term_label(node), steps, field)
     if isinstance(node, SetRef):
-        return _AnyOf(tuple(_compile(member, language, field) for member in node.members))
+        return _AnyOf(tuple(_compile(member, language, field, terms) for member in node.members))
     if isinstance(node, FieldScope):
         scoped = node.name if field in (None, node.name) else _NO_FIELD
-        return _compile(node.child, language, scoped)
+        return _compile(node.child, language, scoped, terms)
     if isinstance(node, Near):
         return _Within(
-            _compile(node.left, language, field),
-            _compile(node.right, language, field),
+            _compile(node.left, language, field, terms),
+            _compile(node.right, language, field, terms),
             node.distance,
         )
     if isinstance(node, Not):
-        return _Without(_compile(node.child, language, field))
+        return _Without(_compile(node.child, language, field, terms))
     if isinstance(node, And):
-        return _AllOf(tuple(_compile(child, language, field) for child in node.children))
-    return _AnyOf(tuple(_compile(child, language, field) for child in node.children))
+        return _AllOf(tuple(_compile(child, language, field, terms) for child in node.children))
+    return _AnyOf(tuple(_compile(child, language, field, terms) for child in node.children))
 
 
 def _top_clauses(query: Node) -> tuple[Node, ...]:
@@ -204,6 +319,15 @@ def _leaf_key(step: _Step, field: str | None) -> _Key:
     return step
 
 
+def _leaf_keys(plan: _Leaf) -> list[_Key]:
+    """The cheapest key of each of the leaf's word sequences."""
+    field = plan.field
+    return [
+        _leaf_key(steps[0] if len(steps) == 1 else min(steps, key=_key_cost), field)
+        for steps in plan.alternatives
+    ]
+
+
 def _set_cost(keys: frozenset[_Key]) -> float:
     return sum(_key_cost(key) for key in keys)
 
@@ -211,15 +335,15 @@ def _set_cost(keys: frozenset[_Key]) -> float:
 def _keys(plan: _Plan) -> frozenset[_Key] | None:
     """Keys such that a matching article holds at least one; None when no such set exists."""
     if isinstance(plan, _Leaf):
-        chosen: set[_Key] = set()
-        for steps in plan.alternatives:
-            chosen.add(_leaf_key(min(steps, key=_key_cost), plan.field))
-        return frozenset(chosen)
+        return frozenset(_leaf_keys(plan))
     if isinstance(plan, _Without):
         return None
     if isinstance(plan, _AnyOf):
         union: set[_Key] = set()
         for child in plan.children:
+            if isinstance(child, _Leaf):  # most children: no set of their own
+                union.update(_leaf_keys(child))
+                continue
             keys = _keys(child)
             if keys is None:
                 return None

@@ -12,9 +12,9 @@ verification decides.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from operator import itemgetter
 
 from monitor.matching.plan import (
@@ -31,6 +31,8 @@ from monitor.matching.plan import (
     _Plan,
     _required_groups,
     _set_cost,
+    _SharedTerms,
+    _TermSteps,
 )
 from monitor.matching.tokens import stem_forms
 from monitor.matching.verify import _Check, _checker
@@ -68,10 +70,11 @@ def _compile_watchlist(watchlist: Watchlist, outline: _Outline, language: str | 
 
 
 def _plans(
-    watchlist: Watchlist, outline: _Outline, language: str | None
+    watchlist: Watchlist, outline: _Outline, language: str | None, terms: _TermSteps | None = None
 ) -> tuple[_Plan, tuple[_Plan, ...]]:
-    """The watchlist's plan in ``language``, and those of its top-level clauses."""
-    plans = tuple(_compile(node, language) for node in outline.clauses)
+    """The watchlist's plan in ``language``, and those of its top-level clauses (`terms`: a
+    `_TermSteps` of ``language``, for many watchlists)."""
+    plans = tuple(_compile(node, language, None, terms) for node in outline.clauses)
     plan: _Plan
     if isinstance(watchlist.query, And):
         plan = _AllOf(plans)
@@ -85,8 +88,10 @@ def _plans(
 def _completed(
     watchlist: Watchlist, outline: _Outline, plan: _Plan, plans: tuple[_Plan, ...]
 ) -> _Compiled:
-    groups = tuple(sorted(_required_groups(plan), key=_set_cost))
-    return _Compiled(watchlist, outline, plan, plans, groups)
+    groups = _required_groups(plan)
+    if len(groups) > 1:
+        groups.sort(key=_set_cost)
+    return _Compiled(watchlist, outline, plan, plans, tuple(groups))
 
 
 # --------------------------------------------------------------------------- key index
@@ -111,8 +116,10 @@ class _KeyIndex:
     indirection less.
     """
 
-    def __init__(self, language: str | None) -> None:
+    def __init__(self, language: str | None, stems: Callable[[str], str] | None = None) -> None:
+        """`stems`: the stem of a folded form in ``language`` (`_stem_of_form` by default)."""
         self.language = language
+        self._stem_of = stems if stems is not None else partial(_stem_of_form, language=language)
         self._adding: dict[int, dict[str, tuple[list[int], list[int]]]] = {
             _STEM: {},
             _TITLE_STEM: {},
@@ -132,9 +139,9 @@ class _KeyIndex:
     def _indexed_as(self, key: _Key) -> _Key:
         kind, text = key
         if kind == _FORM:
-            return (_STEM, _stem_of_form(text, self.language))
+            return (_STEM, self._stem_of(text))
         if kind == _TITLE_FORM:
-            return (_TITLE_STEM, _stem_of_form(text, self.language))
+            return (_TITLE_STEM, self._stem_of(text))
         return key
 
     def freeze(self) -> None:
@@ -145,6 +152,8 @@ class _KeyIndex:
         self.by_stem, self.by_title_stem = frozen[_STEM], frozen[_TITLE_STEM]
         self.by_prefix = frozen[_PREFIX]
         self._adding = {kind: {} for kind in self._adding}
+        # What the compilation's stems were taken from is not kept past it.
+        self._stem_of = partial(_stem_of_form, language=self.language)
 
     def reached(self, doc: _DocView) -> set[int]:
         """The slots ``doc`` reaches through a key it contains in both stages."""
@@ -178,6 +187,12 @@ class _Partition:
     that changes a few watchlists compiles those few and rebuilds only the index.
     `sibling`, a partition of another language: a watchlist whose plan is the same in both
     (names, exact forms, words that stem alike) shares its compiled form and checker.
+    `shared`: what the terms' compilation in another language found that this one can use.
+
+    Until `compiled_fully` is called, a partition keeps what its compilation worked out (each
+    term's steps, the stemmed terms of each watchlist), for a sibling built right after it:
+    a watchlist whose stemmed words all stem alike in both languages has the same plan, and
+    is shared without being compiled again.
     """
 
     def __init__(
@@ -186,10 +201,12 @@ class _Partition:
         entries: Iterable[tuple[int, Watchlist, _Outline]],
         previous: _Partition | None = None,
         sibling: _Partition | None = None,
+        shared: _SharedTerms | None = None,
     ) -> None:
         self.compiled: list[_Compiled] = []
         self.orders: list[int] = []  # the configuration's order of each slot's watchlist
-        self.index = _KeyIndex(language)
+        terms = _TermSteps(language, shared)
+        self.index = _KeyIndex(language, terms.stem)
         # Watchlists that could not be compiled (a query deeper than the stack, a bug):
         # (order, watchlist, error). They match nothing; the matcher reports them per article.
         self.broken: list[tuple[int, Watchlist, str]] = []
@@ -202,36 +219,54 @@ class _Partition:
                 id(compiled.watchlist): (compiled, check)
                 for compiled, check in zip(previous.compiled, previous.checks, strict=True)
             }
-        alike: dict[int, tuple[_Compiled, _Check | None]] = {}
+        alike: dict[int, tuple[_Compiled, _Check | None, tuple[str, ...] | None]] = {}
+        sibling_terms = None
         if sibling is not None and sibling.index.language != language:
+            sibling_terms = sibling._terms
+            stemmed = sibling._stemmed or [None] * len(sibling.compiled)
             alike = {
-                id(compiled.watchlist): (compiled, check)
-                for compiled, check in zip(sibling.compiled, sibling.checks, strict=True)
+                id(compiled.watchlist): (compiled, check, texts)
+                for compiled, check, texts in zip(
+                    sibling.compiled, sibling.checks, stemmed, strict=True
+                )
             }
+        # Per slot, the texts of the watchlist's stemmed terms (None: not known).
+        self._stemmed: list[tuple[str, ...] | None] | None = []
+        self._terms: _TermSteps | None = terms
         unindexed: list[int] = []  # no required group: verified on every article
         for order, watchlist, outline in entries:
             slot = len(self.compiled)
             reused = known.get(id(watchlist))
+            texts: tuple[str, ...] | None = None
             if reused is not None and reused[0].watchlist is watchlist:
                 compiled, check = reused
             else:
-                try:
-                    plan, plans = _plans(watchlist, outline, language)
-                    other = alike.get(id(watchlist))
-                    if (
-                        other is not None
-                        and other[0].watchlist is watchlist
-                        and other[0].plan == plan
-                    ):
-                        compiled, check = other
-                    else:
-                        compiled, check = _completed(watchlist, outline, plan, plans), None
-                except Exception as error:  # one watchlist must never stop the others
-                    self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
-                    continue
+                other = alike.get(id(watchlist))
+                if other is not None and other[0].watchlist is not watchlist:
+                    other = None
+                if (
+                    other is not None
+                    and other[2] is not None
+                    and sibling_terms is not None
+                    and terms.stems_alike(other[2], sibling_terms)
+                ):
+                    compiled, check, texts = other
+                else:
+                    try:
+                        terms.stemmed.clear()
+                        plan, plans = _plans(watchlist, outline, language, terms)
+                        texts = tuple(terms.stemmed)
+                        if other is not None and other[0].plan == plan:
+                            compiled, check = other[0], other[1]
+                        else:
+                            compiled, check = _completed(watchlist, outline, plan, plans), None
+                    except Exception as error:  # one watchlist must never stop the others
+                        self.broken.append((order, watchlist, f"{type(error).__name__}: {error}"))
+                        continue
             self.compiled.append(compiled)
             self.orders.append(order)
             self.checks.append(check)
+            self._stemmed.append(texts)
             groups = compiled.groups
             if not groups:
                 unindexed.append(slot)
@@ -252,6 +287,11 @@ class _Partition:
             for slot, compiled in enumerate(self.compiled)
             if compiled.watchlist.languages
         }
+
+    def compiled_fully(self) -> None:
+        """Drop what was kept for a sibling (see the class)."""
+        self._stemmed = None
+        self._terms = None
 
     def check(self, slot: int) -> _Check:
         """The checker of the watchlist in ``slot``, built on first use (a race only builds

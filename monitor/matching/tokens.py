@@ -353,7 +353,12 @@ def term_variants(text: str) -> tuple[tuple[str, ...], ...]:
     if _JOINER.search(text) is None:
         # No apostrophe or hyphen: each word is its own token, split and joined alike
         # (what `_tokenize` gives, without its spans; 300,000 names are compiled at start).
-        words = tuple(map(fold, _COMPOUND.findall(text)))
+        # `fold` lower-cases an ASCII word and does nothing else to it (no apostrophe here).
+        words = (
+            tuple(_COMPOUND.findall(text.lower()))
+            if text.isascii()
+            else tuple(map(fold, _COMPOUND.findall(text)))
+        )
         return (words,) if words else ()
     return _variants_of_tokens(text)
 
