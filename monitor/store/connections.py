@@ -70,6 +70,8 @@ class Connections:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # Re-entrant: a write begun inside a write fails on SQLite's BEGIN, as it always did.
+        self._write_lock = threading.RLock()
         self._closed = False
 
     def connection(self) -> sqlite3.Connection:
@@ -124,17 +126,34 @@ class Connections:
 
     @contextmanager
     def write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction that takes the write lock up front."""
-        with self.errors(action):
-            conn = self.connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    self._rollback(conn)
-                raise
+        """One write transaction that takes the write lock up front.
+
+        Writers of this process queue on a lock of their own before asking SQLite's, and
+        each is woken as soon as the one before has committed. A connection that finds
+        SQLite's lock taken sleeps in its busy handler instead (1, 2, 5, 10 ... 100 ms,
+        not woken when the lock frees): with 64 poll threads each BEGIN IMMEDIATE or
+        COMMIT took 48 ms on average (3,000 polls of bench/bench_daemon_scale.py's feeds
+        under cProfile), against 1.5 ms for a commit alone. Other processes still meet
+        SQLite's lock and its busy timeout.
+        """
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise StorageError(
+                f"{action} failed in {self.path}: another write of this process held the "
+                f"database for more than {self.busy_timeout:g} s; it is tried again later"
+            )
+        try:
+            with self.errors(action):
+                conn = self.connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        self._rollback(conn)
+                    raise
+        finally:
+            self._write_lock.release()
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         try:
