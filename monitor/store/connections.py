@@ -28,10 +28,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a write waits for another connection's lock
 # SQLite's page cache is per connection, and the daemon has one connection per poll
-# thread (poll.concurrency, up to 64): at SQLite's default of 2 MiB each they held about
+# thread (poll.concurrency, up to 128): at SQLite's default of 2 MiB each they held about
 # 100 MiB of a 10,000-feed daemon (bench/bench_daemon_scale.py). Polls read a few pages
-# each, which the operating system's file cache serves as fast.
-PAGE_CACHE_KIB = 256
+# each, which the operating system's file cache serves as fast; and in WAL mode SQLite
+# empties a connection's cache when another one has committed since its last read, which
+# in a round of polls is nearly always. At 256 KiB a poll thread's connection held
+# 349 KiB, at 64 KiB 176 KiB (128 threads each reading 200 feeds' states).
+PAGE_CACHE_KIB = 64
 
 
 def explain_sqlite_error(error: sqlite3.Error, timeout: float) -> str:
