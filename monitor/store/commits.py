@@ -34,12 +34,14 @@ __all__ = ["GroupCommit"]
 
 
 class _Submitted(Generic[Item]):
-    __slots__ = ("error", "finished", "item")
+    __slots__ = ("error", "finished", "item", "woken")
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.finished = False
         self.error: BaseException | None = None
+        # Set when the item is finished, or when its thread is to commit the next group.
+        self.woken = threading.Event()
 
 
 class GroupCommit(Generic[Item]):
@@ -47,6 +49,11 @@ class GroupCommit(Generic[Item]):
 
     `write(conn, items)` writes items inside an open transaction; `describe(items)`
     says what is being written, for error messages ("saving the poll of feed #3").
+
+    One thread commits at a time, a group that begins with its own item; when it is
+    done it wakes the threads of its group and hands the next group to the thread of
+    the oldest item still queued. Each thread is woken once (a condition shared by all
+    woke every waiting poll thread at every commit).
     """
 
     def __init__(
@@ -61,36 +68,42 @@ class GroupCommit(Generic[Item]):
         self._write = write
         self._describe = describe
         self._most = most  # items in one transaction at most
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Submitted[Item]] = []
-        self._committing = False
+        self._committing = False  # a thread is committing, or has been handed the next group
         self.transactions = 0  # committed so far, for tests and benchmarks
 
     @property
     def waiting(self) -> int:
         """Items submitted and waiting for a transaction to take them."""
-        with self._changed:
+        with self._lock:
             return len(self._queue)
 
     def submit(self, item: Item) -> None:
         """Write `item`; return once it is committed, or raise what stopped it."""
         submitted = _Submitted(item)
-        with self._changed:
+        with self._lock:
             self._queue.append(submitted)
-        while True:
-            with self._changed:
-                while self._committing and not submitted.finished:
-                    self._changed.wait()
-                if submitted.finished:
-                    break
-                self._committing = True
+            leading = not self._committing
+            self._committing = True
+        if not leading:
+            submitted.woken.wait()
+        if not submitted.finished:  # this thread commits the next group, its item first
+            with self._lock:
                 group, self._queue = self._queue[: self._most], self._queue[self._most :]
+            following: _Submitted[Item] | None = None
             try:
                 self._commit(group)
             finally:
-                with self._changed:
-                    self._committing = False
-                    self._changed.notify_all()
+                with self._lock:
+                    if self._queue:
+                        following = self._queue[0]
+                    else:
+                        self._committing = False
+                for other in group:
+                    other.woken.set()
+                if following is not None:
+                    following.woken.set()
         if submitted.error is not None:
             raise submitted.error
 
