@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -266,3 +266,92 @@ def test_polls_recorded_from_many_threads_each_save_their_feed_row(tmp_path: Pat
         assert after[spec.url].next_poll == NOW + spec.interval
         assert after[spec.url].http_status == 304
     store.close()
+
+
+# --------------------------------------------------------------------------- shared connections
+
+
+def in_thread(work: Callable[[], object]) -> object:
+    """`work()` run in a new thread; its result, or what it raised."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    return outcome[0]
+
+
+def test_threads_that_only_read_and_write_share_a_connection(tmp_path: Path) -> None:
+    db = table(tmp_path / "t.db")  # this thread's own connection
+    for value in range(5):
+
+        def read_and_write(value: int = value) -> object:
+            rows = db.read("counting", "SELECT COUNT(*) FROM items")
+            with db.write(f"saving {value}") as conn:
+                insert(conn, [value])
+            return rows[0][0]
+
+        assert in_thread(read_and_write) == value
+    assert db.opened == 2  # this thread's, and the one the five threads took in turn
+    assert committed(tmp_path / "t.db") == list(range(5))
+    db.close()
+
+
+def test_a_read_inside_a_write_sees_the_write(tmp_path: Path) -> None:
+    db = table(tmp_path / "t.db")
+
+    def write_then_read() -> object:
+        with db.write("saving 7") as conn:
+            insert(conn, [7])
+            inside = db.read("reading back", "SELECT value FROM items")
+            assert db.connection() is conn
+        return [row[0] for row in inside]
+
+    assert in_thread(write_then_read) == [7]
+    db.close()
+
+
+def test_a_thread_with_its_own_connection_keeps_using_it(tmp_path: Path) -> None:
+    db = table(tmp_path / "t.db")
+    own = db.connection()
+    with db.write("saving 1") as conn:
+        assert conn is own
+        insert(conn, [1])
+    assert db.read("reading", "SELECT value FROM items")[0][0] == 1
+    assert db.opened == 1
+    db.close()
+
+
+def test_connections_in_use_by_threads_at_once_are_distinct(tmp_path: Path) -> None:
+    """Two threads each inside a write and a read at the same time: never one
+    connection for both (a spare is lent to one thread at a time)."""
+    path = tmp_path / "t.db"
+    table(path).close()
+    db = Connections(path, busy_timeout=10)
+    reading = threading.Barrier(2)
+    used: list[sqlite3.Connection] = []
+
+    def write() -> object:
+        with db.write("saving 1") as conn:
+            used.append(conn)
+            reading.wait(10)  # the other thread is reading meanwhile
+            insert(conn, [1])
+        return None
+
+    def read() -> object:
+        reading.wait(10)
+        return db.read("reading", "SELECT COUNT(*) FROM items")[0][0]
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert in_thread(read) == 0  # WAL: the uncommitted write is not seen elsewhere
+    writer.join(10)
+    assert db.opened == 2
+    assert committed(path) == [1]
+    db.close()
