@@ -3,8 +3,8 @@
 A thread hands its write to `GroupCommit.submit` and gets control back once the
 write is committed, or with the error that stopped it, exactly as with a
 transaction of its own. Meanwhile, if another thread is committing, its write
-waits in a queue; the next thread to commit takes every write queued so far into
-one transaction. A crash before that COMMIT loses the whole group, none of whose
+waits in a queue; the next thread to commit takes the writes queued so far (at most
+`most`) into one transaction. A crash before that COMMIT loses the whole group, none of whose
 threads had returned: what a caller was told is written, is.
 
 Why: at 10,000 feeds a round of unchanged polls is 10,000 transactions that each

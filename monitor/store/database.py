@@ -22,7 +22,9 @@
 
 Every poll of a feed is written by one call, `record(update)`, in one
 transaction: the decision of what changes was made beforehand, with no I/O,
-by `schedule.decide_update`.
+by `schedule.decide_update`. A poll that changes only its feed's row (a 304, an
+unchanged body, a failure) may share that transaction with other feeds' polls
+ending at the same time (`store.commits`), never one with new entries.
 """
 
 from __future__ import annotations
