@@ -24,7 +24,7 @@ Every poll of a feed is written by one call, `record(update)`, in one
 transaction: the decision of what changes was made beforehand, with no I/O,
 by `schedule.decide_update`. A poll that changes only its feed's row (a 304, an
 unchanged body, a failure) may share that transaction with other feeds' polls
-ending at the same time (`store.commits`), never one with new entries.
+ending at the same time (`store.commits`); a poll with new entries has its own.
 """
 
 from __future__ import annotations
