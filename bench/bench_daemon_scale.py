@@ -31,6 +31,11 @@ What it does, on this machine only (127.0.0.x):
    return at once, so that what is left is the schedule's own cost with --feeds feeds:
    the time and memory to create the feed jobs, and the wall and CPU time of a round
    in which every feed is due.
+6. `--raw-httpx` measures the floor instead: the same world and the same requests as a
+   round after the first (a conditional GET with the feed's ETag, and the new page of
+   the 10 % that gain an entry) sent by --concurrency threads with one bare
+   `httpx.Client`, nothing parsed or stored. It tells what --concurrency requests in
+   flight at --latency allow on this machine, whatever the daemon does.
 """
 
 from __future__ import annotations
@@ -521,6 +526,57 @@ def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+# --------------------------------------------------------------------------- bare httpx
+
+
+def raw_httpx_round(world: World, threads: int, number: int) -> None:
+    """A round's requests (after the first) from `threads` threads sharing one httpx
+    client: what that many requests in flight give, with nothing else to do."""
+    import queue
+
+    import httpx
+
+    etags = {
+        feed: '"'
+        + hashlib.sha1(feed_xml(world.url(feed).rsplit("/feed/", 1)[0], feed, 0)).hexdigest()[:16]
+        + '"'
+        for feed in range(world.feeds)
+        if feed_kind(feed) == "304"
+    }
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for feed in range(world.feeds):
+        todo.put(feed)
+    limits = httpx.Limits(max_connections=2 * threads, max_keepalive_connections=2 * threads)
+    statuses: dict[int, int] = {}
+    with httpx.Client(limits=limits, timeout=60) as client:
+
+        def work() -> None:
+            while True:
+                try:
+                    feed = todo.get_nowait()
+                except queue.Empty:
+                    return
+                url = world.url(feed)
+                etag = etags.get(feed)
+                response = client.get(url, headers={"If-None-Match": etag} if etag else {})
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                if feed_kind(feed) == "new":
+                    client.get(url.replace("/feed/", "/page/").replace(".xml", "/1.html"))
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        cpu, started = time.process_time(), time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(
+        f"\nbare httpx, round {number}: {threads} threads, {world.feeds} feeds in {wall:.1f} s, "
+        f"{world.feeds / wall:.0f} feeds/s, {1000 * cpu / world.feeds:.2f} ms CPU per feed "
+        f"(statuses {dict(sorted(statuses.items()))}); load average {_load()}"
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -536,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per round at most")
     parser.add_argument("--scheduler-only", action="store_true")
     parser.add_argument("--no-scheduler", action="store_true", help="skip the scheduler part")
+    parser.add_argument(
+        "--raw-httpx", action="store_true", help="the same requests from bare httpx threads"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the database and logs here")
     args = parser.parse_args(argv)
     directory = args.workdir or Path(tempfile.mkdtemp(prefix="monitor-daemon-scale-"))
@@ -545,6 +604,13 @@ def main(argv: list[str] | None = None) -> int:
         scheduler_only(args.feeds, directory)
         return 0
     world = World(args.feeds, args.hosts, args.latency)
+    if args.raw_httpx:
+        try:
+            for number in range(1, args.rounds + 1):
+                raw_httpx_round(world, args.concurrency, number)
+        finally:
+            world.close()
+        return 0
     try:
         config = write_config(
             directory, world, concurrency=args.concurrency, per_host=args.per_host

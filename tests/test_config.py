@@ -510,6 +510,13 @@ def test_poll_limits_are_consistent(tmp_path: Path) -> None:
     assert problem.endswith(":11:13: per_host (4) cannot exceed concurrency (2)")
 
 
+def test_poll_concurrency_goes_up_to_128(tmp_path: Path) -> None:
+    configured = load_config(write(tmp_path, with_minimal("poll:\n  concurrency: 128\n")))
+    assert configured.poll.concurrency == 128
+    problem = only_problem(tmp_path, with_minimal("poll:\n  concurrency: 129\n"))
+    assert problem.endswith(":10:16: poll.concurrency must be at most 128, got the number 129")
+
+
 def test_poll_workers_is_a_count_or_left_to_the_cores(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL)).poll.workers is None
     configured = load_config(write(tmp_path, with_minimal("poll:\n  workers: 2\n")))

@@ -314,7 +314,7 @@ class _PollModel(_Section):
     timeout: Timeout = timedelta(seconds=PollSettings.timeout)
     connect_timeout: Timeout = timedelta(seconds=PollSettings.connect_timeout)
     max_bytes: Annotated[int, BeforeValidator(_size)] = PollSettings.max_bytes
-    concurrency: Annotated[int, Field(ge=1, le=64)] = PollSettings.concurrency
+    concurrency: Annotated[int, Field(ge=1, le=128)] = PollSettings.concurrency
     per_host: Annotated[int, Field(ge=1, le=16)] = PollSettings.per_host
     user_agent: Text = PollSettings.user_agent
     max_sitemap_urls: Annotated[int, Field(ge=1, le=10000)] = PollSettings.max_sitemap_urls

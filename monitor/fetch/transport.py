@@ -37,6 +37,7 @@ __all__ = [
     "TRUSTED_HOP",
     "AddressBlocked",
     "GuardedBackend",
+    "LinearConnectionPool",
     "PooledTransport",
     "RoutingTransport",
     "fetch_cutoff",
@@ -45,6 +46,10 @@ __all__ = [
 
 # Connections a pool keeps (open or idle) per request slot (`FetchLimits.concurrency`).
 KEPT_CONNECTIONS_PER_SLOT = 2
+
+# How often the pool looks at every idle connection for an expired keep-alive or a server
+# that closed it; the connection a request is about to reuse is always looked at first.
+IDLE_SWEEP_SECONDS = 1.0
 
 # --------------------------------------------------------------------------- deadline
 
@@ -175,6 +180,93 @@ class GuardedBackend(httpcore.SyncBackend):
         return addresses
 
 
+class LinearConnectionPool(httpcore.ConnectionPool):
+    """httpcore's connection pool, with its assignment of requests to connections in one
+    pass over the connections instead of a pass per connection.
+
+    httpcore 1.0 runs `_assign_requests_to_connections` twice per request, under the
+    pool's lock; it counted the connections again for each idle connection (quadratic)
+    and polled every idle socket. With 128 connections (64 requests in flight) that was
+    about 2,800 method calls and 40 `poll()` calls per pass, while the other polling
+    threads queued on the lock (3,000 polls of bench/bench_daemon_scale.py's feeds under
+    cProfile: 17.7 million `is_idle` calls). The upstream fix (encode/httpcore#1035) is
+    not released. Here:
+
+    * closed connections are dropped in one pass, and idle ones beyond
+      `max_keepalive_connections` closed, oldest first (httpcore compared the count of
+      all connections with it; the fetcher keeps as many alive as it allows, so no idle
+      connection is closed for this in either);
+    * the connection chosen for a request is checked for an expired keep-alive or a
+      server-side close (`has_expired`) before it is used, as every idle one was before;
+      the other idle connections are checked at most every IDLE_SWEEP_SECONDS, so an
+      expired one is closed that much later at most;
+    * the rest (which connection is picked, when one is created or an idle one closed to
+      make room) is httpcore's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_sweep = 0.0
+
+    def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
+        closing: list[httpcore.ConnectionInterface] = []
+        now = time.monotonic()
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + IDLE_SWEEP_SECONDS
+        kept: list[httpcore.ConnectionInterface] = []
+        idle = 0
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            if connection.is_idle():
+                if sweep and connection.has_expired():
+                    closing.append(connection)
+                    continue
+                idle += 1
+            kept.append(connection)
+        surplus = idle - self._max_keepalive_connections
+        if surplus > 0:  # the oldest idle connections go first
+            for connection in kept:
+                if surplus and connection.is_idle():
+                    closing.append(connection)
+                    surplus -= 1
+            kept = [connection for connection in kept if connection not in closing]
+        self._connections[:] = kept
+
+        for pool_request in [request for request in self._requests if request.is_queued()]:
+            origin = pool_request.request.url.origin
+            reused = self._available(origin, closing)
+            if reused is not None:
+                pool_request.assign_to_connection(reused)
+                continue
+            if len(self._connections) >= self._max_connections:
+                spare = next((each for each in self._connections if each.is_idle()), None)
+                if spare is None:
+                    continue  # the request waits for a connection to be handed back
+                self._connections.remove(spare)  # closed to make room for this origin
+                closing.append(spare)
+            created = self.create_connection(origin)
+            self._connections.append(created)
+            pool_request.assign_to_connection(created)
+        return closing
+
+    def _available(
+        self, origin: httpcore.Origin, closing: list[httpcore.ConnectionInterface]
+    ) -> httpcore.ConnectionInterface | None:
+        """The first connection that can take a request to `origin` now; the expired ones
+        met on the way are moved to `closing`."""
+        for connection in list(self._connections):
+            if not (connection.can_handle_request(origin) and connection.is_available()):
+                continue
+            if connection.is_idle() and connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+                continue
+            return connection
+        return None
+
+
 class PooledTransport(httpx.HTTPTransport):
     """httpx's transport with its connection pool rebuilt around our network backend.
 
@@ -192,7 +284,7 @@ class PooledTransport(httpx.HTTPTransport):
         # site's idle connection to open another's: one request in six paid a new TCP (and
         # TLS) handshake in bench_poll.py --world small. Twice as many stay open.
         connections = KEPT_CONNECTIONS_PER_SLOT * limits.concurrency
-        self._pool = httpcore.ConnectionPool(
+        self._pool = LinearConnectionPool(
             ssl_context=ssl_context,
             max_connections=connections,
             max_keepalive_connections=connections,

@@ -22,7 +22,9 @@
 
 Every poll of a feed is written by one call, `record(update)`, in one
 transaction: the decision of what changes was made beforehand, with no I/O,
-by `schedule.decide_update`.
+by `schedule.decide_update`. A poll that changes only its feed's row (a 304, an
+unchanged body, a failure) may share that transaction with other feeds' polls
+ending at the same time (`store.commits`); a poll with new entries has its own.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from monitor.models import (
     StoryCopy,
     WatchlistFailures,
 )
+from monitor.store.commits import GroupCommit
 from monitor.store.connections import DEFAULT_BUSY_TIMEOUT, Connections
 from monitor.store.rows import (
     article_keys,
@@ -154,6 +157,7 @@ class Store:
         self._alert_routes: AlertRoutes = {}
         self._stories = StoryTracker()
         self._db = Connections(self.path, busy_timeout=busy_timeout, read_only=read_only)
+        self._feed_polls = GroupCommit(self._db, _save_feed_states, _describe_polls)
         if read_only:
             self._check_readable()
             return
@@ -351,6 +355,11 @@ class Store:
         The validators advance together with the entries, so a crash can never
         leave a feed whose ETag says "seen" while its entries are missing.
         """
+        if not update.new:
+            # Only the feed's row changes (a 304, an unchanged body, a failure): committed
+            # with the other polls that end meanwhile, and returned once committed.
+            self._feed_polls.submit(update)
+            return PollCounts()
         signed = any(item.signature for item in update.new)
         if not signed:
             return self._record(update, signed)
@@ -370,41 +379,7 @@ class Store:
             if signed:
                 self._stories.sync(conn, update.polled_at)
             counts = self._insert_new(conn, feed_id, update) if update.new else PollCounts()
-            conn.execute(
-                """
-                UPDATE feeds SET title = ?, etag = ?, last_modified = ?, body_hash = ?,
-                    last_poll = ?, last_success = ?, http_status = ?, last_error = ?,
-                    error_count = ?, next_poll = ?, last_full_fetch = ?
-                WHERE id = ?
-                """,
-                [
-                    update.title,
-                    update.validators.etag,
-                    update.validators.last_modified,
-                    update.body_hash,
-                    to_db(update.polled_at),
-                    to_db(update.last_success),
-                    update.http_status,
-                    update.error,
-                    update.error_count,
-                    to_db(update.next_poll),
-                    to_db(update.last_full_fetch),
-                    feed_id,
-                ],
-            )
-            conn.execute(
-                """
-                UPDATE feeds SET failing_since = ?, gone_since = ?, moved_to = ?, moved_since = ?
-                WHERE id = ?
-                """,
-                [
-                    to_db(update.failing_since),
-                    to_db(update.gone_since),
-                    update.moved_to,
-                    to_db(update.moved_since),
-                    feed_id,
-                ],
-            )
+            _save_feed_states(conn, [update])
         return counts
 
     def _insert_new(self, conn: sqlite3.Connection, feed_id: int, update: FeedUpdate) -> PollCounts:
@@ -1165,6 +1140,57 @@ class Store:
             created_at=required_time(digest["created_at"]),
             attempts=digest["attempts"],
         )
+
+
+def _save_feed_states(conn: sqlite3.Connection, updates: Sequence[FeedUpdate]) -> None:
+    """The feed rows of polls, inside the caller's transaction."""
+    conn.executemany(
+        """
+        UPDATE feeds SET title = ?, etag = ?, last_modified = ?, body_hash = ?,
+            last_poll = ?, last_success = ?, http_status = ?, last_error = ?,
+            error_count = ?, next_poll = ?, last_full_fetch = ?
+        WHERE id = ?
+        """,
+        [
+            [
+                update.title,
+                update.validators.etag,
+                update.validators.last_modified,
+                update.body_hash,
+                to_db(update.polled_at),
+                to_db(update.last_success),
+                update.http_status,
+                update.error,
+                update.error_count,
+                to_db(update.next_poll),
+                to_db(update.last_full_fetch),
+                update.feed_id,
+            ]
+            for update in updates
+        ],
+    )
+    conn.executemany(
+        """
+        UPDATE feeds SET failing_since = ?, gone_since = ?, moved_to = ?, moved_since = ?
+        WHERE id = ?
+        """,
+        [
+            [
+                to_db(update.failing_since),
+                to_db(update.gone_since),
+                update.moved_to,
+                to_db(update.moved_since),
+                update.feed_id,
+            ]
+            for update in updates
+        ],
+    )
+
+
+def _describe_polls(updates: Sequence[FeedUpdate]) -> str:
+    if len(updates) == 1:
+        return f"saving the {updates[0].outcome.words} poll of feed #{updates[0].feed_id}"
+    return f"saving the polls of {len(updates)} feeds"
 
 
 def _article_by_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> int | None:
