@@ -29,13 +29,8 @@ ending at the same time (`store.commits`); a poll with new entries has its own.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import re
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -43,18 +38,12 @@ from typing import Any, Self
 
 import sqlite_utils
 
-from monitor.config.settings import DEFAULT_DIGEST_NAME
 from monitor.errors import StorageError
 from monitor.health import FeedHealth, FeedHistory, assess, not_polled
 from monitor.matching.relevance import MODEL_VERSION
 from monitor.models import (
-    AlertDestinationStatus,
-    AlertFailure,
     AlertRoutes,
-    AlertTarget,
     ArticleText,
-    ClaimedDigest,
-    DueAlert,
     Entry,
     FeedSpec,
     FeedState,
@@ -63,16 +52,18 @@ from monitor.models import (
     PollCounts,
     StoredArticle,
     StoredHit,
-    StoryCopy,
     WatchlistFailures,
 )
+from monitor.store.alerts import AlertRecords
 from monitor.store.commits import GroupCommit
 from monitor.store.connections import DEFAULT_BUSY_TIMEOUT, Connections
+from monitor.store.digests import DigestRecords
 from monitor.store.rows import (
+    HIT_COLUMNS,
+    HIT_JOINS,
     article_keys,
     article_text,
     feed_state,
-    from_db,
     insert_failure,
     insert_hit,
     lastrowid,
@@ -80,13 +71,11 @@ from monitor.store.rows import (
     required_time,
     stored_article,
     stored_hit,
-    story_copy,
     to_db,
+    with_copies,
 )
 from monitor.store.schema import MIGRATIONS
 from monitor.store.story_index import StoryTracker
-
-log = logging.getLogger(__name__)
 
 _ARTICLE_PAGE = 200  # rows per query when streaming articles for a backfill
 HISTORY_ARRIVALS = 30  # arrivals of new entries per feed from which its usual gap is judged
@@ -96,54 +85,12 @@ _ARTICLE_COLUMNS = "articles.*, COALESCE(feeds.title, feeds.url) AS feed"
 _ARTICLE_JOINS = "FROM articles JOIN feeds ON feeds.id = articles.first_feed_id"
 
 
-def _message_id(db_path: Path, key: str) -> str:
-    digest = hashlib.sha256(f"{db_path}{key}".encode()).hexdigest()[:12]
-    safe_key = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-    return f"<digest-{safe_key}-{digest}@monitor.local>"
-
-
-_HIT_COLUMNS = """
-    hits.id AS hit_id, hits.watchlist, hits.article_id, hits.matched, hits.snippets,
-    hits.found_at, hits.backfilled, hits.relevance, hits.in_passing, hits.evidence,
-    articles.title, articles.url, articles.published,
-    COALESCE(feeds.title, feeds.url) AS feed
-"""
-_HIT_JOINS = """
-    FROM hits
-    JOIN articles ON articles.id = hits.article_id
-    JOIN feeds ON feeds.id = articles.first_feed_id
-"""
 _FEED_COLUMNS = """
     feeds.*, (SELECT COUNT(*) FROM entries WHERE entries.feed_id = feeds.id) AS entry_count
 """
 
 
-def _recorded_since(conn: sqlite3.Connection, name: str) -> tuple[bool, str]:
-    """(recorded, since) of the digest `name`: where its hits start, or for a digest not
-    yet recorded, where they would (the last time any digest was made; "" for the first)."""
-    row = conn.execute("SELECT since FROM digest_names WHERE name = ?", [name]).fetchone()
-    if row is not None:
-        return True, str(row["since"])
-    latest = conn.execute("SELECT MAX(created_at) FROM digests").fetchone()[0]
-    return False, latest or ""
-
-
-def _unsent(name: str, since: str, watchlists: Collection[str] | None) -> tuple[str, list[Any]]:
-    """SQL condition on `hits`: the hits the digest `name` should carry and has not."""
-    where = """
-        hits.quiet = 0 AND hits.found_at >= ?
-        AND NOT EXISTS (
-            SELECT 1 FROM digest_hits WHERE digest_hits.name = ? AND digest_hits.hit_id = hits.id
-        )
-    """
-    parameters: list[Any] = [since, name]
-    if watchlists is not None:
-        where += " AND hits.watchlist IN (SELECT value FROM json_each(?))"
-        parameters.append(json.dumps(sorted(watchlists)))
-    return where, parameters
-
-
-class Store:
+class Store(AlertRecords, DigestRecords):
     """Typed access to the database. Safe to share between threads."""
 
     def __init__(
@@ -459,186 +406,6 @@ class Store:
                 insert_failure(conn, article_id, article.url or entry.link, failure, found_at)
         return PollCounts(new_entries=new_entries, new_articles=new_articles, new_hits=new_hits)
 
-    # ------------------------------------------------------------------ alerts
-
-    def set_alert_routes(self, routes: AlertRoutes) -> None:
-        """Announce new hits of these watchlists to these destinations from the next
-        `record` on (set from the configuration at start and at each reload)."""
-        self._alert_routes = dict(routes)
-
-    def _queue_alerts(
-        self,
-        conn: sqlite3.Connection,
-        article_id: int,
-        watchlist: str,
-        targets: Sequence[AlertTarget],
-        found_at: str | None,
-    ) -> None:
-        # Same transaction as the hit: either both are stored or neither.
-        hit_id = conn.execute(
-            "SELECT id FROM hits WHERE article_id = ? AND watchlist = ?", [article_id, watchlist]
-        ).fetchone()["id"]
-        conn.executemany(
-            """
-            INSERT OR IGNORE INTO alert_deliveries
-                (hit_id, alert, url_key, destination, next_attempt, created_at)
-            VALUES (?, ?, ?, ?, ?, ?)
-            """,
-            [
-                (hit_id, target.alert, target.url_key, target.destination, found_at, found_at)
-                for target in targets
-            ],
-        )
-
-    def due_alerts(self, now: datetime, *, limit: int = 1000) -> list[DueAlert]:
-        """Deliveries waiting to be tried at `now`, the longest waiting first."""
-        rows = self._db.read(
-            "listing alerts to send",
-            f"""
-            SELECT {_HIT_COLUMNS}, alert_deliveries.id AS delivery_id, alert_deliveries.alert,
-                alert_deliveries.url_key, alert_deliveries.destination,
-                alert_deliveries.attempts, alert_deliveries.created_at AS delivery_created
-            FROM alert_deliveries
-            JOIN hits ON hits.id = alert_deliveries.hit_id
-            JOIN articles ON articles.id = hits.article_id
-            JOIN feeds ON feeds.id = articles.first_feed_id
-            WHERE alert_deliveries.state = 'pending' AND alert_deliveries.next_attempt <= ?
-            ORDER BY alert_deliveries.next_attempt, alert_deliveries.id
-            LIMIT ?
-            """,
-            [to_db(now), limit],
-        )
-        return [
-            DueAlert(
-                delivery_id=row["delivery_id"],
-                hit=stored_hit(row),
-                alert=row["alert"],
-                url_key=row["url_key"],
-                destination=row["destination"],
-                attempts=row["attempts"],
-                created_at=required_time(row["delivery_created"]),
-            )
-            for row in rows
-        ]
-
-    def alert_sent(self, delivery_id: int, *, now: datetime) -> None:
-        """The destination accepted the alert: it is never sent again."""
-        with self._db.write(f"marking alert delivery #{delivery_id} as sent") as conn:
-            conn.execute(
-                """
-                UPDATE alert_deliveries SET state = 'sent', sent_at = ?, finished_at = ?,
-                    attempts = attempts + 1, last_error = NULL
-                WHERE id = ? AND state = 'pending'
-                """,
-                [to_db(now), to_db(now), delivery_id],
-            )
-
-    def alert_failed(
-        self, delivery_id: int, *, now: datetime, error: str, retry_at: datetime | None
-    ) -> None:
-        """An attempt failed: try again at `retry_at`, or give up (state failed) when None."""
-        with self._db.write(f"recording a failed alert delivery #{delivery_id}") as conn:
-            if retry_at is None:
-                conn.execute(
-                    """
-                    UPDATE alert_deliveries SET state = 'failed', finished_at = ?,
-                        attempts = attempts + 1, last_error = ?
-                    WHERE id = ? AND state = 'pending'
-                    """,
-                    [to_db(now), error, delivery_id],
-                )
-            else:
-                conn.execute(
-                    """
-                    UPDATE alert_deliveries SET next_attempt = ?, attempts = attempts + 1,
-                        last_error = ?
-                    WHERE id = ? AND state = 'pending'
-                    """,
-                    [to_db(retry_at), error, delivery_id],
-                )
-
-    def alert_cancelled(self, delivery_id: int, *, now: datetime, reason: str) -> None:
-        """Never to be sent: its destination left the configuration (the digest still has the hit)."""
-        with self._db.write(f"cancelling alert delivery #{delivery_id}") as conn:
-            conn.execute(
-                """
-                UPDATE alert_deliveries SET state = 'cancelled', finished_at = ?, last_error = ?
-                WHERE id = ? AND state = 'pending'
-                """,
-                [to_db(now), reason, delivery_id],
-            )
-
-    def failed_alerts(self, since: datetime) -> list[AlertFailure]:
-        """Destinations whose alerts were given up on at or after `since`, for the digest's
-        health section: how many hits each missed, and the last error."""
-        rows = self._db.read(
-            "listing failed alerts",
-            """
-            SELECT alert, url_key, COUNT(*) AS hits, MIN(finished_at) AS since,
-                (SELECT destination FROM alert_deliveries AS latest
-                 WHERE latest.alert = failed.alert AND latest.url_key = failed.url_key
-                   AND latest.state = 'failed' ORDER BY latest.finished_at DESC, latest.id DESC
-                 LIMIT 1) AS destination,
-                (SELECT last_error FROM alert_deliveries AS latest
-                 WHERE latest.alert = failed.alert AND latest.url_key = failed.url_key
-                   AND latest.state = 'failed' ORDER BY latest.finished_at DESC, latest.id DESC
-                 LIMIT 1) AS last_error
-            FROM alert_deliveries AS failed
-            WHERE state = 'failed' AND finished_at >= ?
-            GROUP BY alert, url_key
-            ORDER BY alert, destination
-            """,
-            [to_db(since)],
-        )
-        return [
-            AlertFailure(
-                alert=row["alert"],
-                destination=row["destination"],
-                hits=row["hits"],
-                last_error=row["last_error"] or "",
-                since=required_time(row["since"]),
-            )
-            for row in rows
-        ]
-
-    def alert_statuses(self) -> list[AlertDestinationStatus]:
-        """Every destination that ever had a delivery: counts by state, last success,
-        the latest error and the next try."""
-        rows = self._db.read(
-            "summarising alert deliveries",
-            """
-            SELECT alert, url_key,
-                (SELECT destination FROM alert_deliveries AS latest
-                 WHERE latest.alert = d.alert AND latest.url_key = d.url_key
-                 ORDER BY latest.id DESC LIMIT 1) AS destination,
-                SUM(state = 'pending') AS pending, SUM(state = 'sent') AS sent,
-                SUM(state = 'failed') AS failed, MAX(sent_at) AS last_sent,
-                MIN(CASE WHEN state = 'pending' THEN next_attempt END) AS next_attempt,
-                (SELECT last_error FROM alert_deliveries AS latest
-                 WHERE latest.alert = d.alert AND latest.url_key = d.url_key
-                   AND latest.last_error IS NOT NULL AND latest.state IN ('pending', 'failed')
-                 ORDER BY COALESCE(latest.finished_at, latest.next_attempt) DESC, latest.id DESC
-                 LIMIT 1) AS last_error
-            FROM alert_deliveries AS d
-            GROUP BY alert, url_key
-            ORDER BY alert, destination
-            """,
-        )
-        return [
-            AlertDestinationStatus(
-                alert=row["alert"],
-                url_key=row["url_key"],
-                destination=row["destination"],
-                pending=row["pending"],
-                sent=row["sent"],
-                failed=row["failed"],
-                last_sent=from_db(row["last_sent"]),
-                last_error=row["last_error"],
-                next_attempt=from_db(row["next_attempt"]),
-            )
-            for row in rows
-        ]
-
     # ------------------------------------------------------------------ hits and backfill
 
     def hits(
@@ -656,11 +423,11 @@ class Store:
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._db.read(
             "listing hits",
-            f"SELECT {_HIT_COLUMNS} {_HIT_JOINS} {where} ORDER BY hits.found_at DESC, hits.id DESC",
+            f"SELECT {HIT_COLUMNS} {HIT_JOINS} {where} ORDER BY hits.found_at DESC, hits.id DESC",
             parameters,
         )
         with self._db.errors("reading the other copies of the hits' stories"):
-            return _with_copies(self._db.connection(), [stored_hit(row) for row in rows])
+            return with_copies(self._db.connection(), [stored_hit(row) for row in rows])
 
     def articles_since(self, since: datetime | None) -> Iterator[tuple[int, ArticleText, str]]:
         """(article id, text, feed name) of articles first seen at or after `since`, oldest first,
@@ -891,256 +658,6 @@ class Store:
             )
             yield from map(stored_article, rows)
 
-    # ------------------------------------------------------------------ digests
-
-    def claim_digest(
-        self,
-        key: str,
-        *,
-        now: datetime,
-        name: str = DEFAULT_DIGEST_NAME,
-        watchlists: Collection[str] | None = None,
-        passed_over: Collection[str] = (),
-        allow_empty: bool = False,
-    ) -> ClaimedDigest | None:
-        """Reserve for the digest `name` the hits of its period `key`.
-
-        Each digest has its own exactly-once record: a hit goes out once in every
-        digest whose `watchlists` (None: all) include its watchlist, and only in digests
-        that existed when it was found (see `_digest_since`). Returns, in order of
-        precedence:
-
-        1. a digest of `name` left in state ``sending`` by a crash or an uncertain send,
-           *whatever its key*, unless its key is in `passed_over` (already tried by the
-           caller), with its own hits and Message-ID: send it again, then finish or
-           release it using ``claimed.key`` and claim again;
-        2. None if `key` was already sent or ran empty, or is itself left sending;
-        3. a new digest holding every hit of its watchlists it has not carried yet
-           (quiet backfills excepted), or None after recording `key` as empty; with
-           `allow_empty` (something else to report), a digest without hits instead.
-        """
-        message_id = _message_id(self.path, key)
-        skipped = list(passed_over)
-        with self._db.write(f"claiming digest {key}") as conn:
-            stuck = conn.execute(
-                f"""
-                SELECT * FROM digests
-                WHERE name = ? AND state = 'sending'
-                    AND key NOT IN ({", ".join("?" * len(skipped))})
-                ORDER BY created_at, key LIMIT 1
-                """,
-                [name, *skipped],
-            ).fetchone()
-            if stuck is not None:
-                conn.execute(
-                    "UPDATE digests SET attempts = attempts + 1 WHERE key = ?", [stuck["key"]]
-                )
-                return self._claimed(conn, stuck["key"])
-            row = conn.execute("SELECT state FROM digests WHERE key = ?", [key]).fetchone()
-            if row is not None and row["state"] in ("sent", "empty", "sending"):
-                return None
-            since = self._digest_since(conn, name, now)
-            where, parameters = _unsent(name, since, watchlists)
-            pending = conn.execute(f"SELECT COUNT(*) FROM hits WHERE {where}", parameters)
-            count = pending.fetchone()[0]
-            state = "sending" if count or allow_empty else "empty"
-            # A failed earlier attempt keeps its row (and Message-ID): it was never delivered.
-            conn.execute(
-                """
-                INSERT INTO digests (key, name, message_id, state, created_at, attempts)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (key) DO UPDATE SET state = excluded.state,
-                    attempts = attempts + excluded.attempts
-                """,
-                [key, name, message_id, state, to_db(now), 1 if state == "sending" else 0],
-            )
-            if state == "empty":
-                return None
-            conn.execute(
-                f"""
-                INSERT INTO digest_hits (name, hit_id, digest_key)
-                SELECT ?, id, ? FROM hits WHERE {where}
-                """,
-                [name, key, *parameters],
-            )
-            # The first digest to carry a hit is also noted on the hit (`monitor hits`).
-            conn.execute(
-                """
-                UPDATE hits SET digest_key = ? WHERE digest_key IS NULL
-                    AND id IN (SELECT hit_id FROM digest_hits WHERE digest_key = ?)
-                """,
-                [key, key],
-            )
-            return self._claimed(conn, key)
-
-    def _digest_since(self, conn: sqlite3.Connection, name: str, now: datetime) -> str:
-        """Where the hits of the digest `name` start, recorded when it is first seen: the
-        last time any digest was made. A digest added to the configuration carries the
-        hits no digest has looked at yet, not a backlog that others already sent; the
-        first digest of a database carries every hit."""
-        known, since = _recorded_since(conn, name)
-        if known:
-            return since
-        conn.execute(
-            "INSERT INTO digest_names (name, since, registered_at) VALUES (?, ?, ?)",
-            [name, since, to_db(now)],
-        )
-        return since
-
-    def register_digest(self, name: str, *, now: datetime) -> datetime | None:
-        """Note that the digest `name` exists from `now`, if it was not known; returns when
-        it was first seen (None for the digest that predates this record). The daemon
-        calls it before asking whether the digest is due: a new digest's first issue is
-        at its first scheduled time after that, not at once."""
-        with self._db.write(f"registering digest {name}") as conn:
-            self._digest_since(conn, name, now)
-            row = conn.execute(
-                "SELECT registered_at FROM digest_names WHERE name = ?", [name]
-            ).fetchone()
-        return from_db(row["registered_at"] or None)
-
-    def digest_registered(self, name: str) -> tuple[bool, datetime | None]:
-        """(known, first seen) of the digest `name`, without recording anything."""
-        rows = self._db.read(
-            f"reading digest {name}",
-            "SELECT registered_at FROM digest_names WHERE name = ?",
-            [name],
-        )
-        if not rows:
-            return False, None
-        return True, from_db(rows[0]["registered_at"] or None)
-
-    def preview_digest(
-        self,
-        *,
-        now: datetime,
-        name: str = DEFAULT_DIGEST_NAME,
-        watchlists: Collection[str] | None = None,
-    ) -> ClaimedDigest | None:
-        """What a new digest `name` would hold now (for ``--dry-run``); claims and records
-        nothing. A digest left ``sending`` by a crash is not included: it is re-sent as it was.
-        """
-        with self._db.errors(f"previewing digest {name}"):
-            conn = self._db.connection()
-            _, since = _recorded_since(conn, name)
-            where, parameters = _unsent(name, since, watchlists)
-            rows = conn.execute(
-                f"SELECT {_HIT_COLUMNS} {_HIT_JOINS} WHERE {where} ORDER BY hits.id", parameters
-            ).fetchall()
-        if not rows:
-            return None
-        with self._db.errors("reading the other copies of the hits' stories"):
-            hits = _with_copies(self._db.connection(), [stored_hit(row) for row in rows])
-        return ClaimedDigest(
-            key="preview",
-            message_id=_message_id(self.path, "preview"),
-            hits=tuple(hits),
-            created_at=now,
-            attempts=0,
-        )
-
-    def pending_digest(self, name: str | None = None) -> ClaimedDigest | None:
-        """A digest (of `name`, or any) left in state ``sending`` (killed or uncertain
-        mid-send), if any."""
-        rows = self._db.read(
-            "looking for an unfinished digest",
-            """
-            SELECT key FROM digests WHERE state = 'sending' AND (? IS NULL OR name = ?)
-            ORDER BY created_at, key LIMIT 1
-            """,
-            [name, name],
-        )
-        if not rows:
-            return None
-        with self._db.errors(f"reading digest {rows[0]['key']}"):
-            return self._claimed(self._db.connection(), rows[0]["key"])
-
-    def last_digest_done(self, name: str) -> datetime | None:
-        """When the digest `name` last ran to the end: sent, or found nothing to send.
-        A scheduled period that starts before this is not due any more."""
-        rows = self._db.read(
-            f"reading the history of digest {name}",
-            """
-            SELECT MAX(COALESCE(sent_at, created_at)) AS done FROM digests
-            WHERE name = ? AND state IN ('sent', 'empty')
-            """,
-            [name],
-        )
-        return from_db(rows[0]["done"]) if rows else None
-
-    def last_digest_sent(self, name: str) -> datetime | None:
-        """When the digest `name` was last delivered: where its next issue's period starts."""
-        rows = self._db.read(
-            f"reading the history of digest {name}",
-            "SELECT MAX(sent_at) AS sent FROM digests WHERE name = ? AND state = 'sent'",
-            [name],
-        )
-        return from_db(rows[0]["sent"]) if rows else None
-
-    def finish_digest(self, key: str, *, now: datetime) -> None:
-        """The message was accepted (or written): its hits are sent for good."""
-        with self._db.write(f"marking digest {key} as sent") as conn:
-            state = self._digest_state(conn, key)
-            if state == "sent":
-                return
-            if state != "sending":
-                raise StorageError(
-                    f"digest {key} in {self.path} is {state}, not being sent: "
-                    "only a claimed digest can be finished"
-                )
-            conn.execute(
-                "UPDATE digests SET state = 'sent', sent_at = ?, error = NULL WHERE key = ?",
-                [to_db(now), key],
-            )
-
-    def release_digest(self, key: str, *, now: datetime, error: str) -> None:
-        """Sending definitely failed: detach the hits so the next digest carries them."""
-        with self._db.write(f"releasing digest {key}") as conn:
-            state = self._digest_state(conn, key)
-            if state != "sending":
-                raise StorageError(
-                    f"digest {key} in {self.path} is {state}, not being sent: "
-                    "only a claimed digest can be released"
-                )
-            conn.execute("UPDATE hits SET digest_key = NULL WHERE digest_key = ?", [key])
-            conn.execute("DELETE FROM digest_hits WHERE digest_key = ?", [key])
-            conn.execute(
-                "UPDATE digests SET state = 'failed', error = ? WHERE key = ?",
-                [f"{to_db(now)}: {error}", key],
-            )
-
-    def digest_done_for(self, key: str) -> bool:
-        """True when a digest with this key was sent, or ran with nothing to send."""
-        rows = self._db.read(
-            f"reading digest {key}", "SELECT state FROM digests WHERE key = ?", [key]
-        )
-        return bool(rows) and rows[0]["state"] in ("sent", "empty")
-
-    def _digest_state(self, conn: sqlite3.Connection, key: str) -> str:
-        row = conn.execute("SELECT state FROM digests WHERE key = ?", [key]).fetchone()
-        if row is None:
-            raise StorageError(f"no digest with key {key} in {self.path}: claim it first")
-        state: str = row["state"]
-        return state
-
-    def _claimed(self, conn: sqlite3.Connection, key: str) -> ClaimedDigest:
-        digest = conn.execute("SELECT * FROM digests WHERE key = ?", [key]).fetchone()
-        rows = conn.execute(
-            f"""
-            SELECT {_HIT_COLUMNS} {_HIT_JOINS}
-            JOIN digest_hits ON digest_hits.hit_id = hits.id
-            WHERE digest_hits.digest_key = ? ORDER BY hits.id
-            """,
-            [key],
-        ).fetchall()
-        return ClaimedDigest(
-            key=key,
-            message_id=digest["message_id"],
-            hits=tuple(_with_copies(conn, [stored_hit(row) for row in rows])),
-            created_at=required_time(digest["created_at"]),
-            attempts=digest["attempts"],
-        )
-
 
 def _save_feed_states(conn: sqlite3.Connection, updates: Sequence[FeedUpdate]) -> None:
     """The feed rows of polls, inside the caller's transaction."""
@@ -1208,40 +725,3 @@ def _article_by_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> int | Non
         if row is not None:
             return int(row[0])
     return None
-
-
-def _with_copies(conn: sqlite3.Connection, hits: Sequence[StoredHit]) -> list[StoredHit]:
-    """`hits` with `also_in` filled: the other articles of each hit's story, oldest first."""
-    article_ids = sorted({hit.article_id for hit in hits})
-    story_of: dict[int, int] = {}
-    copies: dict[int, list[tuple[int, StoryCopy]]] = {}
-    for start in range(0, len(article_ids), 500):
-        chunk = article_ids[start : start + 500]
-        rows = conn.execute(
-            f"""
-            SELECT articles.id, articles.story_id, articles.url, articles.title,
-                   COALESCE(feeds.title, feeds.url) AS feed
-            FROM articles JOIN feeds ON feeds.id = articles.first_feed_id
-            WHERE articles.story_id IN (
-                SELECT story_id FROM articles WHERE id IN ({", ".join("?" * len(chunk))})
-            )
-            ORDER BY articles.first_seen, articles.id
-            """,
-            chunk,
-        ).fetchall()
-        for row in rows:
-            story_of[row["id"]] = row["story_id"]
-            members = copies.setdefault(row["story_id"], [])
-            if all(member_id != row["id"] for member_id, _ in members):
-                members.append((row["id"], story_copy(row)))
-    return [
-        replace(
-            hit,
-            also_in=tuple(
-                copy
-                for member_id, copy in copies.get(story_of.get(hit.article_id, -1), [])
-                if member_id != hit.article_id
-            ),
-        )
-        for hit in hits
-    ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from monitor.errors import StorageError
@@ -187,3 +189,53 @@ def stored_hit(row: sqlite3.Row) -> StoredHit:
         in_passing=bool(row["in_passing"]),
         evidence=row["evidence"],
     )
+
+
+HIT_COLUMNS = """
+    hits.id AS hit_id, hits.watchlist, hits.article_id, hits.matched, hits.snippets,
+    hits.found_at, hits.backfilled, hits.relevance, hits.in_passing, hits.evidence,
+    articles.title, articles.url, articles.published,
+    COALESCE(feeds.title, feeds.url) AS feed
+"""
+HIT_JOINS = """
+    FROM hits
+    JOIN articles ON articles.id = hits.article_id
+    JOIN feeds ON feeds.id = articles.first_feed_id
+"""
+
+
+def with_copies(conn: sqlite3.Connection, hits: Sequence[StoredHit]) -> list[StoredHit]:
+    """`hits` with `also_in` filled: the other articles of each hit's story, oldest first."""
+    article_ids = sorted({hit.article_id for hit in hits})
+    story_of: dict[int, int] = {}
+    copies: dict[int, list[tuple[int, StoryCopy]]] = {}
+    for start in range(0, len(article_ids), 500):
+        chunk = article_ids[start : start + 500]
+        rows = conn.execute(
+            f"""
+            SELECT articles.id, articles.story_id, articles.url, articles.title,
+                   COALESCE(feeds.title, feeds.url) AS feed
+            FROM articles JOIN feeds ON feeds.id = articles.first_feed_id
+            WHERE articles.story_id IN (
+                SELECT story_id FROM articles WHERE id IN ({", ".join("?" * len(chunk))})
+            )
+            ORDER BY articles.first_seen, articles.id
+            """,
+            chunk,
+        ).fetchall()
+        for row in rows:
+            story_of[row["id"]] = row["story_id"]
+            members = copies.setdefault(row["story_id"], [])
+            if all(member_id != row["id"] for member_id, _ in members):
+                members.append((row["id"], story_copy(row)))
+    return [
+        replace(
+            hit,
+            also_in=tuple(
+                copy
+                for member_id, copy in copies.get(story_of.get(hit.article_id, -1), [])
+                if member_id != hit.article_id
+            ),
+        )
+        for hit in hits
+    ]
