@@ -23,8 +23,9 @@ chooses the zone its words are read in.
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,6 +44,7 @@ __all__ = [
     "FeedHistory",
     "HealthState",
     "assess",
+    "error_words",
     "needs_attention",
     "not_polled",
     "plain_error",
@@ -199,6 +201,69 @@ def plain_error(message: str, url: str) -> str:
     if text.startswith("unexpected error ("):
         return "an unexpected error in monitor itself (see its log)"
     return text.split("; ", 1)[0].strip()
+
+
+def N_(message: str) -> str:  # the name message extractors look for
+    """Marks a message for the catalogue; translated where it is used."""
+    return message
+
+
+# The errors a feed's poll stores, in the shapes `plain_error` leaves them
+# (URL and advice left out), and the words a digest in another language says them in
+# (its catalogue, `monitor/locale`, extracts them from here). What the fetcher or
+# parser quotes from elsewhere (an OS or TLS message, a parser's reason) stays as it came;
+# an error of any other shape is shown as stored.
+_ERROR_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), message)
+    for pattern, message in (
+        (r"the server answered (?P<status>\d{3}[^;]*?) at (?P<url>\S+)",
+         N_("the server answered %(status)s at %(url)s")),
+        (r"the server answered (?P<status>\d{3}[^;]*?)( \(Retry-After: \d+ s\))?",
+         N_("the server answered %(status)s")),
+        (r"could not connect to (?P<host>\S+) within (?P<seconds>\S+) s \((?P<error>.*)\)",
+         N_("could not connect to %(host)s within %(seconds)s s (%(error)s)")),
+        (r"cannot connect to (?P<host>\S+) \((?P<error>.*)\)",
+         N_("cannot connect to %(host)s (%(error)s)")),
+        (r"(?P<host>\S+) did not send a valid HTTP response \((?P<error>.*)\)",
+         N_("%(host)s did not send a valid HTTP response (%(error)s)")),
+        (r"the connection to (?P<host>\S+) failed \((?P<error>.*)\)",
+         N_("the connection to %(host)s failed (%(error)s)")),
+        (r"no complete response within (?P<seconds>\S+) s \(.*\)",
+         N_("no complete response within %(seconds)s s")),
+        (r"no complete response before its feed's poll\.feed_deadline ran out .*",
+         N_("no complete response before the feed's poll.feed_deadline ran out")),
+        (r"the body exceeds the (?P<cap>.+) limit \(decoded\)",
+         N_("the response is larger than the %(cap)s limit")),
+        (r"(the compressed body is corrupt|the body was cut short after \d+ bytes"
+         r"|the connection broke while reading the body) \((?P<error>.*)\)",
+         N_("the response arrived incomplete or damaged (%(error)s)")),
+        (r"redirect loop: .*", N_("the address redirects in a loop")),
+        (r"more than (?P<count>\d+) redirects \(last to (?P<url>\S+)\)",
+         N_("more than %(count)s redirects (the last to %(url)s)")),
+        (r"the address is an HTML page, not a feed", N_("the address is a web page, not a feed")),
+        (r"the address (is not an RSS, Atom, RDF or JSON feed|returned an empty body"
+         r"|is JSON but not a JSON Feed.*)",
+         N_("the address does not serve a feed")),
+        (r"(the address is not a readable feed|the address is not well-formed XML"
+         r"|could not parse the feed).*",
+         N_("the feed cannot be read: it is broken")),
+        (r"the address is not (a readable sitemap|a sitemap).*",
+         N_("the address does not serve a readable sitemap")),
+        (r"an unexpected error in monitor itself \(see its log\)",
+         N_("an unexpected error in monitor itself (see its log)")),
+    )
+)  # fmt: skip
+
+
+def error_words(error: str, gettext: Callable[[str], str]) -> str:
+    """A `plain_error` in the words of ``gettext``'s catalogue, when it has a known shape;
+    else as it is."""
+    for pattern, message in _ERROR_PHRASES:
+        found = pattern.fullmatch(error)
+        if found is not None:
+            values = {name: value or "" for name, value in found.groupdict().items()}
+            return gettext(message) % values
+    return error
 
 
 def _silent_since(state: FeedState, history: FeedHistory, gap: timedelta | None) -> datetime | None:

@@ -26,6 +26,7 @@ __all__ = [
     "human_size",
     "one_line",
     "paragraphs",
+    "plain_link",
     "primary_language",
 ]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refresh the digest's message catalogue after changing its words:
-# extract every message from monitor/digest.py and the templates into monitor/locale/monitor.pot,
+# extract every message from monitor/digest.py, monitor/health.py (feed errors) and the templates into monitor/locale/monitor.pot,
 # then merge it into each language's .po (new messages arrive untranslated; tests/test_digest_i18n.py
 # fails until they are translated).
 set -euo pipefail

@@ -401,9 +401,13 @@ def test_a_small_budget_first_drops_sentences_then_stories_in_full() -> None:
 
 def test_every_word_of_the_digest_is_translated_in_french() -> None:
     """Run scripts/catalogue.sh after changing the digest's words, then translate."""
-    method_map = [("monitor/digest.py", "python"), ("monitor/templates/**.j2", "jinja2")]
+    method_map = [
+        ("monitor/digest.py", "python"),
+        ("monitor/health.py", "python"),
+        ("monitor/templates/**.j2", "jinja2"),
+    ]
     options = {"monitor/templates/**.j2": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2)}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
     used = {
         message if isinstance(message, str) else message[0]
         for _, _, message, _, _ in extract_from_dir(
