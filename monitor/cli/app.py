@@ -188,6 +188,12 @@ config_option = click.option(
 )
 
 
+# `--format table|json`: a table for people, JSON for scripts.
+format_option = click.option(
+    "--format", "output", type=click.Choice(["table", "json"]), default="table"
+)
+
+
 class Commands(click.Group):
     """Every error monitor reports is one clear line on stderr and exit 1, never a traceback."""
 

@@ -19,6 +19,7 @@ from monitor.cli.app import (
     CannotRun,
     config_option,
     end_without_freeing,
+    format_option,
     load,
     load_for_reading,
     log,
@@ -120,7 +121,7 @@ def check(ctx: click.Context, strict: bool) -> None:
 
 @main.command()
 @config_option
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@format_option
 @click.option(
     "--force",
     is_flag=True,

@@ -16,6 +16,7 @@ from monitor.cli.app import (
     EXIT_OK,
     CannotRun,
     config_option,
+    format_option,
     load,
     load_for_reading,
     main,
@@ -72,7 +73,7 @@ def _hit_json(hit: StoredHit) -> dict[str, Any]:
     show_default=True,
     help="Most relevant first (then newest), or newest first.",
 )
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@format_option
 @click.pass_context
 def hits(
     ctx: click.Context, since: str | None, watchlist: str | None, sort: str, output: str
@@ -232,7 +233,7 @@ def backfill(ctx: click.Context, watchlist: str, since: str, quiet: bool) -> Non
     show_default=True,
     help="Show at most this many articles, the most relevant first.",
 )
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@format_option
 @click.pass_context
 def search(ctx: click.Context, query: str, since: str | None, limit: int, output: str) -> None:
     """Run QUERY (the watchlist language) over the stored articles; record nothing.

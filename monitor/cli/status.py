@@ -14,6 +14,7 @@ from rich.table import Table
 from monitor.cli.app import (
     EXIT_FAILED,
     config_option,
+    format_option,
     load_for_reading,
     main,
     read_only_store,
@@ -28,7 +29,7 @@ from monitor.store import Store
 
 @main.command()
 @config_option
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+@format_option
 @click.option(
     "--check",
     is_flag=True,
