@@ -465,9 +465,13 @@ class StoryIndex:
         if len(self._row_of) < self._count // 2:
             self._compact()
 
-    def same_story(self, stored: bytes) -> list[StoryMatch]:
+    def same_story(self, stored: bytes, limit: int | None = None) -> list[StoryMatch]:
         """Indexed articles telling the same story as `stored`, most similar first
-        (ties: oldest id first)."""
+        (ties: oldest id first); the first `limit` of them when given.
+
+        Filtered and ordered in NumPy: a story can gather thousands of articles (a feed of
+        near-identical notices, a wire story every outlet reprints), and a Python pass over
+        them for each new article was a sixth of the daemon's CPU in such a world."""
         values = _values(stored)
         query = _band_hashes(values[np.newaxis, :])[0]
         found = [
@@ -487,12 +491,12 @@ class StoryIndex:
         if rows.size == 0:
             return []
         scores = (self._values[rows] == values).sum(axis=1) / NUM_PERM
-        matches = [
-            StoryMatch(int(article_id), float(score))
-            for article_id, score in zip(self._ids[rows], scores, strict=True)
-            if score >= self.threshold
-        ]
-        return sorted(matches, key=lambda match: (-match.similarity, match.article_id))
+        kept = scores >= self.threshold
+        ids, scores = self._ids[rows[kept]], scores[kept]
+        order = np.lexsort((ids, -scores))  # the last key sorts first
+        if limit is not None:
+            order = order[:limit]
+        return [StoryMatch(int(ids[row]), float(scores[row])) for row in order]
 
     def _reserve(self, size: int) -> None:
         if size <= len(self._ids):

@@ -793,3 +793,40 @@ def test_a_failed_write_leaves_no_story_behind(tmp_path: Path) -> None:
         )
         assert (counts.new_articles, counts.new_hits) == (1, 1)
         assert [hit.also_in for hit in store.hits()] == [()]
+
+
+def test_the_story_index_gives_the_most_similar_first_and_at_most_limit() -> None:
+    index = StoryIndex()
+    original = signature(WIRE_TEXT)
+    edited = signature(EDITED_TEXT)
+    assert original is not None and edited is not None
+    for article_id in range(1, 41):  # a story reprinted forty times, every other one edited
+        index.add(article_id, original if article_id % 2 else edited)
+    every = index.same_story(original)
+    assert [match.article_id for match in every[:3]] == [1, 3, 5]  # identical, oldest first
+    assert [match.similarity for match in every] == sorted(
+        (match.similarity for match in every), reverse=True
+    )
+    assert len(every) == 40
+    assert index.same_story(original, limit=3) == every[:3]
+
+
+def test_a_copy_finds_its_story_when_its_closest_copies_were_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    with Store(path) as store:
+        # An edited copy begins the story; eleven identical reprints join it.
+        for number in range(1, 13):
+            record_article(
+                store, f"https://{number}.example/rss", "k", f"https://{number}.example/a",
+                EDITED_TEXT if number == 1 else WIRE_TEXT, now=NOW,
+            )  # fmt: skip
+        # Another process deletes ten reprints (more than a lookup reads at once), which
+        # this store's story index still holds as the closest copies of the next one.
+        with sqlite3.connect(path) as other:
+            other.execute("DELETE FROM articles WHERE id BETWEEN 2 AND 11")
+        record_article(
+            store, "https://13.example/rss", "k", "https://13.example/a", WIRE_TEXT, now=NOW
+        )
+    conn = sqlite3.connect(path)
+    stories = dict(conn.execute("SELECT id, story_id FROM articles").fetchall())
+    assert stories == {1: 1, 12: 1, 13: 1}  # still the story the first copy began

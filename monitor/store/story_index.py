@@ -22,6 +22,7 @@ from monitor.stories import StoryIndex, signature
 STORY_WINDOW = timedelta(days=30)  # a copy older than this is a new story again
 _EVICT_EVERY = timedelta(hours=1)
 _SIGN_BATCH = 200
+STORY_CANDIDATES = 8  # matches read at a time by `story_of`
 
 
 class StoryTracker:
@@ -101,14 +102,18 @@ class StoryTracker:
     def story_of(self, conn: sqlite3.Connection, stored: bytes) -> int | None:
         """The story of the most similar indexed article, if one tells the same story."""
         index = self._index()
-        for match in index.same_story(stored):
-            row = conn.execute(
-                "SELECT COALESCE(story_id, id) FROM articles WHERE id = ?", [match.article_id]
-            ).fetchone()
-            if row is not None:
-                return int(row[0])
-            index.remove(match.article_id)  # deleted meanwhile
-            self._first_seen.pop(match.article_id, None)
+        # A few at a time: the most similar is nearly always still stored, and a story
+        # can gather thousands of articles. Those deleted meanwhile leave the index, so
+        # the next few are others.
+        while matches := index.same_story(stored, limit=STORY_CANDIDATES):
+            for match in matches:
+                row = conn.execute(
+                    "SELECT COALESCE(story_id, id) FROM articles WHERE id = ?", [match.article_id]
+                ).fetchone()
+                if row is not None:
+                    return int(row[0])
+                index.remove(match.article_id)  # deleted meanwhile
+                self._first_seen.pop(match.article_id, None)
         return None
 
     def added(self, article_id: int, stored: bytes, first_seen: str) -> None:
