@@ -75,7 +75,7 @@ from monitor.errors import (
     StorageError,
 )
 from monitor.models import Clock, FeedSpec, PollOutcome, utc_now
-from monitor.pipeline import Pipeline
+from monitor.pipeline import FeedReport, Pipeline, PollSummary
 from monitor.reload import ConfigWatcher
 from monitor.schedule import DueFeeds, next_digest_time
 from monitor.service import (
@@ -98,6 +98,7 @@ DIGEST_RETRY_AFTER = timedelta(minutes=10)
 RETENTION_EVERY = timedelta(hours=1)
 SHUTDOWN_GRACE_SECONDS = 10.0
 TIMER_MAX_WAIT_SECONDS = 1.0  # the feed timer looks at the clock at least this often
+POLL_SUMMARY_EVERY = timedelta(minutes=10)  # a log line counting the polls since the last
 
 
 @contextmanager
@@ -172,6 +173,11 @@ class Daemon:
         self._polling: set[str] = set()
         self._schedule_lock = threading.Lock()
         self._timer_wake = threading.Event()
+        self._summary = PollSummary(since=clock())
+        self._summary_lock = threading.Lock()
+        # When the timer looks at the schedule next unless woken: a feed put back due later
+        # needs no wake-up (at 10,000 feeds, one per poll was a twentieth of the CPU).
+        self._timer_next_look = datetime.min.replace(tzinfo=UTC)
         self._timer = threading.Thread(target=self._timer_loop, name="feed-timer", daemon=True)
         self._polls = ThreadPoolExecutor(
             max_workers=max(1, config.poll.concurrency), thread_name_prefix="poll"
@@ -214,14 +220,15 @@ class Daemon:
                 due = self._due.pop_due(now)
                 self._polling.update(due)
                 next_due = self._due.next_due()
+                wait = TIMER_MAX_WAIT_SECONDS
+                if next_due is not None:
+                    wait = min(wait, max(0.0, (next_due - now).total_seconds()))
+                self._timer_next_look = now + timedelta(seconds=wait)
             for url in due:
                 try:
                     self._polls.submit(self._poll_job, url)
                 except RuntimeError:  # the pool was shut down: the daemon is stopping
                     return
-            wait = TIMER_MAX_WAIT_SECONDS
-            if next_due is not None:
-                wait = min(wait, max(0.0, (next_due - self.clock()).total_seconds()))
             self._timer_wake.wait(wait)
             self._timer_wake.clear()
 
@@ -235,13 +242,28 @@ class Daemon:
                 return
             report = self.pipeline.poll_feed(spec)
             level = logging.WARNING if report.outcome is PollOutcome.FAILED else logging.INFO
-            log.log(level, report.log_line(), extra=report.log_fields())
+            if report.quiet:
+                level = logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(level, report.log_line(), extra=report.log_fields())
+            self._count_poll(report)
             next_poll = report.next_poll
             if report.new_hits and self.config.alerts:
                 self._alerts_wanted.set()  # the hits are committed: announce them now
             self._retention_after_poll()
         finally:
             self._schedule_again(url, next_poll)
+
+    def _count_poll(self, report: FeedReport) -> None:
+        """Count the poll, and log the summary of the last `POLL_SUMMARY_EVERY` when it is due."""
+        with self._summary_lock:
+            summary = self._summary
+            summary.count(report)
+            now = self.clock()
+            if summary.since <= now < summary.since + POLL_SUMMARY_EVERY:
+                return  # (a clock set back ends the period now)
+            self._summary = PollSummary(since=now)
+        log.info(summary.log_line(now), extra=summary.log_fields(now))
 
     def _schedule_again(self, url: str, next_poll: datetime | None) -> None:
         """Put `url` back in the schedule after its poll: at the time the poll recorded, or
@@ -251,8 +273,11 @@ class Daemon:
             spec = self._specs.get(url)
             if spec is None or self.stopping.is_set() or url in self._due:
                 return
-            self._due.set(url, next_poll or self.clock() + spec.interval)
-        self._timer_wake.set()
+            when = next_poll or self.clock() + spec.interval
+            self._due.set(url, when)
+            wake = when < self._timer_next_look
+        if wake:
+            self._timer_wake.set()
 
     def _retention_after_poll(self) -> None:
         """Apply `retention:` after a poll, at most once per RETENTION_EVERY; one poll thread

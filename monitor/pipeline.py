@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
@@ -158,6 +159,12 @@ class FeedReport:
     times: StageTimes = field(default_factory=StageTimes)
     moved_to: str | None = None  # where the feed's permanent redirects lead, if it has some
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing new and nothing wrong: the daemon logs it only with ``--verbose``."""
+        quiet_outcomes = (PollOutcome.NOT_MODIFIED, PollOutcome.UNCHANGED)
+        return self.outcome in quiet_outcomes and self.moved_to is None
+
     def log_fields(self) -> dict[str, object]:
         """The report as fields, for JSON logs (`monitor --log-format json`)."""
         return {
@@ -190,6 +197,54 @@ class FeedReport:
             f"{self.name}: {self.entries} entries, {self.new_entries} new{waiting}, "
             f"{self.new_hits} hits, {self.fallbacks} from feed text (HTTP {self.status}){moved}"
         )
+
+
+@dataclass
+class PollSummary:
+    """Polls counted since `since`, for the daemon's periodic summary line: at 10,000 feeds
+    a line per poll that brought nothing new would be 10,000 lines a round, more than
+    journald's default rate limit lets through (the failures among them would be lost)."""
+
+    since: datetime
+    outcomes: Counter[PollOutcome] = field(default_factory=Counter)
+    new_articles: int = 0
+    new_hits: int = 0
+
+    def count(self, report: FeedReport) -> None:
+        self.outcomes[report.outcome] += 1
+        self.new_articles += report.new_articles
+        self.new_hits += report.new_hits
+
+    def log_line(self, now: datetime) -> str:
+        minutes = max(1, round((now - self.since).total_seconds() / 60))
+        counts = self.outcomes
+        parts = [
+            f"{counts[outcome]:,} {words}"
+            for outcome, words in (
+                (PollOutcome.NOT_MODIFIED, "not modified"),
+                (PollOutcome.UNCHANGED, "unchanged"),
+                (PollOutcome.UPDATED, "with new entries"),
+                (PollOutcome.FAILED, "failed"),
+                (PollOutcome.ABANDONED, "abandoned"),
+            )
+            if counts[outcome]
+        ]
+        return (
+            f"polls in the last {minutes} min: {sum(counts.values()):,}"
+            f"{': ' if parts else ''}{', '.join(parts)}; "
+            f"{self.new_articles:,} new articles, {self.new_hits:,} new hits"
+        )
+
+    def log_fields(self, now: datetime) -> dict[str, object]:
+        return {
+            "event": "poll_summary",
+            "since": self.since.isoformat(),
+            "until": now.isoformat(),
+            "polls": sum(self.outcomes.values()),
+            **{outcome.value: self.outcomes[outcome] for outcome in PollOutcome},
+            "new_articles": self.new_articles,
+            "new_hits": self.new_hits,
+        }
 
 
 @dataclass

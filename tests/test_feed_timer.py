@@ -4,12 +4,16 @@ real SQLite file, a clock the test moves."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from monitor.articles import InlineArticles
 from monitor.config import Config, load_config
@@ -185,3 +189,39 @@ def test_a_reload_drops_removed_feeds_and_applies_a_new_interval(tmp_path: Path)
             clock.now = T0 + timedelta(days=1)
             wait_for(lambda: server.count("/kept.xml") == 2, "the kept feed's second poll")
             assert server.count("/dropped.xml") == 1
+
+
+def test_polls_with_nothing_new_are_counted_in_a_summary_not_logged_one_by_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = MovableClock(T0)
+    caplog.set_level(logging.INFO, logger="monitor.daemon")
+    with HTTPTestServer() as server, Store(tmp_path / "monitor.db") as store:
+        server.routes["/quiet.xml"] = Reply(
+            body=EMPTY_FEED, headers={"Content-Type": "application/rss+xml", "ETag": '"v1"'}
+        )
+        server.routes["/broken.xml"] = Reply(status=500, body=b"oops")
+        quiet, broken = server.url("/quiet.xml"), server.url("/broken.xml")
+        config = write_config(tmp_path, [quiet, broken])
+        config = replace(
+            config,
+            feeds=tuple(replace(spec, interval=timedelta(minutes=5)) for spec in config.feeds),
+        )
+        with running_daemon(config, store, clock) as daemon:
+            wait_for(lambda: daemon.next_poll(quiet) is not None, "first poll")
+            wait_for(lambda: daemon.next_poll(broken) is not None, "first poll of the broken feed")
+            clock.now = T0 + timedelta(minutes=6)  # the quiet feed answers 304 this time
+            wait_for(lambda: server.count("/quiet.xml") == 2, "second poll")
+            wait_for(lambda: daemon.next_poll(quiet) is not None, "second poll recorded")
+            clock.now = T0 + timedelta(minutes=12)  # ten minutes since the daemon started
+            wait_for(lambda: server.count("/quiet.xml") == 3, "third poll")
+            wait_for(lambda: "polls in the last" in caplog.text, "the summary")
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum("FAILED" in line for line in lines) >= 1  # failures are still logged one by one
+    [summary] = [line for line in lines if line.startswith("polls in the last")]
+    assert re.fullmatch(
+        r"polls in the last 12 min: \d+: (\d+ not modified, )?\d+ unchanged, "
+        r"1 with new entries, \d+ failed; 0 new articles, 0 new hits",
+        summary,
+    ), summary
+    assert not any("unchanged (HTTP" in line or "not modified (HTTP" in line for line in lines)
