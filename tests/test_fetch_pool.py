@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpcore
 import pytest
 
+from monitor.fetch import transport
 from monitor.fetch.transport import LinearConnectionPool
 from tests.servers import RawServer, read_request_head
 
@@ -140,3 +142,42 @@ def test_a_pass_looks_at_each_connection_a_bounded_number_of_times(
         monkeypatch.setattr(httpcore.HTTPConnection, "is_idle", counting)
         get(pool, server.url("/"))
         assert calls <= 6 * kept
+
+
+def test_between_sweeps_a_request_looks_at_its_own_origins_connections_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 10,000 feeds the pool keeps 256 connections to a few dozen sites: a pass over
+    all of them for each request was a tenth of the daemon's CPU."""
+    monkeypatch.setattr(transport, "IDLE_SWEEP_SECONDS", 3600.0)  # one sweep, at the start
+    kept = 30
+    all_connected = threading.Barrier(kept)
+
+    def answer_once_all_are_open(connection: socket.socket, stopping: threading.Event) -> None:
+        all_connected.wait(timeout=10)
+        keep_alive(connection, stopping)
+
+    with (
+        RawServer(answer_once_all_are_open) as busy,
+        RawServer(keep_alive) as other,
+        LinearConnectionPool(max_connections=64) as pool,
+        ThreadPoolExecutor(max_workers=kept) as threads,
+    ):
+        get(pool, other.url("/"))
+        list(threads.map(lambda _: get(pool, busy.url("/")), range(kept)))
+        assert len(pool.connections) == kept + 1
+        looked_at: list[httpcore.HTTPConnection] = []
+        for method in ("is_idle", "is_closed", "is_available"):
+            original = getattr(httpcore.HTTPConnection, method)
+
+            def counting(
+                self: httpcore.HTTPConnection, original: Callable[..., bool] = original
+            ) -> bool:
+                looked_at.append(self)
+                return original(self)
+
+            monkeypatch.setattr(httpcore.HTTPConnection, method, counting)
+        for _ in range(3):
+            assert get(pool, other.url("/")) == b"ok"
+        assert other.connections == 1
+        assert len(set(map(id, looked_at))) == 1  # only the other site's connection

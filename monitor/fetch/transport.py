@@ -18,6 +18,7 @@ private host can never be reused by an untrusted request.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -181,8 +182,8 @@ class GuardedBackend(httpcore.SyncBackend):
 
 
 class LinearConnectionPool(httpcore.ConnectionPool):
-    """httpcore's connection pool, with its assignment of requests to connections in one
-    pass over the connections instead of a pass per connection.
+    """httpcore's connection pool, with its assignment of requests to connections looking at
+    the requested origin's connections only, instead of every connection several times.
 
     httpcore 1.0 runs `_assign_requests_to_connections` twice per request, under the
     pool's lock; it counted the connections again for each idle connection (quadratic)
@@ -190,16 +191,18 @@ class LinearConnectionPool(httpcore.ConnectionPool):
     about 2,800 method calls and 40 `poll()` calls per pass, while the other polling
     threads queued on the lock (3,000 polls of bench/bench_daemon_scale.py's feeds under
     cProfile: 17.7 million `is_idle` calls). The upstream fix (encode/httpcore#1035) is
-    not released. Here:
+    not released. Even one pass over every connection per request was a tenth of the
+    daemon's CPU at 10,000 feeds (256 connections kept). Here:
 
-    * closed connections are dropped in one pass, and idle ones beyond
-      `max_keepalive_connections` closed, oldest first (httpcore compared the count of
-      all connections with it; the fetcher keeps as many alive as it allows, so no idle
-      connection is closed for this in either);
+    * the connections are also kept by origin: a request looks at its origin's
+      connections only, and drops the closed ones it meets there;
+    * every connection is looked at once every IDLE_SWEEP_SECONDS (closed ones dropped,
+      idle ones whose keep-alive expired or whose server closed them closed), and when
+      the pool is full and a request needs a new connection; on every pass too when
+      `max_keepalive_connections` is below `max_connections`, where idle connections
+      beyond it are closed, oldest first, as httpcore does;
     * the connection chosen for a request is checked for an expired keep-alive or a
       server-side close (`has_expired`) before it is used, as every idle one was before;
-      the other idle connections are checked at most every IDLE_SWEEP_SECONDS, so an
-      expired one is closed that much later at most;
     * the rest (which connection is picked, when one is created or an idle one closed to
       make room) is httpcore's.
     """
@@ -207,20 +210,47 @@ class LinearConnectionPool(httpcore.ConnectionPool):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_sweep = 0.0
+        self._by_origin: dict[tuple[bytes, bytes, int], list[httpcore.ConnectionInterface]] = {}
 
     def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
         closing: list[httpcore.ConnectionInterface] = []
         now = time.monotonic()
-        sweep = now >= self._next_sweep
-        if sweep:
+        if now >= self._next_sweep:
             self._next_sweep = now + IDLE_SWEEP_SECONDS
+            self._sweep(closing, expired_too=True)
+        elif self._max_keepalive_connections < self._max_connections:
+            self._sweep(closing, expired_too=False)
+        for pool_request in [request for request in self._requests if request.is_queued()]:
+            origin = pool_request.request.url.origin
+            reused = self._available(origin, closing)
+            if reused is not None:
+                pool_request.assign_to_connection(reused)
+                continue
+            if len(self._connections) >= self._max_connections:
+                self._sweep(closing, expired_too=False)  # closed ones make room first
+            if len(self._connections) >= self._max_connections:
+                spare = next((each for each in self._connections if each.is_idle()), None)
+                if spare is None:
+                    continue  # the request waits for a connection to be handed back
+                self._forget(spare)  # closed to make room for this origin
+                closing.append(spare)
+            created = self.create_connection(origin)
+            self._connections.append(created)
+            self._by_origin.setdefault(_origin_key(origin), []).append(created)
+            pool_request.assign_to_connection(created)
+        return closing
+
+    def _sweep(self, closing: list[httpcore.ConnectionInterface], *, expired_too: bool) -> None:
+        """Every connection looked at: closed ones dropped, idle ones closed when their
+        keep-alive expired (`expired_too`) or beyond `max_keepalive_connections`, oldest
+        first. The origins' lists are rebuilt from what is kept."""
         kept: list[httpcore.ConnectionInterface] = []
         idle = 0
         for connection in self._connections:
             if connection.is_closed():
                 continue
             if connection.is_idle():
-                if sweep and connection.has_expired():
+                if expired_too and connection.has_expired():
                     closing.append(connection)
                     continue
                 idle += 1
@@ -233,38 +263,52 @@ class LinearConnectionPool(httpcore.ConnectionPool):
                     surplus -= 1
             kept = [connection for connection in kept if connection not in closing]
         self._connections[:] = kept
+        by_origin: dict[tuple[bytes, bytes, int], list[httpcore.ConnectionInterface]] = {}
+        for connection in kept:
+            by_origin.setdefault(_connection_origin(connection), []).append(connection)
+        self._by_origin = by_origin
 
-        for pool_request in [request for request in self._requests if request.is_queued()]:
-            origin = pool_request.request.url.origin
-            reused = self._available(origin, closing)
-            if reused is not None:
-                pool_request.assign_to_connection(reused)
-                continue
-            if len(self._connections) >= self._max_connections:
-                spare = next((each for each in self._connections if each.is_idle()), None)
-                if spare is None:
-                    continue  # the request waits for a connection to be handed back
-                self._connections.remove(spare)  # closed to make room for this origin
-                closing.append(spare)
-            created = self.create_connection(origin)
-            self._connections.append(created)
-            pool_request.assign_to_connection(created)
-        return closing
+    def _forget(self, connection: httpcore.ConnectionInterface) -> None:
+        with contextlib.suppress(ValueError):  # `close()` may have emptied the list
+            self._connections.remove(connection)
+        connections = self._by_origin.get(_connection_origin(connection), [])
+        with contextlib.suppress(ValueError):
+            connections.remove(connection)
 
     def _available(
         self, origin: httpcore.Origin, closing: list[httpcore.ConnectionInterface]
     ) -> httpcore.ConnectionInterface | None:
-        """The first connection that can take a request to `origin` now; the expired ones
-        met on the way are moved to `closing`."""
-        for connection in list(self._connections):
-            if not (connection.can_handle_request(origin) and connection.is_available()):
+        """The first of `origin`'s connections that can take a request now; the closed ones
+        met on the way are dropped, the expired ones moved to `closing`."""
+        connections = self._by_origin.get(_origin_key(origin))
+        if not connections:
+            return None
+        for connection in list(connections):
+            if connection.is_closed():
+                self._forget(connection)
+                continue
+            if not connection.is_available():
                 continue
             if connection.is_idle() and connection.has_expired():
-                self._connections.remove(connection)
+                self._forget(connection)
                 closing.append(connection)
                 continue
             return connection
         return None
+
+
+def _origin_key(origin: httpcore.Origin) -> tuple[bytes, bytes, int]:
+    return (origin.scheme, origin.host, origin.port)
+
+
+def _connection_origin(connection: httpcore.ConnectionInterface) -> tuple[bytes, bytes, int]:
+    """The origin a connection serves: httpcore's `HTTPConnection` keeps it in `_origin`
+    (a connection of another kind gets a key of its own: it is never reused, only closed
+    to make room)."""
+    origin = getattr(connection, "_origin", None)
+    if isinstance(origin, httpcore.Origin):
+        return _origin_key(origin)
+    return (b"", repr(connection).encode(), id(connection))  # pragma: no cover - another pool
 
 
 class PooledTransport(httpx.HTTPTransport):
