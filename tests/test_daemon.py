@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.allocator import tunables_without_thread_cache
 from monitor.daemon import single_instance
 from monitor.errors import AlreadyRunning
 from tests.processes import alive, descendants
@@ -78,6 +79,35 @@ def test_killing_the_daemon_leaves_no_worker_behind(tmp_path: Path) -> None:
             for pid in helpers | descendants(daemon.pid):  # whatever a failure left behind
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_thread_caches_are_turned_off_unless_the_user_sized_them() -> None:
+    assert tunables_without_thread_cache({}) == "glibc.malloc.tcache_count=0"
+    assert (
+        tunables_without_thread_cache({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
+        == "glibc.malloc.mmap_threshold=65536:glibc.malloc.tcache_count=0"
+    )
+    assert tunables_without_thread_cache({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"}) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_the_daemon_runs_as_the_same_process_with_glibcs_thread_caches_off(
+    tmp_path: Path,
+) -> None:
+    if os.confstr("CS_GNU_LIBC_VERSION") is None:  # pragma: no cover - musl
+        pytest.skip("glibc's tunables only")
+    daemon, log_path = _start_daemon(tmp_path)
+    try:
+        _wait_for_log(log_path, "monitor running", daemon)
+        # The same PID (what systemd and the lock beside the database know), started again
+        # with the tunable; the workers' fork server inherits it.
+        environ = Path(f"/proc/{daemon.pid}/environ").read_bytes().split(b"\0")
+        assert b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0" in environ
+        assert log_path.read_text(encoding="utf-8").count("monitor running") == 1
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    assert daemon.returncode == 0
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs POSIX signals")

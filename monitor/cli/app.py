@@ -202,6 +202,8 @@ class Commands(click.Group):
         (`end_without_freeing`) ends the process at once when done, without freeing what
         it built object by object: at 100,000 watchlists, one to three seconds of
         ``monitor check``. Output and exit status are the same."""
+        global _as_program
+        _as_program = args is None
         try:
             return super().main(args, *more, **options)
         except SystemExit as done:
@@ -221,6 +223,12 @@ class Commands(click.Group):
 
 
 _ending_without_freeing = False
+_as_program = False  # `main` reads sys.argv: this process is the `monitor` program
+
+
+def running_as_program() -> bool:
+    """Whether this process is the `monitor` program, not a caller of `main` (tests)."""
+    return _as_program
 
 
 def end_without_freeing() -> None:

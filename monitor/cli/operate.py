@@ -25,6 +25,7 @@ from monitor.cli.app import (
     log,
     main,
     read_only_store,
+    running_as_program,
     stderr,
     stdout,
 )
@@ -56,9 +57,12 @@ from monitor.text import human_size
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: poll feeds on schedule, send the digest daily, reload feeds.yaml on change."""
+    from monitor.allocator import restart_without_thread_caches
     from monitor.daemon import run_daemon
     from monitor.workers import limit_malloc_arenas, start_fork_server
 
+    if running_as_program():
+        restart_without_thread_caches()  # returns once glibc's thread caches are off
     path: Path = ctx.obj["config_path"]
     # The workers' fork server imports the extraction code and loads its language model
     # (1 to 3 s) on the other core while this process reads feeds.yaml. This thread,
