@@ -44,6 +44,7 @@ import email
 import email.policy
 import itertools
 import json
+import logging
 import os
 import random
 import signal
@@ -320,6 +321,9 @@ def daemon_child(config: Path, offset_seconds: float) -> int:
     from monitor.models import utc_now
 
     setup_logging(verbose=False)
+    # `wait_until_polled` reads one line per poll, also for polls that bring nothing new,
+    # which the daemon logs at DEBUG.
+    logging.getLogger("monitor.daemon").setLevel(logging.DEBUG)
     offset = timedelta(seconds=offset_seconds)
 
     def clock() -> datetime:
