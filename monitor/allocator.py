@@ -7,14 +7,16 @@ with the caches, the main process of a 10,000-feed daemon held 179–191 MiB at
 `poll.concurrency` 96, without them 148–161 MiB, at the same speed (bench/bench_daemon_scale.py,
 BENCHMARKS.md). The caches can only be turned off before the process starts (a glibc
 tunable, read by the dynamic loader), so `monitor run` starts itself again, as the same
-process (same PID, same arguments), with the tunable set. Its extraction workers inherit it.
+process (same PID, same arguments), with the tunable set: first thing in the program
+(`monitor.program`), before the heavy imports, else in the `run` command itself. Its
+extraction workers inherit the tunable.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 TUNABLES = "GLIBC_TUNABLES"
 NO_THREAD_CACHE = "glibc.malloc.tcache_count=0"
@@ -46,6 +48,24 @@ def restart_without_thread_caches() -> None:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
     except OSError:  # pragma: no cover - the interpreter cannot be run again: run as it is
         return
+
+
+def runs_the_daemon(args: Sequence[str]) -> bool:
+    """Whether `monitor ARGS` is `monitor run`: its command, the first argument that is
+    neither an option of `monitor` itself nor an option's value, is ``run``. Read before
+    the command line's own parser is even imported, so that the daemon starts itself again
+    at once (its `run` command does it too, for what this does not recognise)."""
+    arguments = iter(args)
+    for argument in arguments:
+        if argument in ("-c", "--config", "--log-format"):
+            next(arguments, None)
+        elif argument.startswith("-"):
+            # A cluster of short flags ending with -c ("-vc FILE") takes the next one.
+            if not argument.startswith("--") and argument.endswith("c"):
+                next(arguments, None)
+        else:
+            return argument == "run"
+    return False
 
 
 def _is_glibc() -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.allocator import tunables_without_thread_cache
+from monitor.allocator import runs_the_daemon, tunables_without_thread_cache
 from monitor.daemon import single_instance
 from monitor.errors import AlreadyRunning
 from tests.processes import alive, descendants
@@ -88,6 +88,25 @@ def test_thread_caches_are_turned_off_unless_the_user_sized_them() -> None:
         == "glibc.malloc.mmap_threshold=65536:glibc.malloc.tcache_count=0"
     )
     assert tunables_without_thread_cache({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"}) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "daemon"),
+    [
+        (["run"], True),
+        (["-c", "feeds.yaml", "run"], True),
+        (["--config=feeds.yaml", "-v", "--log-format", "json", "run"], True),
+        (["-vc", "run", "run"], True),  # "-vc FILE": the file is called "run"
+        (["-c", "run", "status"], False),
+        (["search", "run"], False),
+        (["--help"], False),
+        ([], False),
+    ],
+)
+def test_the_program_knows_monitor_run_before_parsing_its_command_line(
+    args: list[str], daemon: bool
+) -> None:
+    assert runs_the_daemon(args) is daemon
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
