@@ -43,6 +43,18 @@ def slow_keep_alive(connection: socket.socket, stopping: threading.Event) -> Non
         connection.sendall(OK)
 
 
+def keep_alive_once_all_are_open(count: int) -> Callable[[socket.socket, threading.Event], None]:
+    """Like `keep_alive`, answering only once `count` connections are open: `count` requests
+    at once then keep `count` connections in the pool."""
+    all_connected = threading.Barrier(count)
+
+    def answer(connection: socket.socket, stopping: threading.Event) -> None:
+        all_connected.wait(timeout=10)
+        keep_alive(connection, stopping)
+
+    return answer
+
+
 def get(pool: httpcore.ConnectionPool, url: str) -> bytes:
     response = pool.request("GET", url)
     assert response.status == 200
@@ -118,14 +130,8 @@ def test_a_pass_looks_at_each_connection_a_bounded_number_of_times(
     with 40 kept alive, some 1,600 `is_idle` calls per request (twice per request, under
     the pool's lock). Here a request costs a few calls per connection."""
     kept = 40
-    all_connected = threading.Barrier(kept)
-
-    def answer_once_all_are_open(connection: socket.socket, stopping: threading.Event) -> None:
-        all_connected.wait(timeout=10)
-        keep_alive(connection, stopping)
-
     with (
-        RawServer(answer_once_all_are_open) as server,
+        RawServer(keep_alive_once_all_are_open(kept)) as server,
         LinearConnectionPool(max_connections=64) as pool,
         ThreadPoolExecutor(max_workers=kept) as threads,
     ):
@@ -151,14 +157,8 @@ def test_between_sweeps_a_request_looks_at_its_own_origins_connections_only(
     all of them for each request was a tenth of the daemon's CPU."""
     monkeypatch.setattr(transport, "IDLE_SWEEP_SECONDS", 3600.0)  # one sweep, at the start
     kept = 30
-    all_connected = threading.Barrier(kept)
-
-    def answer_once_all_are_open(connection: socket.socket, stopping: threading.Event) -> None:
-        all_connected.wait(timeout=10)
-        keep_alive(connection, stopping)
-
     with (
-        RawServer(answer_once_all_are_open) as busy,
+        RawServer(keep_alive_once_all_are_open(kept)) as busy,
         RawServer(keep_alive) as other,
         LinearConnectionPool(max_connections=64) as pool,
         ThreadPoolExecutor(max_workers=kept) as threads,

@@ -80,23 +80,38 @@ def submit_all(group: GroupCommit[int], values: Sequence[int]) -> dict[int, Base
     return errors
 
 
+def queued_behind_a_commit(
+    group: GroupCommit[int], write: Blocking, values: Sequence[int]
+) -> tuple[threading.Thread, threading.Thread, dict[int, BaseException]]:
+    """Write 0 submitted and held inside its commit (`write` blocks), then `values` submitted
+    from another thread until every one of them waits. Returns both threads and the errors
+    the second one's writes raised (filled in when it ends)."""
+    first = threading.Thread(target=group.submit, args=(0,))
+    first.start()
+    assert write.entered.wait(10)
+    errors: dict[int, BaseException] = {}
+    others = threading.Thread(target=lambda: errors.update(submit_all(group, values)))
+    others.start()
+    deadline = time.monotonic() + 10
+    while group.waiting < len(values) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return first, others, errors
+
+
+def released(write: Blocking, *threads: threading.Thread) -> None:
+    write.release.set()
+    for thread in threads:
+        thread.join(30)
+
+
 def test_writes_queued_during_a_commit_are_committed_together(tmp_path: Path) -> None:
     db = table(tmp_path / "t.db")
     write = Blocking()
     group = GroupCommit(db, write, describe)
-    first = threading.Thread(target=group.submit, args=(0,))
-    first.start()
-    assert write.entered.wait(10)
-    others = threading.Thread(target=submit_all, args=(group, range(1, 21)))
-    others.start()
-    deadline = time.monotonic() + 10
-    while group.waiting < 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    first, others, _ = queued_behind_a_commit(group, write, range(1, 21))
     assert group.waiting == 20
     assert committed(tmp_path / "t.db") == []  # nothing is visible before its COMMIT
-    write.release.set()
-    first.join(10)
-    others.join(30)
+    released(write, first, others)
     assert write.groups == [[0], list(range(1, 21))]
     assert group.transactions == 2
     assert committed(tmp_path / "t.db") == list(range(21))
@@ -130,18 +145,8 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_group_is_committed(
     db = table(tmp_path / "t.db")
     write = Blocking()
     group = GroupCommit(db, write, describe)
-    first = threading.Thread(target=group.submit, args=(0,))
-    first.start()
-    assert write.entered.wait(10)
-    result: dict[int, BaseException] = {}
-    others = threading.Thread(target=lambda: result.update(submit_all(group, [1, 2, -3, 4, 5])))
-    others.start()
-    deadline = time.monotonic() + 10
-    while group.waiting < 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    write.release.set()
-    first.join(10)
-    others.join(30)
+    first, others, result = queued_behind_a_commit(group, write, [1, 2, -3, 4, 5])
+    released(write, first, others)
     assert list(result) == [-3]
     assert isinstance(result[-3], StorageError)
     assert "saving [-3] failed" in str(result[-3])  # the message names its own write
@@ -164,17 +169,8 @@ def test_groups_are_capped(tmp_path: Path) -> None:
     db = table(tmp_path / "t.db")
     write = Blocking()
     group = GroupCommit(db, write, describe, most=4)
-    first = threading.Thread(target=group.submit, args=(0,))
-    first.start()
-    assert write.entered.wait(10)
-    others = threading.Thread(target=submit_all, args=(group, range(1, 11)))
-    others.start()
-    deadline = time.monotonic() + 10
-    while group.waiting < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    write.release.set()
-    first.join(10)
-    others.join(30)
+    first, others, _ = queued_behind_a_commit(group, write, range(1, 11))
+    released(write, first, others)
     assert [len(values) for values in write.groups] == [1, 4, 4, 2]
     assert committed(tmp_path / "t.db") == list(range(11))
     db.close()
